@@ -1,0 +1,1 @@
+"""TMDC model compiler: PyTorch definitions, training and ONNX export (build time only)."""

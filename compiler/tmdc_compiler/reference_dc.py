@@ -1,0 +1,158 @@
+"""Reference diffusion classifier in PyTorch: a port of Li et al.'s `eval_prob_adaptive`.
+
+It is the correctness oracle for the TypeScript engine (same grid, same noise from
+`portable_rng`, same elimination) and the side-by-side speed baseline.
+
+* Full timestep grid: `range(lo + step // 2, hi, step)` with `step = (hi - lo) // grid_size`
+  (Li et al.: lo=0, hi=1000, grid_size=500 -> t = 1, 3, ..., 999).
+* Stage k with `n_samples` takes Li's subgrid `grid[len // n // 2 :: len // n][:n]`, minus
+  timesteps already evaluated, for every remaining class; then keeps the `keep` classes
+  with the lowest mean error over *all* timesteps they have been scored on.
+* Noise: one draw per full-grid index j, shared by all classes:
+  `portable_rng.normal(seed, j, C*H*W)`; the same for every image, so a verdict depends
+  only on (image, bundle, adapter, settings).
+* `timesteps="stratified"` replaces grid point j by `lo + j*step + floor(u_j * step)` with
+  `u_j = portable_rng.uniform(seed, 0x5EED, grid_size)[j]`.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from . import portable_rng
+from .schedule import alphas_cumprod, eps_errors
+
+STRATIFIED_STREAM = 0x5EED
+
+
+@dataclass(frozen=True)
+class Stage:
+    n_samples: int
+    keep: int
+
+
+@dataclass(frozen=True)
+class DCSettings:
+    stages: tuple[Stage, ...] = (Stage(50, 5), Stage(500, 1))
+    grid_size: int = 500
+    t_range: tuple[int, int] = (0, 1000)
+    error: str = "l2"  # "l2" (paper's equations) or "l1" (Li et al.'s CIFAR-10 code)
+    timesteps: str = "even"  # or "stratified"
+    seed: int = 0
+    posterior_scale: float = 1.0
+    extra: dict = field(default_factory=dict)
+
+    def full_grid(self) -> np.ndarray:
+        lo, hi = self.t_range
+        step = (hi - lo) // self.grid_size
+        if step < 1:
+            raise ValueError("grid_size larger than the timestep range")
+        base = np.arange(lo + step // 2, hi, step)[: self.grid_size]
+        if self.timesteps == "even":
+            return base
+        if self.timesteps == "stratified":
+            u = portable_rng.uniform(self.seed, STRATIFIED_STREAM, self.grid_size)
+            return lo + np.arange(self.grid_size) * step + np.floor(u * step).astype(np.int64)
+        raise ValueError(f"unknown timestep mode {self.timesteps!r}")
+
+    def stage_indices(self) -> list[list[int]]:
+        """Full-grid indices newly evaluated at each stage (Li et al.'s subgrid rule)."""
+        seen: set[int] = set()
+        out = []
+        n_full = self.grid_size
+        for st in self.stages:
+            stride = max(n_full // st.n_samples, 1)
+            idx = list(range(n_full // st.n_samples // 2, n_full, stride))[: st.n_samples]
+            idx = [i for i in idx if i not in seen]
+            seen.update(idx)
+            out.append(idx)
+        return out
+
+    def unet_calls(self, num_classes: int) -> int:
+        calls, remaining = 0, num_classes
+        for st, idx in zip(self.stages, self.stage_indices()):
+            calls += remaining * len(idx)
+            remaining = min(remaining, st.keep)
+        return calls
+
+
+def noise_bank(settings: DCSettings, shape: tuple[int, ...]) -> np.ndarray:
+    n = int(np.prod(shape))
+    return np.stack([portable_rng.normal(settings.seed, j, n).reshape(shape) for j in range(settings.grid_size)])
+
+
+@dataclass
+class Verdict:
+    label: int
+    errors_sum: np.ndarray  # per class
+    errors_sq: np.ndarray
+    counts: np.ndarray
+    unet_calls: int
+
+    @property
+    def mean_error(self) -> np.ndarray:
+        return self.errors_sum / np.maximum(self.counts, 1)
+
+    @property
+    def std_error(self) -> np.ndarray:
+        n = np.maximum(self.counts, 1)
+        var = np.maximum(self.errors_sq / n - self.mean_error**2, 0.0) * n / np.maximum(n - 1, 1)
+        return np.sqrt(var / n)
+
+    def posterior(self, scale: float) -> np.ndarray:
+        z = -self.mean_error * scale
+        z = z - z.max()
+        p = np.exp(z)
+        return p / p.sum()
+
+
+@torch.no_grad()
+def classify(
+    model, images: np.ndarray, settings: DCSettings, num_classes: int, lora=None, batch_rows: int = 1024
+) -> list[Verdict]:
+    """Classify float32 NCHW images in [0, 1]; rows of several images share UNet batches."""
+    model.eval()
+    abar = alphas_cumprod()
+    grid = settings.full_grid()
+    shape = images.shape[1:]
+    noise = torch.from_numpy(noise_bank(settings, shape))
+    n_img = len(images)
+    sums = np.zeros((n_img, num_classes))
+    sqs = np.zeros((n_img, num_classes))
+    counts = np.zeros((n_img, num_classes), dtype=np.int64)
+    remaining = [list(range(num_classes)) for _ in range(n_img)]
+    calls = np.zeros(n_img, dtype=np.int64)
+    x_all = torch.from_numpy(np.ascontiguousarray(images, dtype=np.float32))
+    err_col = 0 if settings.error == "l2" else 1
+    for st, idx in zip(settings.stages, settings.stage_indices()):
+        rows = [(i, c, j) for i in range(n_img) for c in remaining[i] for j in idx]
+        for s in range(0, len(rows), batch_rows):
+            chunk = rows[s : s + batch_rows]
+            ii = torch.tensor([r[0] for r in chunk])
+            cc = torch.tensor([r[1] for r in chunk])
+            jj = torch.tensor([r[2] for r in chunk])
+            tt = torch.from_numpy(grid[jj.numpy()]).long()
+            errs = eps_errors(model, x_all[ii], tt, noise[jj], cc, abar, lora)[err_col].double().numpy()
+            np.add.at(sums, (ii.numpy(), cc.numpy()), errs)
+            np.add.at(sqs, (ii.numpy(), cc.numpy()), errs**2)
+            np.add.at(counts, (ii.numpy(), cc.numpy()), 1)
+            np.add.at(calls, ii.numpy(), 1)
+        for i in range(n_img):
+            mean = [sums[i, c] / counts[i, c] for c in remaining[i]]
+            order = np.argsort(mean, kind="stable")[: st.keep]  # lowest error first; ties -> lower index
+            remaining[i] = [remaining[i][k] for k in order]
+    return [Verdict(remaining[i][0], sums[i], sqs[i], counts[i], int(calls[i])) for i in range(n_img)]
+
+
+def wilson(k: int, n: int, z: float = 1.959964) -> tuple[float, float]:
+    if n == 0:
+        return (0.0, 1.0)
+    p = k / n
+    d = 1 + z * z / n
+    centre = (p + z * z / (2 * n)) / d
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / d
+    return (max(0.0, centre - half), min(1.0, centre + half))
