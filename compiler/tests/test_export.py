@@ -113,7 +113,7 @@ def test_eps_loss_grad_lora_matches_autograd_and_fd(tiny_unet, tiny_diffusion_bu
     l2, _ = eps_errors(tiny_unet, x, t, eps, c, alphas_cumprod(), leaves)
     (w * l2).sum().backward()
     assert rel_err(out[0], l2.detach()) < 1e-5
-    for got, leaf in zip(out[1:], leaves):
+    for got, leaf in zip(out[1:], leaves, strict=True):
         assert got.shape == tuple(leaf.shape)
         assert rel_err(got, leaf.grad) < 1e-4
     assert all(np.abs(g).max() > 0 for g in out[1:])

@@ -63,7 +63,7 @@ def _io(values) -> list[dict]:
 def write_manifest(folder: Path, manifest: dict) -> dict:
     """Fill graph I/O from the ONNX files, hash every file, write manifest.json."""
     files = {}
-    for name, g in manifest["graphs"].items():
+    for g in manifest["graphs"].values():
         model = onnx.load(str(folder / g["file"]), load_external_data=False)
         g["inputs"] = _io(model.graph.input)
         g["outputs"] = _io(model.graph.output)

@@ -74,7 +74,7 @@ class DCSettings:
 
     def unet_calls(self, num_classes: int) -> int:
         calls, remaining = 0, num_classes
-        for st, idx in zip(self.stages, self.stage_indices()):
+        for st, idx in zip(self.stages, self.stage_indices(), strict=True):
             calls += remaining * len(idx)
             remaining = min(remaining, st.keep)
         return calls
@@ -103,11 +103,16 @@ class Verdict:
         var = np.maximum(self.errors_sq / n - self.mean_error**2, 0.0) * n / np.maximum(n - 1, 1)
         return np.sqrt(var / n)
 
+    finalists: list[int] = field(default_factory=list)
+
     def posterior(self, scale: float) -> np.ndarray:
-        z = -self.mean_error * scale
-        z = z - z.max()
-        p = np.exp(z)
-        return p / p.sum()
+        """Softmax over the classes scored in the last stage (same timesteps); 0 elsewhere."""
+        f = np.array(self.finalists)
+        z = -self.mean_error[f] * scale
+        p = np.exp(z - z.max())
+        out = np.zeros(len(self.mean_error))
+        out[f] = p / p.sum()
+        return out
 
 
 @torch.no_grad()
@@ -128,7 +133,10 @@ def classify(
     calls = np.zeros(n_img, dtype=np.int64)
     x_all = torch.from_numpy(np.ascontiguousarray(images, dtype=np.float32))
     err_col = 0 if settings.error == "l2" else 1
-    for st, idx in zip(settings.stages, settings.stage_indices()):
+    finalists = remaining
+    for k, (st, idx) in enumerate(zip(settings.stages, settings.stage_indices(), strict=True)):
+        if k == len(settings.stages) - 1:
+            finalists = [list(r) for r in remaining]
         rows = [(i, c, j) for i in range(n_img) for c in remaining[i] for j in idx]
         for s in range(0, len(rows), batch_rows):
             chunk = rows[s : s + batch_rows]
@@ -145,7 +153,7 @@ def classify(
             mean = [sums[i, c] / counts[i, c] for c in remaining[i]]
             order = np.argsort(mean, kind="stable")[: st.keep]  # lowest error first; ties -> lower index
             remaining[i] = [remaining[i][k] for k in order]
-    return [Verdict(remaining[i][0], sums[i], sqs[i], counts[i], int(calls[i])) for i in range(n_img)]
+    return [Verdict(remaining[i][0], sums[i], sqs[i], counts[i], int(calls[i]), finalists[i]) for i in range(n_img)]
 
 
 def wilson(k: int, n: int, z: float = 1.959964) -> tuple[float, float]:

@@ -1,0 +1,393 @@
+/**
+ * The one place that knows onnxruntime (STYLE.md: one backend module). Loads a bundle,
+ * verifies its manifest and file hashes, checks every call's inputs against the
+ * manifest, chooses the execution provider (CUDA probed, CPU fallback: onnxruntime does
+ * not fall back by itself), and implements lib/'s DiffusionModel and Classifier.
+ */
+import * as ort from "onnxruntime-node";
+import { createHash } from "node:crypto";
+import { join } from "node:path";
+import {
+  BundleError,
+  type ClassifierManifest,
+  type DiffusionManifest,
+  type GraphSpec,
+  type Manifest,
+  parseManifest,
+} from "../lib/bundle_manifest.ts";
+import type {
+  Classifier,
+  DiffusionModel,
+  EpsLosses,
+  EpsRows,
+  ImageShape,
+  LoraTensors,
+} from "../lib/model.ts";
+
+export type Provider = "cuda" | "cpu";
+
+export interface RuntimeOptions {
+  /** intra-op threads per session (0 = onnxruntime's default) */
+  threads?: number;
+  /** preferred providers in order; CUDA is probed and skipped when unavailable */
+  providers?: Provider[];
+}
+
+export interface LoadedBundle {
+  dir: string;
+  manifest: Manifest;
+  /** `${name}@${version}` */
+  id: string;
+}
+
+async function sha256File(path: string): Promise<string> {
+  return createHash("sha256").update(await Deno.readFile(path)).digest("hex");
+}
+
+/** Read, validate and hash-check a bundle folder. Throws BundleError naming the problem. */
+export async function loadBundle(dir: string): Promise<LoadedBundle> {
+  let text: string;
+  try {
+    text = await Deno.readTextFile(join(dir, "manifest.json"));
+  } catch {
+    throw new BundleError(`${join(dir, "manifest.json")} does not exist`);
+  }
+  let json: unknown;
+  try {
+    json = JSON.parse(text);
+  } catch (e) {
+    throw new BundleError(
+      `${join(dir, "manifest.json")} is not valid JSON: ${(e as Error).message}`,
+    );
+  }
+  const manifest = parseManifest(json, join(dir, "manifest.json"));
+  for (const g of Object.values(manifest.graphs)) {
+    for (const f of [g.file, g.data_file]) {
+      if (f && !(f in manifest.files)) {
+        throw new BundleError(`graph file '${f}' has no sha256 in the manifest`);
+      }
+    }
+  }
+  for (const [file, digest] of Object.entries(manifest.files)) {
+    let actual: string;
+    try {
+      actual = await sha256File(join(dir, file));
+    } catch {
+      throw new BundleError(`bundle file '${file}' is missing`);
+    }
+    if (actual !== digest) {
+      throw new BundleError(
+        `bundle file '${file}' does not match its manifest sha256 (expected ${
+          digest.slice(0, 12)
+        }…, found ${actual.slice(0, 12)}…)`,
+      );
+    }
+  }
+  return { dir, manifest, id: `${manifest.name}@${manifest.version}` };
+}
+
+let cudaAvailable: boolean | undefined;
+
+/** A session for one graph: input checks by name, fixed-batch padding, provider fallback. */
+class GraphSession {
+  #session?: Promise<ort.InferenceSession>;
+  provider: Provider = "cpu";
+
+  constructor(
+    readonly bundle: LoadedBundle,
+    readonly name: string,
+    readonly spec: GraphSpec,
+    readonly options: RuntimeOptions,
+  ) {}
+
+  get fixedBatch(): number | undefined {
+    return this.spec.batch.kind === "fixed" ? this.spec.batch.size : undefined;
+  }
+
+  #open(): Promise<ort.InferenceSession> {
+    this.#session ??= (async () => {
+      const path = join(this.bundle.dir, this.spec.file);
+      const base: ort.InferenceSession.SessionOptions = {
+        graphOptimizationLevel: "all",
+        intraOpNumThreads: this.options.threads ?? 0,
+        interOpNumThreads: 1,
+      };
+      const wantCuda = (this.options.providers ?? ["cpu"]).includes("cuda");
+      if (wantCuda && cudaAvailable !== false) {
+        try {
+          const s = await ort.InferenceSession.create(path, {
+            ...base,
+            executionProviders: ["cuda"],
+          });
+          cudaAvailable = true;
+          this.provider = "cuda";
+          return this.#checked(s);
+        } catch (e) {
+          cudaAvailable = false;
+          console.warn(
+            `[onnx] CUDA unavailable for ${this.name} (${
+              (e as Error).message.split("\n")[0]
+            }); using CPU`,
+          );
+        }
+      }
+      const s = await ort.InferenceSession.create(path, { ...base, executionProviders: ["cpu"] });
+      this.provider = "cpu";
+      return this.#checked(s);
+    })();
+    return this.#session;
+  }
+
+  #checked(s: ort.InferenceSession): ort.InferenceSession {
+    const want = this.spec.inputs.map((i) => i.name);
+    const missing = want.filter((n) => !s.inputNames.includes(n));
+    if (missing.length || s.inputNames.length !== want.length) {
+      throw new BundleError(
+        `${this.bundle.id}/${this.name}: graph inputs [${
+          s.inputNames.join(", ")
+        }] do not match the manifest [${want.join(", ")}]`,
+      );
+    }
+    return s;
+  }
+
+  /**
+   * Run on `rows` rows. `feeds` maps input name → [typed array, per-row shape or full
+   * shape for row-independent inputs such as LoRA tensors].
+   */
+  async run(
+    rows: number,
+    perRow: Record<string, { data: Float32Array | Int32Array; rowShape: number[] }>,
+    shared: Record<string, Float32Array>,
+  ): Promise<Record<string, Float32Array>> {
+    const s = await this.#open();
+    const chunk = this.fixedBatch ?? rows;
+    const outs: Record<string, Float32Array[]> = {};
+    for (let start = 0; start < rows; start += chunk) {
+      const n = Math.min(chunk, rows - start);
+      const b = this.fixedBatch ?? n; // pad to the fixed size with zero rows (weight 0)
+      const feeds: Record<string, ort.Tensor> = {};
+      for (const spec of this.spec.inputs) {
+        const row = perRow[spec.name];
+        if (row) {
+          const per = row.rowShape.reduce((a, c) => a * c, 1);
+          const slice = row.data.subarray(start * per, (start + n) * per);
+          if (row.data instanceof Int32Array) {
+            const big = new BigInt64Array(b * per);
+            for (let k = 0; k < slice.length; k++) big[k] = BigInt(slice[k]);
+            feeds[spec.name] = new ort.Tensor("int64", big, [b, ...row.rowShape]);
+          } else {
+            const buf = b === n ? slice.slice() : new Float32Array(b * per);
+            if (b !== n) buf.set(slice);
+            feeds[spec.name] = new ort.Tensor("float32", buf, [b, ...row.rowShape]);
+          }
+        } else if (shared[spec.name]) {
+          const shape = spec.shape as number[];
+          const size = shape.reduce((a, c) => a * c, 1);
+          if (shared[spec.name].length !== size) {
+            throw new RangeError(
+              `${this.name}: input ${spec.name} needs ${size} values, got ${
+                shared[spec.name].length
+              }`,
+            );
+          }
+          feeds[spec.name] = new ort.Tensor("float32", shared[spec.name], shape);
+        } else {
+          throw new RangeError(`${this.bundle.id}/${this.name}: no value for input '${spec.name}'`);
+        }
+      }
+      const result = await s.run(feeds);
+      for (const o of this.spec.outputs) {
+        const data = result[o.name].data as Float32Array;
+        // Per-row outputs drop the padding rows; per-tensor gradients are kept whole.
+        (outs[o.name] ??= []).push(
+          isPerTensor(o.name) ? data : data.subarray(0, n * (data.length / b)),
+        );
+      }
+    }
+    const merged: Record<string, Float32Array> = {};
+    for (const [k, parts] of Object.entries(outs)) {
+      merged[k] = isPerTensor(k) ? sumParts(parts) : concat(parts); // gradient chunks add up
+    }
+    return merged;
+  }
+}
+
+/** LoRA gradients are one tensor per graph call, not one value per row. */
+function isPerTensor(output: string): boolean {
+  return output.startsWith("grad.lora.");
+}
+
+function concat(parts: Float32Array[]): Float32Array {
+  if (parts.length === 1) return parts[0];
+  const out = new Float32Array(parts.reduce((a, p) => a + p.length, 0));
+  let off = 0;
+  for (const p of parts) {
+    out.set(p, off);
+    off += p.length;
+  }
+  return out;
+}
+
+function sumParts(parts: Float32Array[]): Float32Array {
+  const out = new Float32Array(parts[0]);
+  for (const p of parts.slice(1)) for (let i = 0; i < out.length; i++) out[i] += p[i];
+  return out;
+}
+
+function shapeOf(m: Manifest): ImageShape {
+  return { channels: m.image.channels, height: m.image.height, width: m.image.width };
+}
+
+export class OnnxDiffusionModel implements DiffusionModel {
+  readonly id: string;
+  readonly imageShape: ImageShape;
+  readonly classNames: readonly string[];
+  readonly nullClass: number;
+  readonly numTimesteps: number;
+  readonly loraLayout: readonly { name: string; shape: number[] }[];
+  readonly #graphs: Record<"eps_loss" | "eps_loss_vjp_x" | "eps_loss_grad_lora", GraphSession>;
+  readonly #zeroLora: Float32Array[];
+
+  constructor(
+    readonly bundle: LoadedBundle & { manifest: DiffusionManifest },
+    options: RuntimeOptions = {},
+  ) {
+    const m = bundle.manifest;
+    this.id = bundle.id;
+    this.imageShape = shapeOf(m);
+    this.classNames = m.classes;
+    this.nullClass = m.null_class;
+    this.numTimesteps = m.schedule.num_timesteps;
+    this.loraLayout = m.lora.tensors;
+    this.#zeroLora = m.lora.tensors.map((t) =>
+      new Float32Array(t.shape.reduce((a, c) => a * c, 1))
+    );
+    this.#graphs = {
+      eps_loss: new GraphSession(bundle, "eps_loss", m.graphs.eps_loss, options),
+      eps_loss_vjp_x: new GraphSession(bundle, "eps_loss_vjp_x", m.graphs.eps_loss_vjp_x, options),
+      eps_loss_grad_lora: new GraphSession(
+        bundle,
+        "eps_loss_grad_lora",
+        m.graphs.eps_loss_grad_lora,
+        options,
+      ),
+    };
+  }
+
+  get provider(): Provider {
+    return this.#graphs.eps_loss.provider;
+  }
+
+  #lora(lora?: LoraTensors): Record<string, Float32Array> {
+    const tensors = lora ?? this.#zeroLora;
+    if (tensors.length !== this.loraLayout.length) {
+      throw new RangeError(
+        `expected ${this.loraLayout.length} LoRA tensors, got ${tensors.length}`,
+      );
+    }
+    return Object.fromEntries(this.loraLayout.map((l, i) => [l.name, tensors[i]]));
+  }
+
+  #rows(rows: EpsRows) {
+    const { channels: c, height: h, width: w } = this.imageShape;
+    const n = rows.t.length;
+    if (
+      rows.x.length !== n * c * h * w || rows.eps.length !== n * c * h * w || rows.cls.length !== n
+    ) {
+      throw new RangeError("EpsRows arrays disagree on the number of rows");
+    }
+    for (let i = 0; i < n; i++) {
+      if (rows.t[i] < 0 || rows.t[i] >= this.numTimesteps) {
+        throw new RangeError(`timestep ${rows.t[i]} out of range`);
+      }
+      if (rows.cls[i] < 0 || rows.cls[i] > this.nullClass) {
+        throw new RangeError(`class ${rows.cls[i]} out of range`);
+      }
+    }
+    return {
+      n,
+      feeds: {
+        x: { data: rows.x, rowShape: [c, h, w] },
+        t: { data: rows.t, rowShape: [] },
+        eps: { data: rows.eps, rowShape: [c, h, w] },
+        class: { data: rows.cls, rowShape: [] },
+      },
+    };
+  }
+
+  async epsLoss(rows: EpsRows, lora?: LoraTensors): Promise<EpsLosses> {
+    const { n, feeds } = this.#rows(rows);
+    if (n === 0) return { l2: new Float32Array(), l1: new Float32Array() };
+    const o = await this.#graphs.eps_loss.run(n, feeds, this.#lora(lora));
+    return { l2: o.loss_l2, l1: o.loss_l1 };
+  }
+
+  async epsLossVjpX(rows: EpsRows, wL2: Float32Array, wL1: Float32Array, lora?: LoraTensors) {
+    const { n, feeds } = this.#rows(rows);
+    const o = await this.#graphs.eps_loss_vjp_x.run(n, {
+      ...feeds,
+      w_l2: { data: wL2, rowShape: [] },
+      w_l1: { data: wL1, rowShape: [] },
+    }, this.#lora(lora));
+    return { l2: o.loss_l2, l1: o.loss_l1, gradX: o.grad_x };
+  }
+
+  async epsLossGradLora(rows: EpsRows, w: Float32Array, lora: LoraTensors) {
+    const { n, feeds } = this.#rows(rows);
+    const o = await this.#graphs.eps_loss_grad_lora.run(n, {
+      ...feeds,
+      w: { data: w, rowShape: [] },
+    }, this.#lora(lora));
+    return { l2: o.loss_l2, grads: this.loraLayout.map((l) => o[`grad.${l.name}`]) };
+  }
+}
+
+export class OnnxClassifier implements Classifier {
+  readonly id: string;
+  readonly imageShape: ImageShape;
+  readonly classNames: readonly string[];
+  readonly #logits: GraphSession;
+  readonly #vjp: GraphSession;
+
+  constructor(
+    readonly bundle: LoadedBundle & { manifest: ClassifierManifest },
+    options: RuntimeOptions = {},
+  ) {
+    this.id = bundle.id;
+    this.imageShape = shapeOf(bundle.manifest);
+    this.classNames = bundle.manifest.classes;
+    this.#logits = new GraphSession(bundle, "logits", bundle.manifest.graphs.logits, options);
+    this.#vjp = new GraphSession(
+      bundle,
+      "logits_vjp_x",
+      bundle.manifest.graphs.logits_vjp_x,
+      options,
+    );
+  }
+
+  async logits(x: Float32Array, n: number): Promise<Float32Array> {
+    const { channels: c, height: h, width: w } = this.imageShape;
+    return (await this.#logits.run(n, { x: { data: x, rowShape: [c, h, w] } }, {})).logits;
+  }
+
+  async logitsVjpX(x: Float32Array, w: Float32Array, n: number) {
+    const { channels: c, height: h, width: wd } = this.imageShape;
+    const o = await this.#vjp.run(n, {
+      x: { data: x, rowShape: [c, h, wd] },
+      w: { data: w, rowShape: [this.classNames.length] },
+    }, {});
+    return { logits: o.logits, gradX: o.grad_x };
+  }
+}
+
+/** Load a bundle folder as the model its manifest declares. */
+export async function openModel(
+  dir: string,
+  options: RuntimeOptions = {},
+): Promise<OnnxDiffusionModel | OnnxClassifier> {
+  const b = await loadBundle(dir);
+  return b.manifest.kind === "diffusion"
+    ? new OnnxDiffusionModel(b as LoadedBundle & { manifest: DiffusionManifest }, options)
+    : new OnnxClassifier(b as LoadedBundle & { manifest: ClassifierManifest }, options);
+}

@@ -1,0 +1,90 @@
+/**
+ * The model-bundle contract (DESIGN.md §2), as written by `compiler/tmdc_compiler/bundle.py`.
+ * Parsing is strict: a manifest missing a field is refused with the field's path.
+ */
+import { z } from "zod";
+
+const TensorSpec = z.object({
+  name: z.string(),
+  dtype: z.enum(["float32", "int64", "int32", "float64"]),
+  shape: z.array(z.union([z.number().int().nonnegative(), z.string()])),
+});
+
+const Graph = z.object({
+  file: z.string(),
+  data_file: z.string().nullable().optional(),
+  inputs: z.array(TensorSpec),
+  outputs: z.array(TensorSpec),
+  batch: z.union([
+    z.object({ kind: z.literal("dynamic") }),
+    z.object({ kind: z.literal("fixed"), size: z.number().int().positive() }),
+  ]),
+});
+export type GraphSpec = z.infer<typeof Graph>;
+
+const Common = {
+  schema_version: z.literal(1),
+  name: z.string().min(1),
+  version: z.string().min(1),
+  image: z.object({
+    channels: z.number().int().positive(),
+    height: z.number().int().positive(),
+    width: z.number().int().positive(),
+    value_range: z.tuple([z.number(), z.number()]),
+  }),
+  classes: z.array(z.string()).min(2),
+  provenance: z.record(z.string(), z.unknown()),
+  files: z.record(z.string(), z.string().regex(/^[0-9a-f]{64}$/)),
+};
+
+export const DiffusionManifest = z.object({
+  ...Common,
+  kind: z.literal("diffusion"),
+  null_class: z.number().int().nonnegative(),
+  schedule: z.object({
+    kind: z.literal("ddpm_linear"),
+    num_timesteps: z.number().int().positive(),
+    beta_start: z.number(),
+    beta_end: z.number(),
+  }),
+  lora: z.object({
+    rank: z.number().int().positive(),
+    alpha: z.number(),
+    targets: z.array(z.string()),
+    tensors: z.array(z.object({ name: z.string(), shape: z.array(z.number().int().positive()) })),
+  }),
+  graphs: z.object({ eps_loss: Graph, eps_loss_vjp_x: Graph, eps_loss_grad_lora: Graph }).catchall(
+    Graph,
+  ),
+  dc_default: z.record(z.string(), z.unknown()).optional(),
+});
+export type DiffusionManifest = z.infer<typeof DiffusionManifest>;
+
+export const ClassifierManifest = z.object({
+  ...Common,
+  kind: z.literal("classifier"),
+  graphs: z.object({ logits: Graph, logits_vjp_x: Graph }).catchall(Graph),
+});
+export type ClassifierManifest = z.infer<typeof ClassifierManifest>;
+
+export const Manifest = z.discriminatedUnion("kind", [DiffusionManifest, ClassifierManifest]);
+export type Manifest = z.infer<typeof Manifest>;
+
+export class BundleError extends Error {
+  override name = "BundleError";
+}
+
+/** Parse a manifest; the error names the first offending field path. */
+export function parseManifest(json: unknown, where = "manifest.json"): Manifest {
+  const r = Manifest.safeParse(json);
+  if (!r.success) {
+    const issue = r.error.issues[0];
+    const path = issue.path.join(".") || "(root)";
+    const missing = issue.code === "invalid_type" &&
+      (issue as { input?: unknown }).input === undefined;
+    throw new BundleError(
+      missing ? `${where} is missing the field ${path}` : `${where}: ${path}: ${issue.message}`,
+    );
+  }
+  return r.data;
+}

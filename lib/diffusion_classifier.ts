@@ -1,0 +1,255 @@
+/**
+ * The diffusion classifier (the paper's Algorithm 1, inference), as Li et al.'s
+ * `eval_prob_adaptive` does it, so it agrees with `compiler/tmdc_compiler/reference_dc.py`:
+ *
+ * - a paired Monte Carlo estimate: one noise draw per timestep-grid index, shared by all
+ *   classes (and by all images), from the portable RNG;
+ * - timesteps on an even grid (or stratified-random inside each grid cell);
+ * - staged elimination: stage k scores the remaining classes on Li's subgrid of size
+ *   `nSamples` (minus timesteps already scored) and keeps the `keep` classes with the
+ *   lowest mean error over all their timesteps.
+ */
+
+import { type DiffusionModel, imageSize, type LoraTensors } from "./model.ts";
+import { normal, uniform } from "./rng.ts";
+
+export interface Stage {
+  nSamples: number;
+  keep: number;
+}
+
+export interface DCSettings {
+  stages: Stage[];
+  gridSize: number;
+  tRange: [number, number];
+  error: "l2" | "l1";
+  timesteps: "even" | "stratified";
+  seed: number;
+  /** posterior = softmax(−meanError · posteriorScale) */
+  posteriorScale: number;
+}
+
+/** The paper's CIFAR-10 schedule: 50 samples for all classes, keep 5, then 500. */
+export const PAPER_SETTINGS: DCSettings = {
+  stages: [{ nSamples: 50, keep: 5 }, { nSamples: 500, keep: 1 }],
+  gridSize: 500,
+  tRange: [0, 1000],
+  error: "l2",
+  timesteps: "even",
+  seed: 0,
+  posteriorScale: 1,
+};
+
+const STRATIFIED_STREAM = 0x5eed;
+
+export function fullGrid(s: DCSettings): Int32Array {
+  const [lo, hi] = s.tRange;
+  const step = Math.floor((hi - lo) / s.gridSize);
+  if (step < 1) throw new RangeError("gridSize is larger than the timestep range");
+  const out = new Int32Array(s.gridSize);
+  const u = s.timesteps === "stratified" ? uniform(s.seed, STRATIFIED_STREAM, s.gridSize) : null;
+  for (let j = 0; j < s.gridSize; j++) {
+    out[j] = u ? lo + j * step + Math.floor(u[j] * step) : lo + Math.floor(step / 2) + j * step;
+  }
+  return out;
+}
+
+/** Full-grid indices newly scored at each stage (Li et al.'s subgrid rule). */
+export function stageIndices(s: DCSettings): number[][] {
+  const seen = new Set<number>();
+  const n = s.gridSize;
+  return s.stages.map((st) => {
+    const stride = Math.max(Math.floor(n / st.nSamples), 1);
+    const idx: number[] = [];
+    for (
+      let i = Math.floor(Math.floor(n / st.nSamples) / 2);
+      i < n && idx.length < st.nSamples;
+      i += stride
+    ) {
+      idx.push(i);
+    }
+    const fresh = idx.filter((i) => !seen.has(i));
+    fresh.forEach((i) => seen.add(i));
+    return fresh;
+  });
+}
+
+/** UNet evaluations per image for a schedule and class count. */
+export function unetCalls(s: DCSettings, numClasses: number): number {
+  let calls = 0;
+  let remaining = numClasses;
+  stageIndices(s).forEach((idx, k) => {
+    calls += remaining * idx.length;
+    remaining = Math.min(remaining, s.stages[k].keep);
+  });
+  return calls;
+}
+
+export function validateSettings(s: DCSettings, numClasses: number, numTimesteps: number): void {
+  if (s.stages.length === 0) throw new RangeError("at least one stage is required");
+  if (s.stages[s.stages.length - 1].keep !== 1) {
+    throw new RangeError("the last stage must keep 1 class");
+  }
+  for (const st of s.stages) {
+    if (st.nSamples < 1 || st.nSamples > s.gridSize) {
+      throw new RangeError("stage nSamples must be in [1, gridSize]");
+    }
+    if (st.keep < 1 || st.keep > numClasses) {
+      throw new RangeError(`stage keep must be in [1, ${numClasses}]`);
+    }
+  }
+  if (s.tRange[0] < 0 || s.tRange[1] > numTimesteps || s.tRange[0] >= s.tRange[1]) {
+    throw new RangeError(`tRange must satisfy 0 <= lo < hi <= ${numTimesteps}`);
+  }
+}
+
+const noiseCache = new Map<string, Float32Array[]>();
+
+/** One noise image per full-grid index: normal(seed, j, C·H·W). Cached per (seed, grid, size). */
+export function noiseBank(seed: number, gridSize: number, size: number): Float32Array[] {
+  const key = `${seed}:${gridSize}:${size}`;
+  let bank = noiseCache.get(key);
+  if (!bank) {
+    bank = Array.from({ length: gridSize }, (_, j) => normal(seed, j, size));
+    if (noiseCache.size > 8) noiseCache.clear();
+    noiseCache.set(key, bank);
+  }
+  return bank;
+}
+
+export interface ClassEvidence {
+  /** Σ error over scored timesteps, per class */
+  errorSum: Float64Array;
+  errorSumSq: Float64Array;
+  count: Int32Array;
+}
+
+export interface DCResult extends ClassEvidence {
+  label: number;
+  meanError: Float64Array;
+  stdError: Float64Array;
+  posterior: Float64Array;
+  unetCalls: number;
+  /** classes alive after each stage */
+  survivors: number[][];
+}
+
+/**
+ * Means and standard errors for every class, and the posterior over `finalists`: the
+ * classes scored in the last stage, which share exactly the same timesteps and noise, so
+ * their means are comparable. Classes eliminated earlier were scored on fewer timesteps;
+ * their posterior is 0 (they lost a paired comparison), their means stay reported.
+ */
+export function summarize(
+  ev: ClassEvidence,
+  scale: number,
+  finalists: readonly number[],
+): Omit<DCResult, "label" | "unetCalls" | "survivors"> {
+  const k = ev.count.length;
+  const meanError = new Float64Array(k);
+  const stdError = new Float64Array(k);
+  for (let c = 0; c < k; c++) {
+    const n = Math.max(ev.count[c], 1);
+    meanError[c] = ev.errorSum[c] / n;
+    const v = Math.max(ev.errorSumSq[c] / n - meanError[c] ** 2, 0) * n / Math.max(n - 1, 1);
+    stdError[c] = Math.sqrt(v / n);
+  }
+  let max = -Infinity;
+  for (const c of finalists) max = Math.max(max, -meanError[c] * scale);
+  const posterior = new Float64Array(k);
+  let z = 0;
+  for (const c of finalists) z += posterior[c] = Math.exp(-meanError[c] * scale - max);
+  for (const c of finalists) posterior[c] /= z;
+  return { ...ev, meanError, stdError, posterior };
+}
+
+export interface ClassifyOptions {
+  lora?: LoraTensors;
+  /** rows per model call (rows of several images share a call) */
+  batchRows?: number;
+  onProgress?: (doneCalls: number, totalCalls: number) => void;
+}
+
+/** Classify `n` images (n × C·H·W floats in [0, 1]). */
+export async function classifyImages(
+  model: DiffusionModel,
+  images: Float32Array,
+  n: number,
+  s: DCSettings,
+  opts: ClassifyOptions = {},
+): Promise<DCResult[]> {
+  const K = model.classNames.length;
+  validateSettings(s, K, model.numTimesteps);
+  const D = imageSize(model.imageShape);
+  if (images.length !== n * D) {
+    throw new RangeError(`expected ${n}×${D} pixels, got ${images.length}`);
+  }
+  const grid = fullGrid(s);
+  const noise = noiseBank(s.seed, s.gridSize, D);
+  const batchRows = opts.batchRows ?? 512;
+  const ev: ClassEvidence[] = Array.from({ length: n }, () => ({
+    errorSum: new Float64Array(K),
+    errorSumSq: new Float64Array(K),
+    count: new Int32Array(K),
+  }));
+  const calls = new Int32Array(n);
+  let remaining: number[][] = Array.from(
+    { length: n },
+    () => Array.from({ length: K }, (_, c) => c),
+  );
+  const survivors: number[][][] = Array.from({ length: n }, () => []);
+  let finalists: number[][] = remaining;
+  const stages = stageIndices(s);
+  const total = n * unetCalls(s, K);
+  let done = 0;
+
+  for (let k = 0; k < stages.length; k++) {
+    const idx = stages[k];
+    // Rows in (image, class, grid index) order: the reference's order, so sums agree.
+    const rows: [number, number, number][] = [];
+    for (let i = 0; i < n; i++) {
+      for (const c of remaining[i]) for (const j of idx) rows.push([i, c, j]);
+    }
+    for (let start = 0; start < rows.length; start += batchRows) {
+      const chunk = rows.slice(start, start + batchRows);
+      const B = chunk.length;
+      const x = new Float32Array(B * D);
+      const eps = new Float32Array(B * D);
+      const t = new Int32Array(B);
+      const cls = new Int32Array(B);
+      chunk.forEach(([i, c, j], r) => {
+        x.set(images.subarray(i * D, (i + 1) * D), r * D);
+        eps.set(noise[j], r * D);
+        t[r] = grid[j];
+        cls[r] = c;
+      });
+      const out = await model.epsLoss({ x, t, eps, cls }, opts.lora);
+      const err = s.error === "l2" ? out.l2 : out.l1;
+      chunk.forEach(([i, c], r) => {
+        const e = err[r];
+        ev[i].errorSum[c] += e;
+        ev[i].errorSumSq[c] += e * e;
+        ev[i].count[c] += 1;
+        calls[i] += 1;
+      });
+      done += B;
+      opts.onProgress?.(done, total);
+    }
+    if (k === stages.length - 1) finalists = remaining.map((alive) => alive.slice());
+    remaining = remaining.map((alive, i) => {
+      const ranked = alive
+        .map((c) => ({ c, m: ev[i].errorSum[c] / ev[i].count[c] }))
+        .sort((a, b) => a.m - b.m) // stable: ties keep the lower class first
+        .slice(0, s.stages[k].keep)
+        .map((r) => r.c);
+      survivors[i].push(ranked);
+      return ranked;
+    });
+  }
+  return ev.map((e, i) => ({
+    ...summarize(e, s.posteriorScale, finalists[i]),
+    label: remaining[i][0],
+    unetCalls: calls[i],
+    survivors: survivors[i],
+  }));
+}

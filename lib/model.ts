@@ -1,0 +1,76 @@
+/**
+ * The small interface through which every algorithm in lib/ reaches a model
+ * (DESIGN.md §2). Implementations: the ONNX Runtime adapter in gpu-worker/onnx_model.ts.
+ *
+ * A "row" is one (image, timestep, noise, class) tuple; images are float32 NCHW in the
+ * bundle's value range ([0, 1] for the embedded default), flattened row after row.
+ */
+
+export interface ImageShape {
+  channels: number;
+  height: number;
+  width: number;
+}
+
+export function imageSize(s: ImageShape): number {
+  return s.channels * s.height * s.width;
+}
+
+/** LoRA tensors in the bundle's layout order (A then B for each target). */
+export type LoraTensors = Float32Array[];
+
+export interface EpsRows {
+  /** rows × C·H·W images in [0, 1] */
+  x: Float32Array;
+  /** timestep per row, 0 ≤ t < numTimesteps */
+  t: Int32Array;
+  /** rows × C·H·W Gaussian noise */
+  eps: Float32Array;
+  /** class per row; `nullClass` is the unconditional embedding */
+  cls: Int32Array;
+}
+
+export interface EpsLosses {
+  /** per-row mean squared noise-prediction error */
+  l2: Float32Array;
+  /** per-row mean absolute noise-prediction error */
+  l1: Float32Array;
+}
+
+export interface DiffusionModel {
+  readonly id: string;
+  readonly imageShape: ImageShape;
+  readonly classNames: readonly string[];
+  readonly nullClass: number;
+  readonly numTimesteps: number;
+  readonly loraLayout: readonly { name: string; shape: number[] }[];
+  /** Per-row losses; `lora` absent = base model. Any number of rows. */
+  epsLoss(rows: EpsRows, lora?: LoraTensors): Promise<EpsLosses>;
+  /** Losses and d(Σ wL2·l2 + wL1·l1)/dx for every row. */
+  epsLossVjpX(
+    rows: EpsRows,
+    wL2: Float32Array,
+    wL1: Float32Array,
+    lora?: LoraTensors,
+  ): Promise<EpsLosses & { gradX: Float32Array }>;
+  /** l2 and d(Σ w·l2)/d(each LoRA tensor). */
+  epsLossGradLora(
+    rows: EpsRows,
+    w: Float32Array,
+    lora: LoraTensors,
+  ): Promise<{ l2: Float32Array; grads: Float32Array[] }>;
+}
+
+/** A discriminative classifier (attack surrogate). */
+export interface Classifier {
+  readonly id: string;
+  readonly imageShape: ImageShape;
+  readonly classNames: readonly string[];
+  logits(x: Float32Array, n: number): Promise<Float32Array>;
+  /** logits and d(Σ w·logits)/dx, w: n × K */
+  logitsVjpX(
+    x: Float32Array,
+    w: Float32Array,
+    n: number,
+  ): Promise<{ logits: Float32Array; gradX: Float32Array }>;
+}

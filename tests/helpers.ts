@@ -1,0 +1,32 @@
+import { fileURLToPath } from "node:url";
+import { dirname, join } from "node:path";
+
+export const REPO = join(dirname(fileURLToPath(import.meta.url)), "..");
+export const FIXTURES = join(REPO, "tests", "fixtures");
+export const TINY_DIFFUSION = join(FIXTURES, "tiny-diffusion");
+export const TINY_SURROGATE = join(FIXTURES, "tiny-surrogate");
+
+// deno-lint-ignore no-explicit-any
+export const reference: any = JSON.parse(await Deno.readTextFile(join(FIXTURES, "reference.json")));
+
+/** max |a − b| / max |b| */
+export function relErr(a: ArrayLike<number>, b: ArrayLike<number>): number {
+  if (a.length !== b.length) throw new Error(`length ${a.length} != ${b.length}`);
+  let num = 0;
+  let den = 1e-30;
+  for (let i = 0; i < a.length; i++) {
+    num = Math.max(num, Math.abs(a[i] - b[i]));
+    den = Math.max(den, Math.abs(b[i]));
+  }
+  return num / den;
+}
+
+export function assertClose(
+  a: ArrayLike<number>,
+  b: ArrayLike<number>,
+  tol: number,
+  what = "values",
+): void {
+  const e = relErr(a, b);
+  if (!(e <= tol)) throw new Error(`${what}: relative error ${e.toExponential(3)} > ${tol}`);
+}
