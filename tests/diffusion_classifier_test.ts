@@ -21,6 +21,13 @@ Deno.test("Li et al.'s grid: t = 1..999 step 2; stage 1 is 11, 31, ..., 991; 2,7
   assertEquals(unetCalls(PAPER_SETTINGS, 10), 2750);
 });
 
+interface RefVerdict {
+  label: number;
+  errorSum: number[];
+  count: number[];
+  unetCalls: number;
+}
+
 const bundle = await loadBundle(TINY_DIFFUSION);
 const model = new OnnxDiffusionModel(bundle as typeof bundle & { manifest: DiffusionManifest }, {
   threads: 1,
@@ -28,8 +35,9 @@ const model = new OnnxDiffusionModel(bundle as typeof bundle & { manifest: Diffu
 const images = Float32Array.from(reference.images as number[]);
 
 for (
-  const [k, fx] of (reference.dc as { settings: DCSettings; grid: number[]; verdicts: any[] }[])
-    .entries()
+  const [k, fx]
+    of (reference.dc as { settings: DCSettings; grid: number[]; verdicts: RefVerdict[] }[])
+      .entries()
 ) {
   Deno.test(`engine matches the PyTorch reference DC (case ${k}: ${fx.settings.error}, ${fx.settings.timesteps})`, async () => {
     assertEquals(Array.from(fullGrid(fx.settings)), fx.grid);

@@ -32,7 +32,7 @@ def _feed(unet, x, t, eps, c, lora, **extra):
     names = [e["name"] for e in unet.lora_layout()]
     feed = {"x": x.numpy(), "t": t.numpy(), "eps": eps.numpy(), "class": c.numpy()}
     feed.update({k: v.numpy() for k, v in extra.items()})
-    feed.update({n: a.numpy() for n, a in zip(names, lora)})
+    feed.update({n: a.numpy() for n, a in zip(names, lora, strict=True)})
     return feed
 
 
