@@ -100,3 +100,12 @@ def load_split(name: str) -> Split:
 def seeded_subset(n_total: int, n: int, seed: int) -> np.ndarray:
     """The evaluation protocol's fixed subset: the first n of a seeded permutation."""
     return np.random.default_rng(seed).permutation(n_total)[:n]
+
+
+def portable_subset(n_total: int, n: int, seed: int) -> np.ndarray:
+    """The subset the TypeScript side uses (lib/fashion_mnist.ts `seededSubset`): the first n
+    indices after sorting portable uniforms (seed, stream 0xDA7A), ties by index."""
+    from .portable_rng import uniform
+
+    u = uniform(seed, 0xDA7A, n_total)
+    return np.lexsort((np.arange(n_total), u))[:n]

@@ -1,0 +1,42 @@
+/** Every environment variable the service reads, read once, in one frozen object. */
+import { fileURLToPath } from "node:url";
+import { dirname, join } from "node:path";
+
+const ROOT = dirname(fileURLToPath(import.meta.url));
+const env = (k: string, d: string) => Deno.env.get(k) ?? d;
+const int = (k: string, d: number) => {
+  const v = Number(env(k, String(d)));
+  if (!Number.isFinite(v)) throw new Error(`${k} must be a number`);
+  return v;
+};
+
+export const config = Object.freeze({
+  root: ROOT,
+  port: int("TMDC_PORT", 8787),
+  hostname: env("TMDC_HOST", "127.0.0.1"),
+  /** a file path (local SQLite) or an http(s) KV Connect URL for a shared denokv */
+  kvPath: env("TMDC_KV_PATH", join(ROOT, "data", "tmdc.kv")),
+  modelsDir: env("TMDC_MODELS_DIR", join(ROOT, "models")),
+  defaultBundle: env("TMDC_DEFAULT_BUNDLE", "fmnist-ddpm-unet32"),
+  /** shared secret that workers present in their hello message */
+  workerToken: Deno.env.get("TMDC_WORKER_TOKEN"),
+  frontendUrl: env("TMDC_FRONTEND_URL", "http://127.0.0.1:8787"),
+  /** start one worker beside the frontend (`deno task start`) */
+  localWorker: env("TMDC_LOCAL_WORKER", "1") !== "0",
+  workerThreads: int("TMDC_WORKER_THREADS", 0),
+  workerProviders: env("TMDC_PROVIDERS", "cuda,cpu").split(",").map((s) =>
+    s.trim()
+  ) as ("cuda" | "cpu")[],
+  leaseMs: int("TMDC_LEASE_MS", 30_000),
+  heartbeatMs: int("TMDC_HEARTBEAT_MS", 5_000),
+  limits: Object.freeze({
+    maxUploadBytes: int("TMDC_MAX_UPLOAD_BYTES", 8 * 1024 * 1024),
+    maxImageBytes: int("TMDC_MAX_IMAGE_BYTES", 2 * 1024 * 1024),
+    maxImagePixels: int("TMDC_MAX_IMAGE_PIXELS", 4096 * 4096),
+    maxImagesPerRequest: int("TMDC_MAX_IMAGES", 256),
+    syncImages: int("TMDC_SYNC_IMAGES", 4),
+    syncWaitMs: int("TMDC_SYNC_WAIT_MS", 120_000),
+    maxUnetCallsPerImage: int("TMDC_MAX_UNET_CALLS", 20_000),
+  }),
+});
+export type Config = typeof config;

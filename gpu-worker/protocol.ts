@@ -1,0 +1,93 @@
+/**
+ * Messages between the frontend and GPU workers over the WebSocket `/v1/workers/ws`.
+ * JSON text frames; both ends validate with these schemas.
+ *
+ * worker → frontend: hello (first, carries the worker token), take, heartbeat, result, fail
+ * frontend → worker: welcome, unit, none, wake, error
+ */
+import { z } from "zod";
+
+const Settings = z.object({
+  stages: z.array(z.object({ nSamples: z.number().int(), keep: z.number().int() })),
+  gridSize: z.number().int(),
+  tRange: z.tuple([z.number().int(), z.number().int()]),
+  error: z.enum(["l2", "l1"]),
+  timesteps: z.enum(["even", "stratified"]),
+  seed: z.number().int(),
+  posteriorScale: z.number(),
+});
+
+const UnitRef = { jobId: z.string(), idx: z.number().int().nonnegative(), token: z.string() };
+
+export const WorkerMessage = z.discriminatedUnion("type", [
+  z.object({
+    type: z.literal("hello"),
+    token: z.string(),
+    worker: z.object({
+      id: z.string().min(1).max(200),
+      bundles: z.array(z.string()),
+      provider: z.string(),
+      threads: z.number().int(),
+      version: z.string(),
+    }),
+  }),
+  z.object({ type: z.literal("take") }),
+  z.object({
+    type: z.literal("heartbeat"),
+    ...UnitRef,
+    progress: z.object({ calls: z.number().int(), total: z.number().int() }).optional(),
+  }),
+  z.object({
+    type: z.literal("result"),
+    ...UnitRef,
+    result: z.object({
+      label: z.number().int(),
+      errorSum: z.array(z.number()),
+      errorSumSq: z.array(z.number()),
+      count: z.array(z.number().int()),
+      posterior: z.array(z.number()),
+      meanError: z.array(z.number()),
+      stdError: z.array(z.number()),
+      unetCalls: z.number().int(),
+      survivors: z.array(z.array(z.number().int())),
+      computeMs: z.number(),
+      provider: z.string(),
+    }),
+  }),
+  z.object({ type: z.literal("fail"), ...UnitRef, error: z.string() }),
+]);
+export type WorkerMessage = z.infer<typeof WorkerMessage>;
+export type UnitResult = Extract<WorkerMessage, { type: "result" }>["result"];
+
+export const FrontendMessage = z.discriminatedUnion("type", [
+  z.object({ type: z.literal("welcome"), leaseMs: z.number(), heartbeatMs: z.number() }),
+  z.object({
+    type: z.literal("unit"),
+    ...UnitRef,
+    kind: z.literal("classify"),
+    bundle: z.string(),
+    adapter: z.string().nullable(),
+    settings: Settings,
+    /** float32 CHW pixels, base64 */
+    pixels: z.string(),
+  }),
+  z.object({ type: z.literal("none") }),
+  z.object({ type: z.literal("wake") }),
+  z.object({ type: z.literal("error"), message: z.string() }),
+]);
+export type FrontendMessage = z.infer<typeof FrontendMessage>;
+
+export function toBase64(bytes: Uint8Array): string {
+  let s = "";
+  for (let i = 0; i < bytes.length; i += 0x8000) {
+    s += String.fromCharCode(...bytes.subarray(i, i + 0x8000));
+  }
+  return btoa(s);
+}
+
+export function fromBase64(s: string): Uint8Array {
+  const bin = atob(s);
+  const out = new Uint8Array(bin.length);
+  for (let i = 0; i < bin.length; i++) out[i] = bin.charCodeAt(i);
+  return out;
+}

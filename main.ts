@@ -1,0 +1,67 @@
+/**
+ * `deno task start`: the Hono frontend on Deno, with Deno KV, plus (unless
+ * TMDC_LOCAL_WORKER=0) one local GPU-worker process on the embedded default bundle.
+ */
+import { dirname } from "node:path";
+import { config } from "./config.ts";
+import { createApp } from "./routes/app.ts";
+import { Registry } from "./routes/registry.ts";
+import { Dispatcher } from "./routes/workers.ts";
+import { Store } from "./store/kv_store.ts";
+
+if (!config.kvPath.startsWith("http")) {
+  await Deno.mkdir(dirname(config.kvPath), { recursive: true });
+}
+const store = await Store.open(config.kvPath);
+const dropped = await store.recover();
+if (dropped.length) {
+  console.log(`[tmdc] removed ${dropped.length} job(s) interrupted while being created`);
+}
+const registry = await Registry.scan(config.modelsDir);
+for (const r of registry.rejected) console.error(`[tmdc] bundle ${r.dir} refused: ${r.error}`);
+const workerToken = config.workerToken ?? crypto.randomUUID();
+const dispatcher = new Dispatcher(store, registry, {
+  workerToken,
+  leaseMs: config.leaseMs,
+  heartbeatMs: config.heartbeatMs,
+});
+const app = createApp({ store, registry, dispatcher, config });
+
+const server = Deno.serve({
+  port: config.port,
+  hostname: config.hostname,
+  onListen: ({ hostname, port }) => console.log(`[tmdc] listening on http://${hostname}:${port}`),
+}, app.fetch);
+
+console.log(
+  `[tmdc] KV: ${config.kvPath}; bundles: ${[...registry.bundles.keys()].join(", ") || "none"}`,
+);
+if ((await store.countApiKeys()) === 0) {
+  console.log("[tmdc] no API key yet: create one with `deno task cli keys create --name you`");
+}
+
+let worker: Deno.ChildProcess | undefined;
+if (config.localWorker) {
+  const addr = server.addr as Deno.NetAddr;
+  worker = new Deno.Command(Deno.execPath(), {
+    args: ["run", "--allow-all", new URL("./gpu-worker/main.ts", import.meta.url).pathname],
+    env: {
+      TMDC_WORKER_TOKEN: workerToken,
+      TMDC_FRONTEND_URL: `http://${addr.hostname}:${addr.port}`,
+      TMDC_WORKER_ID: Deno.env.get("TMDC_WORKER_ID") ?? "local-worker",
+    },
+    stdout: "inherit",
+    stderr: "inherit",
+  }).spawn();
+}
+
+const shutdown = async () => {
+  try {
+    worker?.kill("SIGTERM");
+  } catch { /* already gone */ }
+  await server.shutdown();
+  store.close();
+  Deno.exit(0);
+};
+Deno.addSignalListener("SIGINT", shutdown);
+Deno.addSignalListener("SIGTERM", shutdown);

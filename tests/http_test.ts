@@ -1,0 +1,340 @@
+/** The HTTP API in-process (app.request): validation, problem+json, nothing stored on error. */
+import { assertEquals } from "./assert.ts";
+import { fashionPngs, FAST_SETTINGS, inProcessApp, storedKeys } from "./service_helpers.ts";
+
+const [{ png }] = await fashionPngs(1);
+
+function form(files: Uint8Array[], options?: unknown): FormData {
+  const fd = new FormData();
+  files.forEach((f, i) =>
+    fd.append("image", new Blob([f.slice()], { type: "image/png" }), `img${i}.png`)
+  );
+  if (options) fd.append("options", JSON.stringify(options));
+  return fd;
+}
+
+async function expectProblem(res: Response, status: number, code: string) {
+  assertEquals(res.status, status);
+  assertEquals(res.headers.get("content-type"), "application/problem+json");
+  const body = await res.json();
+  assertEquals(body.status, status);
+  assertEquals(body.code, code, body.detail);
+  return body;
+}
+
+Deno.test("bad input gets a clear problem+json 4xx and stores nothing", async (t) => {
+  const { app, store, key, close } = await inProcessApp();
+  const auth = { authorization: `Bearer ${key}` };
+  const cases: [string, () => Response | Promise<Response>, number, string][] = [
+    [
+      "non-image bytes",
+      () =>
+        app.request("/v1/classify", {
+          method: "POST",
+          headers: { ...auth, "content-type": "image/png" },
+          body: new TextEncoder().encode("definitely not a png"),
+        }),
+      422,
+      "invalid-image",
+    ],
+    [
+      "truncated PNG",
+      () =>
+        app.request("/v1/classify", {
+          method: "POST",
+          headers: auth,
+          body: form([png.subarray(0, png.length - 30)]),
+        }),
+      422,
+      "invalid-image",
+    ],
+    [
+      "one bad image among good ones",
+      () =>
+        app.request("/v1/classify", {
+          method: "POST",
+          headers: auth,
+          body: form([png, png.subarray(0, 40)]),
+        }),
+      422,
+      "invalid-image",
+    ],
+    [
+      "oversize upload",
+      () =>
+        app.request("/v1/classify", {
+          method: "POST",
+          headers: { ...auth, "content-type": "image/png" },
+          body: new Uint8Array(9 * 1024 * 1024),
+        }),
+      413,
+      "body-too-large",
+    ],
+    [
+      "huge dimensions",
+      () => app.request("/v1/classify", { method: "POST", headers: auth, body: form([hugePng()]) }),
+      422,
+      "invalid-image",
+    ],
+    [
+      "wrong API key",
+      () =>
+        app.request("/v1/classify", {
+          method: "POST",
+          headers: { authorization: "Bearer tmdc_wrong" },
+          body: form([png]),
+        }),
+      401,
+      "invalid-api-key",
+    ],
+    [
+      "missing API key",
+      () => app.request("/v1/classify", { method: "POST", body: form([png]) }),
+      401,
+      "missing-api-key",
+    ],
+    [
+      "unknown bundle",
+      () =>
+        app.request("/v1/classify?bundle=nope", {
+          method: "POST",
+          headers: auth,
+          body: form([png]),
+        }),
+      404,
+      "unknown-bundle",
+    ],
+    [
+      "surrogate is not a diffusion bundle",
+      () =>
+        app.request("/v1/classify?bundle=resnet8-fmnist", {
+          method: "POST",
+          headers: auth,
+          body: form([png]),
+        }),
+      422,
+      "wrong-bundle-kind",
+    ],
+    [
+      "unknown adapter",
+      () =>
+        app.request("/v1/classify", {
+          method: "POST",
+          headers: auth,
+          body: form([png], { adapter: "nope" }),
+        }),
+      404,
+      "unknown-adapter",
+    ],
+    [
+      "settings of the wrong type",
+      () =>
+        app.request("/v1/classify", {
+          method: "POST",
+          headers: auth,
+          body: form([png], { settings: { gridSize: "big" } }),
+        }),
+      400,
+      "invalid-request",
+    ],
+    [
+      "unknown settings field",
+      () =>
+        app.request("/v1/classify", {
+          method: "POST",
+          headers: auth,
+          body: form([png], { settings: { temperature: 3 } }),
+        }),
+      400,
+      "invalid-request",
+    ],
+    [
+      "last stage keeps 2 classes",
+      () =>
+        app.request("/v1/classify", {
+          method: "POST",
+          headers: auth,
+          body: form([png], { settings: { stages: [{ nSamples: 4, keep: 2 }], gridSize: 8 } }),
+        }),
+      422,
+      "invalid-settings",
+    ],
+    [
+      "keep more classes than exist",
+      () =>
+        app.request("/v1/classify", {
+          method: "POST",
+          headers: auth,
+          body: form([png], {
+            settings: {
+              stages: [{ nSamples: 4, keep: 11 }, { nSamples: 8, keep: 1 }],
+              gridSize: 8,
+            },
+          }),
+        }),
+      422,
+      "invalid-settings",
+    ],
+    [
+      "over the UNet-call quota",
+      () =>
+        app.request("/v1/classify", {
+          method: "POST",
+          headers: auth,
+          body: form([png], {
+            settings: {
+              stages: [{ nSamples: 1000, keep: 10 }, { nSamples: 1000, keep: 1 }],
+              gridSize: 1000,
+              tRange: [0, 1000],
+            },
+          }),
+        }),
+      422,
+      "quota-exceeded",
+    ],
+    [
+      "malformed options JSON",
+      () => {
+        const fd = form([png]);
+        fd.append("options", "{nope");
+        return app.request("/v1/classify", { method: "POST", headers: auth, body: fd });
+      },
+      400,
+      "invalid-request",
+    ],
+    [
+      "no image",
+      () => app.request("/v1/classify", { method: "POST", headers: auth, body: form([]) }),
+      400,
+      "no-image",
+    ],
+    [
+      "text body",
+      () =>
+        app.request("/v1/classify", {
+          method: "POST",
+          headers: { ...auth, "content-type": "text/plain" },
+          body: "x",
+        }),
+      415,
+      "unsupported-media-type",
+    ],
+    [
+      "unknown job",
+      () => app.request("/v1/jobs/00000000-0000-0000-0000-000000000000", { headers: auth }),
+      404,
+      "unknown-job",
+    ],
+    [
+      "unknown verdict",
+      () => app.request("/v1/verdicts/garbage", { headers: auth }),
+      404,
+      "unknown-verdict",
+    ],
+  ];
+  for (const [name, req, status, code] of cases) {
+    await t.step(name, async () => {
+      await expectProblem(await req(), status, code);
+      assertEquals(await storedKeys(store), [], "nothing may be stored");
+    });
+  }
+  close();
+});
+
+Deno.test("a 401 carries WWW-Authenticate; unknown routes are problem+json", async () => {
+  const { app, key, close } = await inProcessApp();
+  const r = await app.request("/v1/jobs/x");
+  assertEquals(r.headers.get("www-authenticate"), 'Bearer realm="tmdc"');
+  await r.body?.cancel();
+  // Without a key an unknown /v1 route is 401 too: route existence is not revealed.
+  await expectProblem(
+    await app.request("/v1/nope", { headers: { authorization: `Bearer ${key}` } }),
+    404,
+    "no-route",
+  );
+  await expectProblem(await app.request("/nope"), 404, "no-route");
+  close();
+});
+
+Deno.test("health, models and OpenAPI are served; the OpenAPI settings schema is the validating one", async () => {
+  const { app, close } = await inProcessApp();
+  assertEquals((await (await app.request("/v1/health")).json()).status, "ok");
+  const models = await (await app.request("/v1/models")).json();
+  assertEquals(models.models.map((m: { id: string }) => m.id).sort(), [
+    "resnet8-fmnist@1.0.0",
+    "tiny-diffusion@1.0.0",
+  ]);
+  const doc = await (await app.request("/v1/openapi.json")).json();
+  assertEquals(doc.openapi, "3.1.0");
+  assertEquals(doc.components.schemas.DCSettings.additionalProperties, false);
+  assertEquals(doc.components.schemas.DCSettings.properties.error.enum, ["l2", "l1"]);
+  close();
+});
+
+Deno.test("with no worker online a small request answers 202 with a Location, and the job is queued", async () => {
+  const { app, store, key, close } = await inProcessApp();
+  const r = await app.request("/v1/classify", {
+    method: "POST",
+    headers: { authorization: `Bearer ${key}` },
+    body: form([png, png], { settings: FAST_SETTINGS }),
+  });
+  assertEquals(r.status, 202);
+  const { job } = await r.json();
+  assertEquals(r.headers.get("location"), `/v1/jobs/${job.id}`);
+  assertEquals(job.status, "queued");
+  assertEquals((await store.listUnits(job.id)).length, 2);
+  const again =
+    await (await app.request(`/v1/jobs/${job.id}`, { headers: { authorization: `Bearer ${key}` } }))
+      .json();
+  assertEquals([again.total, again.done, again.progress], [2, 0, 0]);
+  close();
+});
+
+Deno.test("a job interrupted while being created is removed at start-up", async () => {
+  const { store, close } = await inProcessApp();
+  await store.kv.set(["job", "11111111-1111-1111-1111-111111111111"], {
+    id: "11111111-1111-1111-1111-111111111111",
+    status: "creating",
+    createdAt: "x",
+  });
+  assertEquals(await store.recover(), ["11111111-1111-1111-1111-111111111111"]);
+  assertEquals(await storedKeys(store), []);
+  close();
+});
+
+/** A valid PNG header declaring 30000×30000 pixels. */
+function hugePng(): Uint8Array {
+  const crcTable = Array.from({ length: 256 }, (_, n) => {
+    let c = n;
+    for (let k = 0; k < 8; k++) c = c & 1 ? 0xedb88320 ^ (c >>> 1) : c >>> 1;
+    return c >>> 0;
+  });
+  const crc = (b: Uint8Array) => {
+    let c = 0xffffffff;
+    for (const x of b) c = crcTable[(c ^ x) & 0xff] ^ (c >>> 8);
+    return (c ^ 0xffffffff) >>> 0;
+  };
+  const chunk = (type: string, data: Uint8Array) => {
+    const out = new Uint8Array(12 + data.length);
+    const v = new DataView(out.buffer);
+    v.setUint32(0, data.length);
+    out.set(new TextEncoder().encode(type), 4);
+    out.set(data, 8);
+    v.setUint32(8 + data.length, crc(out.subarray(4, 8 + data.length)));
+    return out;
+  };
+  const ihdr = new Uint8Array(13);
+  const v = new DataView(ihdr.buffer);
+  v.setUint32(0, 30000);
+  v.setUint32(4, 30000);
+  ihdr.set([8, 0, 0, 0, 0], 8);
+  const parts = [
+    new Uint8Array([137, 80, 78, 71, 13, 10, 26, 10]),
+    chunk("IHDR", ihdr),
+    chunk("IEND", new Uint8Array()),
+  ];
+  const out = new Uint8Array(parts.reduce((a, p) => a + p.length, 0));
+  let o = 0;
+  for (const p of parts) out.set(p, o), o += p.length;
+  return out;
+}
