@@ -25,7 +25,7 @@ function usage(msg?: string): never {
   console.error(`usage:
   deno task cli keys create [--name NAME]
   deno task cli classify FILE... [--bundle DIR|NAME] [--settings JSON]
-  deno task cli bench classify --n N --seed S [--settings JSON] [--bundle DIR|NAME] [--threads T] [--json PATH|-]`);
+  deno task cli bench classify --n N --seed S [--settings JSON] [--bundle DIR|NAME] [--threads T] [--errors] [--json PATH|-]`);
   Deno.exit(2);
 }
 
@@ -122,6 +122,7 @@ if (cmd === "keys" && sub === "create") {
       threads: { type: "string", default: "0" },
       "batch-rows": { type: "string", default: "512" },
       json: { type: "string", default: "-" },
+      errors: { type: "boolean", default: false },
     },
   });
   const n = Number(values.n);
@@ -167,6 +168,7 @@ if (cmd === "keys" && sub === "create") {
     provider: model.provider,
     machine: machine(),
     labels: verdicts.map((v) => v.label),
+    mean_errors: values.errors ? verdicts.map((v) => Array.from(v.meanError)) : undefined,
   };
   const text = JSON.stringify(out, null, 2);
   if (values.json === "-") console.log(text);

@@ -26,6 +26,8 @@ def build_diffusion(model: UNet, out: Path, name: str, batch_grad: int, provenan
         shutil.rmtree(out)
     out.mkdir(parents=True)
     graphs = export_diffusion(model, out, batch_grad)
+    # The PyTorch weights travel with the bundle so the reference classifier can be rerun from it.
+    torch.save(model.state_dict(), out / "torch_state.pt")
     cfg = model.cfg
     manifest = {
         "name": name,
@@ -46,6 +48,7 @@ def build_diffusion(model: UNet, out: Path, name: str, batch_grad: int, provenan
             "init": "A ~ kaiming-uniform(a=sqrt(5)) as in LoRA, B = 0",
         },
         "graphs": graphs,
+        "reference_weights": "torch_state.pt",
         "dc_default": dc_default or {},
         "provenance": provenance,
     }

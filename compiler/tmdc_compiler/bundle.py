@@ -72,6 +72,8 @@ def write_manifest(folder: Path, manifest: dict) -> dict:
         for f in (g["file"], g["data_file"]):
             if f:
                 files[f] = sha256(folder / f)
+    if manifest.get("reference_weights"):
+        files[manifest["reference_weights"]] = sha256(folder / manifest["reference_weights"])
     manifest = {"schema_version": SCHEMA_VERSION, **manifest, "files": files}
     manifest["provenance"].setdefault("created", dt.datetime.now(dt.UTC).isoformat(timespec="seconds"))
     validate(manifest)

@@ -1,0 +1,171 @@
+"""Benchmarks on Fashion-MNIST that print JSON (the numbers in docs/results/).
+
+  python -m tmdc_compiler.evaluate dc --bundle models/fmnist-ddpm-unet32 --n 1024 --seed 0 [--settings JSON] [--split test]
+  python -m tmdc_compiler.evaluate surrogate --bundle models/resnet14-fmnist --n 1024 --seed 0
+  python -m tmdc_compiler.evaluate tune --bundle models/fmnist-ddpm-unet32 --n 256       (validation split only)
+  python -m tmdc_compiler.evaluate parity TS.json PY.json
+
+Subsets are `data.portable_subset(len(split), n, seed)`, the same images the TypeScript
+bench uses. The reference DC runs the bundle's PyTorch weights (`torch_state.pt`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .bundle import load_manifest
+from .data import load_split, portable_subset
+from .reference_dc import DCSettings, Stage, classify, wilson
+from .unet import UNet, UNetConfig
+
+
+def machine() -> dict:
+    return {"os": f"{platform.system()}-{platform.machine()}", "cpus": os.cpu_count(), "python": platform.python_version(),
+            "torch": torch.__version__, "threads": torch.get_num_threads(), "hostname": platform.node()}
+
+
+def settings_from_json(d: dict) -> DCSettings:
+    """camelCase settings as in the manifest's dc_default and the TypeScript engine."""
+    base = DCSettings()
+    return DCSettings(
+        stages=tuple(Stage(s["nSamples"], s["keep"]) for s in d["stages"]) if "stages" in d else base.stages,
+        grid_size=d.get("gridSize", base.grid_size),
+        t_range=tuple(d.get("tRange", base.t_range)),
+        error=d.get("error", base.error),
+        timesteps=d.get("timesteps", base.timesteps),
+        seed=d.get("seed", base.seed),
+        posterior_scale=d.get("posteriorScale", base.posterior_scale),
+    )
+
+
+def settings_to_json(s: DCSettings) -> dict:
+    return {"stages": [{"nSamples": st.n_samples, "keep": st.keep} for st in s.stages], "gridSize": s.grid_size,
+            "tRange": list(s.t_range), "error": s.error, "timesteps": s.timesteps, "seed": s.seed, "posteriorScale": s.posterior_scale}
+
+
+def load_unet(bundle: Path) -> tuple[UNet, dict]:
+    m = load_manifest(bundle)
+    model = UNet(UNetConfig.from_json({k: v for k, v in m["model"].items() if k not in ("architecture", "parameters")}))
+    model.load_state_dict(torch.load(bundle / m["reference_weights"], weights_only=True))
+    return model.eval(), m
+
+
+def run_dc(model: UNet, images: np.ndarray, labels: np.ndarray, s: DCSettings, chunk: int = 64) -> dict:
+    t0 = time.time()
+    verdicts = []
+    for i in range(0, len(images), chunk):
+        verdicts += classify(model, images[i : i + chunk], s, 10, batch_rows=1024)
+        print(f"[dc] {len(verdicts)}/{len(images)} images, {time.time() - t0:.0f} s", file=sys.stderr, flush=True)
+    secs = time.time() - t0
+    pred = np.array([v.label for v in verdicts])
+    k = int((pred == labels).sum())
+    return {"n": len(labels), "correct": k, "accuracy": k / len(labels), "ci95": list(wilson(k, len(labels))),
+            "unet_calls_per_image": s.unet_calls(10), "unet_calls_total": int(sum(v.unet_calls for v in verdicts)),
+            "seconds": secs, "images_per_second": len(labels) / secs, "labels": pred.tolist(),
+            "mean_errors": [v.mean_error.tolist() for v in verdicts]}
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    d = sub.add_parser("dc")
+    d.add_argument("--bundle", required=True)
+    d.add_argument("--n", type=int, default=1024)
+    d.add_argument("--seed", type=int, default=0)
+    d.add_argument("--split", default="test", choices=["test", "validation"])
+    d.add_argument("--settings", help="JSON; default: the bundle's dc_default")
+    d.add_argument("--threads", type=int, default=2)
+    d.add_argument("--json", default="-")
+    s = sub.add_parser("surrogate")
+    s.add_argument("--bundle", required=True)
+    s.add_argument("--n", type=int, default=1024)
+    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--json", default="-")
+    t = sub.add_parser("tune")
+    t.add_argument("--bundle", required=True)
+    t.add_argument("--n", type=int, default=256)
+    t.add_argument("--seed", type=int, default=1)
+    t.add_argument("--threads", type=int, default=2)
+    p = sub.add_parser("parity")
+    p.add_argument("ts")
+    p.add_argument("py")
+    args = ap.parse_args(argv)
+    command = "python -m tmdc_compiler.evaluate " + " ".join(argv or sys.argv[1:])
+
+    if args.cmd == "dc":
+        torch.set_num_threads(args.threads)
+        model, m = load_unet(Path(args.bundle))
+        st = settings_from_json(json.loads(args.settings) if args.settings else m.get("dc_default") or {})
+        split = load_split(args.split)
+        idx = portable_subset(len(split.labels), args.n, args.seed)
+        r = run_dc(model, split.as_float()[idx], split.labels[idx], st)
+        out = {"benchmark": "classify-reference", "what": "reference diffusion classifier (PyTorch, compiler/reference_dc.py)",
+               "command": command, "split": args.split, "seed": args.seed, **r, "schedule": settings_to_json(st),
+               "bundle": f"{m['name']}@{m['version']}", "machine": machine()}
+    elif args.cmd == "surrogate":
+        import onnxruntime as ort
+
+        m = load_manifest(args.bundle)
+        sess = ort.InferenceSession(str(Path(args.bundle) / m["graphs"]["logits"]["file"]), providers=["CPUExecutionProvider"])
+        test = load_split("test")
+        idx = portable_subset(len(test.labels), args.n, args.seed)
+        t0 = time.time()
+        x = test.as_float()
+        full = np.concatenate([sess.run(None, {"x": x[i : i + 1000]})[0].argmax(1) for i in range(0, len(x), 1000)])
+        secs = time.time() - t0
+        k = int((full[idx] == test.labels[idx]).sum())
+        kf = int((full == test.labels).sum())
+        out = {"benchmark": "surrogate-clean", "what": f"{m['name']} clean accuracy through its ONNX logits graph (onnxruntime)",
+               "command": command, "n": args.n, "seed": args.seed, "correct": k, "accuracy": k / args.n, "ci95": list(wilson(k, args.n)),
+               "full_test": {"n": len(full), "accuracy": kf / len(full), "ci95": list(wilson(kf, len(full)))},
+               "seconds_full_test": secs, "bundle": f"{m['name']}@{m['version']}", "machine": machine()}
+    elif args.cmd == "tune":
+        torch.set_num_threads(args.threads)
+        model, m = load_unet(Path(args.bundle))
+        val = load_split("validation")
+        idx = portable_subset(len(val.labels), args.n, args.seed)
+        x, y = val.as_float()[idx], val.labels[idx]
+        rows = []
+        for cand in json.loads(os.environ.get("TMDC_TUNE_CANDIDATES", "[]")) or default_candidates():
+            st = settings_from_json(cand)
+            r = run_dc(model, x, y, st)
+            rows.append({"settings": cand, "accuracy": r["accuracy"], "ci95": r["ci95"], "unet_calls_per_image": r["unet_calls_per_image"]})
+            print(json.dumps(rows[-1]), flush=True)
+        out = {"benchmark": "dc-schedule-tuning", "split": "validation", "n": args.n, "seed": args.seed, "command": command,
+               "results": rows, "machine": machine()}
+    else:
+        ts, py = json.loads(Path(args.ts).read_text()), json.loads(Path(args.py).read_text())
+        a, b = np.array(ts["mean_errors"]), np.array(py["mean_errors"])
+        mask = (a > 0) & (b > 0)
+        rel = float(np.abs(a[mask] - b[mask]).max() / np.abs(b[mask]).max())
+        per = float((np.abs(a[mask] - b[mask]) / np.abs(b[mask])).max())
+        agree = int((np.array(ts["labels"]) == np.array(py["labels"])).sum())
+        out = {"benchmark": "dc-parity", "n": len(ts["labels"]), "labels_agree": agree, "max_abs_over_max_rel": rel,
+               "max_elementwise_rel": per, "ts_images_per_second": ts["images_per_second"], "py_images_per_second": py["images_per_second"],
+               "ts_bundle": ts["bundle"], "py_bundle": py["bundle"], "schedule_equal": ts["schedule"] == py["schedule"]}
+    text = json.dumps(out, indent=2)
+    if getattr(args, "json", "-") == "-":
+        print(text)
+    else:
+        Path(args.json).write_text(text + "\n")
+
+
+def default_candidates() -> list[dict]:
+    c = []
+    for lo, hi in ((0, 1000), (0, 600), (50, 500)):
+        for err in ("l2", "l1"):
+            c.append({"stages": [{"nSamples": 20, "keep": 3}, {"nSamples": 100, "keep": 1}], "gridSize": 100, "tRange": [lo, hi], "error": err})
+    return c
+
+
+if __name__ == "__main__":
+    main()
