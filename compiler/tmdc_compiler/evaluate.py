@@ -29,8 +29,14 @@ from .unet import UNet, UNetConfig
 
 
 def machine() -> dict:
-    return {"os": f"{platform.system()}-{platform.machine()}", "cpus": os.cpu_count(), "python": platform.python_version(),
-            "torch": torch.__version__, "threads": torch.get_num_threads(), "hostname": platform.node()}
+    return {
+        "os": f"{platform.system()}-{platform.machine()}",
+        "cpus": os.cpu_count(),
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "threads": torch.get_num_threads(),
+        "hostname": platform.node(),
+    }
 
 
 def settings_from_json(d: dict) -> DCSettings:
@@ -48,8 +54,15 @@ def settings_from_json(d: dict) -> DCSettings:
 
 
 def settings_to_json(s: DCSettings) -> dict:
-    return {"stages": [{"nSamples": st.n_samples, "keep": st.keep} for st in s.stages], "gridSize": s.grid_size,
-            "tRange": list(s.t_range), "error": s.error, "timesteps": s.timesteps, "seed": s.seed, "posteriorScale": s.posterior_scale}
+    return {
+        "stages": [{"nSamples": st.n_samples, "keep": st.keep} for st in s.stages],
+        "gridSize": s.grid_size,
+        "tRange": list(s.t_range),
+        "error": s.error,
+        "timesteps": s.timesteps,
+        "seed": s.seed,
+        "posteriorScale": s.posterior_scale,
+    }
 
 
 def load_unet(bundle: Path) -> tuple[UNet, dict]:
@@ -68,10 +81,18 @@ def run_dc(model: UNet, images: np.ndarray, labels: np.ndarray, s: DCSettings, c
     secs = time.time() - t0
     pred = np.array([v.label for v in verdicts])
     k = int((pred == labels).sum())
-    return {"n": len(labels), "correct": k, "accuracy": k / len(labels), "ci95": list(wilson(k, len(labels))),
-            "unet_calls_per_image": s.unet_calls(10), "unet_calls_total": int(sum(v.unet_calls for v in verdicts)),
-            "seconds": secs, "images_per_second": len(labels) / secs, "labels": pred.tolist(),
-            "mean_errors": [v.mean_error.tolist() for v in verdicts]}
+    return {
+        "n": len(labels),
+        "correct": k,
+        "accuracy": k / len(labels),
+        "ci95": list(wilson(k, len(labels))),
+        "unet_calls_per_image": s.unet_calls(10),
+        "unet_calls_total": int(sum(v.unet_calls for v in verdicts)),
+        "seconds": secs,
+        "images_per_second": len(labels) / secs,
+        "labels": pred.tolist(),
+        "mean_errors": [v.mean_error.tolist() for v in verdicts],
+    }
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -108,9 +129,17 @@ def main(argv: list[str] | None = None) -> None:
         split = load_split(args.split)
         idx = portable_subset(len(split.labels), args.n, args.seed)
         r = run_dc(model, split.as_float()[idx], split.labels[idx], st)
-        out = {"benchmark": "classify-reference", "what": "reference diffusion classifier (PyTorch, compiler/reference_dc.py)",
-               "command": command, "split": args.split, "seed": args.seed, **r, "schedule": settings_to_json(st),
-               "bundle": f"{m['name']}@{m['version']}", "machine": machine()}
+        out = {
+            "benchmark": "classify-reference",
+            "what": "reference diffusion classifier (PyTorch, compiler/reference_dc.py)",
+            "command": command,
+            "split": args.split,
+            "seed": args.seed,
+            **r,
+            "schedule": settings_to_json(st),
+            "bundle": f"{m['name']}@{m['version']}",
+            "machine": machine(),
+        }
     elif args.cmd == "surrogate":
         import onnxruntime as ort
 
@@ -124,10 +153,20 @@ def main(argv: list[str] | None = None) -> None:
         secs = time.time() - t0
         k = int((full[idx] == test.labels[idx]).sum())
         kf = int((full == test.labels).sum())
-        out = {"benchmark": "surrogate-clean", "what": f"{m['name']} clean accuracy through its ONNX logits graph (onnxruntime)",
-               "command": command, "n": args.n, "seed": args.seed, "correct": k, "accuracy": k / args.n, "ci95": list(wilson(k, args.n)),
-               "full_test": {"n": len(full), "accuracy": kf / len(full), "ci95": list(wilson(kf, len(full)))},
-               "seconds_full_test": secs, "bundle": f"{m['name']}@{m['version']}", "machine": machine()}
+        out = {
+            "benchmark": "surrogate-clean",
+            "what": f"{m['name']} clean accuracy through its ONNX logits graph (onnxruntime)",
+            "command": command,
+            "n": args.n,
+            "seed": args.seed,
+            "correct": k,
+            "accuracy": k / args.n,
+            "ci95": list(wilson(k, args.n)),
+            "full_test": {"n": len(full), "accuracy": kf / len(full), "ci95": list(wilson(kf, len(full)))},
+            "seconds_full_test": secs,
+            "bundle": f"{m['name']}@{m['version']}",
+            "machine": machine(),
+        }
     elif args.cmd == "tune":
         torch.set_num_threads(args.threads)
         model, m = load_unet(Path(args.bundle))
@@ -138,10 +177,24 @@ def main(argv: list[str] | None = None) -> None:
         for cand in json.loads(os.environ.get("TMDC_TUNE_CANDIDATES", "[]")) or default_candidates():
             st = settings_from_json(cand)
             r = run_dc(model, x, y, st)
-            rows.append({"settings": cand, "accuracy": r["accuracy"], "ci95": r["ci95"], "unet_calls_per_image": r["unet_calls_per_image"]})
+            rows.append(
+                {
+                    "settings": cand,
+                    "accuracy": r["accuracy"],
+                    "ci95": r["ci95"],
+                    "unet_calls_per_image": r["unet_calls_per_image"],
+                }
+            )
             print(json.dumps(rows[-1]), flush=True)
-        out = {"benchmark": "dc-schedule-tuning", "split": "validation", "n": args.n, "seed": args.seed, "command": command,
-               "results": rows, "machine": machine()}
+        out = {
+            "benchmark": "dc-schedule-tuning",
+            "split": "validation",
+            "n": args.n,
+            "seed": args.seed,
+            "command": command,
+            "results": rows,
+            "machine": machine(),
+        }
     else:
         ts, py = json.loads(Path(args.ts).read_text()), json.loads(Path(args.py).read_text())
         a, b = np.array(ts["mean_errors"]), np.array(py["mean_errors"])
@@ -149,9 +202,18 @@ def main(argv: list[str] | None = None) -> None:
         rel = float(np.abs(a[mask] - b[mask]).max() / np.abs(b[mask]).max())
         per = float((np.abs(a[mask] - b[mask]) / np.abs(b[mask])).max())
         agree = int((np.array(ts["labels"]) == np.array(py["labels"])).sum())
-        out = {"benchmark": "dc-parity", "n": len(ts["labels"]), "labels_agree": agree, "max_abs_over_max_rel": rel,
-               "max_elementwise_rel": per, "ts_images_per_second": ts["images_per_second"], "py_images_per_second": py["images_per_second"],
-               "ts_bundle": ts["bundle"], "py_bundle": py["bundle"], "schedule_equal": ts["schedule"] == py["schedule"]}
+        out = {
+            "benchmark": "dc-parity",
+            "n": len(ts["labels"]),
+            "labels_agree": agree,
+            "max_abs_over_max_rel": rel,
+            "max_elementwise_rel": per,
+            "ts_images_per_second": ts["images_per_second"],
+            "py_images_per_second": py["images_per_second"],
+            "ts_bundle": ts["bundle"],
+            "py_bundle": py["bundle"],
+            "schedule_equal": ts["schedule"] == py["schedule"],
+        }
     text = json.dumps(out, indent=2)
     if getattr(args, "json", "-") == "-":
         print(text)
@@ -163,7 +225,14 @@ def default_candidates() -> list[dict]:
     c = []
     for lo, hi in ((0, 1000), (0, 600), (50, 500)):
         for err in ("l2", "l1"):
-            c.append({"stages": [{"nSamples": 20, "keep": 3}, {"nSamples": 100, "keep": 1}], "gridSize": 100, "tRange": [lo, hi], "error": err})
+            c.append(
+                {
+                    "stages": [{"nSamples": 20, "keep": 3}, {"nSamples": 100, "keep": 1}],
+                    "gridSize": 100,
+                    "tRange": [lo, hi],
+                    "error": err,
+                }
+            )
     return c
 
 

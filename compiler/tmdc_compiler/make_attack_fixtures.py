@@ -1,0 +1,90 @@
+"""Record fra31/auto-attack APGD trajectories as fixtures for the TypeScript port (spec §8 level 2).
+
+  python -m tmdc_compiler.make_attack_fixtures --autoattack /path/to/fra31/auto-attack --out tests/fixtures/apgd_reference.json
+
+The reference code is fetched beside the project and imported from that path; it is not
+part of this repository. The model is a float64 linear classifier (z = W x + b) that the
+TypeScript test implements exactly, so trajectories can be compared step by step from a
+shared `x_init`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--autoattack", required=True, help="folder containing the autoattack package (fra31)")
+    ap.add_argument("--out", default="tests/fixtures/apgd_reference.json")
+    args = ap.parse_args(argv)
+    sys.path.insert(0, args.autoattack)
+    from autoattack.autopgd_base import APGDAttack, APGDAttack_targeted
+
+    rng = np.random.default_rng(0)
+    k, d, n = 10, 64, 12
+    W = rng.normal(size=(k, d)) * 0.5
+    b = rng.normal(size=k) * 0.1
+    x = rng.random((n, 1, 8, 8))
+    y = (x.reshape(n, -1) @ W.T + b).argmax(1)  # all correctly classified
+    Wt, bt = torch.from_numpy(W), torch.from_numpy(b)
+    calls: list[np.ndarray] = []
+
+    def model(inp: torch.Tensor) -> torch.Tensor:
+        z = inp.reshape(inp.shape[0], -1) @ Wt.T + bt
+        calls.append(z.detach().numpy().copy())
+        return z
+
+    cases = []
+    for norm, eps in (("Linf", 0.05), ("L2", 0.3)):
+        t = rng.uniform(-1, 1, size=x.shape) if norm == "Linf" else rng.normal(size=x.shape)
+        scale = np.abs(t.reshape(n, -1)).max(1) if norm == "Linf" else np.sqrt((t.reshape(n, -1) ** 2).sum(1))
+        x_init = np.clip(x + eps * t / (scale.reshape(n, 1, 1, 1) + 1e-12), 0, 1)
+        for loss in ("ce", "dlr", "dlr-targeted"):
+            cls = APGDAttack_targeted if loss == "dlr-targeted" else APGDAttack
+            atk = cls(model, n_iter=100, norm=norm, eps=eps, seed=0, **({} if loss == "dlr-targeted" else {"loss": loss}))
+            atk.init_hyperparam(torch.from_numpy(x))
+            targets = None
+            if loss == "dlr-targeted":
+                z = x.reshape(n, -1) @ W.T + b
+                targets = np.argsort(z, axis=1)[:, -2]  # rank 2: the runner-up
+                atk.y_target = torch.from_numpy(targets)
+            calls.clear()
+            x_best, acc, loss_best, x_best_adv = atk.attack_single_run(
+                torch.from_numpy(x), torch.from_numpy(y), x_init=torch.from_numpy(x_init)
+            )
+            cases.append(
+                {
+                    "norm": norm.lower(),
+                    "eps": eps,
+                    "loss": loss,
+                    "x_init": x_init.ravel().tolist(),
+                    "targets": None if targets is None else targets.tolist(),
+                    "logits_per_call": [c.ravel().tolist() for c in calls],
+                    "x_best": x_best.detach().numpy().ravel().tolist(),
+                    "acc": acc.numpy().astype(int).tolist(),
+                    "loss_best": loss_best.detach().numpy().tolist(),
+                    "x_best_adv": x_best_adv.detach().numpy().ravel().tolist(),
+                }
+            )
+    out = {
+        "reference": "fra31/auto-attack a392200 APGDAttack/APGDAttack_targeted.attack_single_run",
+        "n_iter": 100,
+        "W": W.ravel().tolist(),
+        "b": b.tolist(),
+        "x": x.ravel().tolist(),
+        "y": y.tolist(),
+        "cases": cases,
+    }
+    Path(args.out).write_text(json.dumps(out))
+    print(f"wrote {args.out}: {len(cases)} cases")
+
+
+if __name__ == "__main__":
+    main()

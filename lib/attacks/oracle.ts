@@ -1,0 +1,84 @@
+/**
+ * What an attack needs from a model: logits, and the input gradient of a per-sample loss
+ * on the logits. Built from any Classifier (surrogate bundles) by chaining the loss
+ * gradient through `logitsVjpX`; the diffusion classifier provides its own (adaptive
+ * attacks) with fixed noise or EOT.
+ */
+import type { Classifier } from "../model.ts";
+
+export type LogitLoss = (
+  z: Float64Array | Float32Array,
+  i: number,
+) => { loss: number; grad: Float64Array };
+
+export interface GradientOracle {
+  readonly numClasses: number;
+  /** C·H·W */
+  readonly size: number;
+  /** true when repeated calls on the same input may differ (EOT needed) */
+  readonly stochastic: boolean;
+  logits(x: Float32Array, n: number): Promise<Float32Array>;
+  /** per-sample loss and d loss_i / d x_i for every sample */
+  lossGrad(
+    x: Float32Array,
+    n: number,
+    loss: LogitLoss,
+  ): Promise<{ logits: Float32Array; loss: Float64Array; grad: Float32Array }>;
+}
+
+export interface RandomSource {
+  uniform(): number;
+  normal(): number;
+}
+
+export function classifierOracle(c: Classifier): GradientOracle {
+  const k = c.classNames.length;
+  const size = c.imageShape.channels * c.imageShape.height * c.imageShape.width;
+  return {
+    numClasses: k,
+    size,
+    stochastic: false,
+    logits: (x, n) => c.logits(x, n),
+    async lossGrad(x, n, loss) {
+      const z = await c.logits(x, n);
+      const w = new Float32Array(n * k);
+      const l = new Float64Array(n);
+      for (let i = 0; i < n; i++) {
+        const r = loss(z.subarray(i * k, (i + 1) * k), i);
+        l[i] = r.loss;
+        w.set(r.grad, i * k);
+      }
+      const { gradX } = await c.logitsVjpX(x, w, n);
+      return { logits: z, loss: l, grad: gradX };
+    },
+  };
+}
+
+/** Gradient averaged over `m` draws (EOT); loss and logits are the last draw's (as APGD). */
+export async function eotLossGrad(
+  o: GradientOracle,
+  x: Float32Array,
+  n: number,
+  loss: LogitLoss,
+  m: number,
+) {
+  if (m <= 1 || !o.stochastic) return o.lossGrad(x, n, loss);
+  const sum = new Float32Array(n * o.size);
+  let last!: Awaited<ReturnType<GradientOracle["lossGrad"]>>;
+  for (let k = 0; k < m; k++) {
+    last = await o.lossGrad(x, n, loss);
+    for (let i = 0; i < sum.length; i++) sum[i] += last.grad[i];
+  }
+  for (let i = 0; i < sum.length; i++) sum[i] /= m;
+  return { ...last, grad: sum };
+}
+
+export function predictions(z: Float32Array, n: number, k: number): Int32Array {
+  const out = new Int32Array(n);
+  for (let i = 0; i < n; i++) {
+    let best = 0;
+    for (let j = 1; j < k; j++) if (z[i * k + j] > z[i * k + best]) best = j;
+    out[i] = best;
+  }
+  return out;
+}
