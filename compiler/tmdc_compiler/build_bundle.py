@@ -86,8 +86,11 @@ def main(argv: list[str] | None = None) -> None:
     ck = torch.load(args.checkpoint, weights_only=False)
     from .bundle import git_commit
 
+    module = "train_diffusion" if args.kind == "diffusion" else "train_surrogate"
     provenance = {
-        "training_command": ck["args"],
+        "training_command": f"python -m tmdc_compiler.{module} "
+        + " ".join(f"--{k.replace('_', '-')} {v}" for k, v in ck["args"].items()),
+        "training_args": ck["args"],
         "export_command": "python -m tmdc_compiler.build_bundle " + " ".join(shlex.quote(a) for a in (argv or sys.argv[1:])),
         "seed": ck["args"]["seed"],
         "data": "Fashion-MNIST (Debian dataset-fashion-mnist), train split = official train minus a seeded 5,000-image validation split",

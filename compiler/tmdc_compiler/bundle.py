@@ -130,3 +130,12 @@ def load_manifest(folder: Path | str) -> dict:
                 f"bundle file {f!r} does not match its manifest sha256 (expected {digest[:12]}…, found {actual[:12]}…)"
             )
     return m
+
+
+def record_metrics(folder: Path | str, key: str, metrics: dict) -> None:
+    """Store a benchmark summary under provenance.metrics[key] (manifest.json is not itself hashed)."""
+    folder = Path(folder)
+    m = load_manifest(folder)
+    m["provenance"].setdefault("metrics", {})[key] = metrics
+    validate(m)
+    (folder / "manifest.json").write_text(json.dumps(m, indent=2) + "\n")

@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .bundle import load_manifest
+from .bundle import load_manifest, record_metrics
 from .data import load_split, portable_subset
 from .reference_dc import DCSettings, Stage, classify, wilson
 from .unet import UNet, UNetConfig
@@ -106,11 +106,13 @@ def main(argv: list[str] | None = None) -> None:
     d.add_argument("--settings", help="JSON; default: the bundle's dc_default")
     d.add_argument("--threads", type=int, default=2)
     d.add_argument("--json", default="-")
+    d.add_argument("--record", action="store_true", help="also store the summary in the bundle manifest")
     s = sub.add_parser("surrogate")
     s.add_argument("--bundle", required=True)
     s.add_argument("--n", type=int, default=1024)
     s.add_argument("--seed", type=int, default=0)
     s.add_argument("--json", default="-")
+    s.add_argument("--record", action="store_true", help="also store the summary in the bundle manifest")
     t = sub.add_parser("tune")
     t.add_argument("--bundle", required=True)
     t.add_argument("--n", type=int, default=256)
@@ -214,6 +216,13 @@ def main(argv: list[str] | None = None) -> None:
             "py_bundle": py["bundle"],
             "schedule_equal": ts["schedule"] == py["schedule"],
         }
+    if getattr(args, "record", False):
+        summary = {
+            k: out[k]
+            for k in ("what", "command", "n", "seed", "accuracy", "ci95", "unet_calls_per_image", "full_test", "schedule")
+            if k in out
+        }
+        record_metrics(args.bundle, f"{out['benchmark']}-{getattr(args, 'split', 'test')}", summary)
     text = json.dumps(out, indent=2)
     if getattr(args, "json", "-") == "-":
         print(text)
