@@ -84,6 +84,59 @@ def main(argv: list[str] | None = None) -> None:
     }
     Path(args.out).write_text(json.dumps(out))
     print(f"wrote {args.out}: {len(cases)} cases")
+    square_out = Path(args.out).with_name("square_reference.json")
+    square_out.write_text(json.dumps(square_cases(rng)))
+    print(f"wrote {square_out}")
+
+
+def square_cases(rng: np.random.Generator) -> dict:
+    """fra31 SquareAttack.perturb on float64 linear models, with every torch.rand draw recorded."""
+    import autoattack.square as sq
+
+    cases = []
+    for channels in (1, 3):
+        k, d, n = 10, channels * 64, 6
+        W = rng.normal(size=(k, d)) * 0.5
+        b = rng.normal(size=k) * 0.1
+        x = rng.random((n, channels, 8, 8))
+        y = (x.reshape(n, -1) @ W.T + b).argmax(1)
+        Wt, bt = torch.from_numpy(W), torch.from_numpy(b)
+
+        def model(inp, Wt=Wt, bt=bt):
+            return inp.reshape(inp.shape[0], -1) @ Wt.T + bt
+
+        for norm, eps in (("Linf", 0.08), ("L2", 0.6)):
+            draws: list[float] = []
+            real_rand = torch.rand
+
+            def recording_rand(*shape, **kw):
+                t = real_rand(*shape, **kw).double()
+                draws.extend(t.ravel().tolist())
+                return t
+
+            sq.torch.rand = recording_rand
+            try:
+                atk = sq.SquareAttack(
+                    model, norm=norm, eps=eps, n_queries=300, p_init=0.8, n_restarts=1, seed=0, loss="margin", resc_schedule=False
+                )
+                adv = atk.perturb(torch.from_numpy(x), torch.from_numpy(y))
+            finally:
+                sq.torch.rand = real_rand
+            cases.append(
+                {
+                    "channels": channels,
+                    "norm": norm.lower(),
+                    "eps": eps,
+                    "n_queries": 300,
+                    "W": W.ravel().tolist(),
+                    "b": b.tolist(),
+                    "x": x.ravel().tolist(),
+                    "y": y.tolist(),
+                    "uniforms": draws,
+                    "adv": adv.numpy().ravel().tolist(),
+                }
+            )
+    return {"reference": "fra31/auto-attack a392200 SquareAttack.perturb (margin loss, unrescaled schedule)", "cases": cases}
 
 
 if __name__ == "__main__":
