@@ -109,9 +109,9 @@ def square_cases(rng: np.random.Generator) -> dict:
             draws: list[float] = []
             real_rand = torch.rand
 
-            def recording_rand(*shape, **kw):
-                t = real_rand(*shape, **kw).double()
-                draws.extend(t.ravel().tolist())
+            def recording_rand(*shape, _real=real_rand, _draws=draws, **kw):
+                t = _real(*shape, **kw).double()
+                _draws.extend(t.ravel().tolist())
                 return t
 
             sq.torch.rand = recording_rand
