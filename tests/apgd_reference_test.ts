@@ -53,6 +53,7 @@ function linearOracle(): GradientOracle & { calls: Float32Array[] } {
       }
       return Promise.resolve({ logits: z, loss: l, grad });
     },
+    vjp: () => Promise.reject(new Error("APGD needs no Jacobian")),
   };
 }
 

@@ -28,6 +28,7 @@ function linear(W: number[], b: number[], k: number, d: number): GradientOracle 
       return Promise.resolve(z);
     },
     lossGrad: () => Promise.reject(new Error("Square needs no gradients")),
+    vjp: () => Promise.reject(new Error("Square needs no gradients")),
   };
 }
 

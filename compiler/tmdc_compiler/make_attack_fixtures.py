@@ -84,9 +84,52 @@ def main(argv: list[str] | None = None) -> None:
     }
     Path(args.out).write_text(json.dumps(out))
     print(f"wrote {args.out}: {len(cases)} cases")
+    fab_out = Path(args.out).with_name("fab_reference.json")
+    fab_out.write_text(json.dumps(fab_cases(rng)))
+    print(f"wrote {fab_out}")
     square_out = Path(args.out).with_name("square_reference.json")
     square_out.write_text(json.dumps(square_cases(rng)))
     print(f"wrote {square_out}")
+
+
+def fab_cases(rng: np.random.Generator) -> dict:
+    """fra31 FABAttack_PT.perturb on a linear model: untargeted with 1 restart (run 0 starts at x0)
+    and FAB-T with 1 restart per target; both draw no random numbers."""
+    from autoattack.fab_pt import FABAttack_PT
+
+    k, d, n = 10, 64, 8
+    W = rng.normal(size=(k, d)) * 0.5
+    b = rng.normal(size=k) * 0.1
+    x = rng.random((n, 1, 8, 8))
+    y = (x.reshape(n, -1) @ W.T + b).argmax(1)
+    Wt, bt = torch.from_numpy(W), torch.from_numpy(b)
+
+    def model(inp):
+        return (inp.double().reshape(inp.shape[0], -1) @ Wt.T + bt).float()
+
+    cases = []
+    for norm, eps in (("Linf", 0.1), ("L2", 0.8)):
+        for targeted in (False, True):
+            atk = FABAttack_PT(model, norm=norm, n_restarts=1, n_iter=30, eps=eps, seed=0, targeted=targeted, n_target_classes=3)
+            adv = atk.perturb(torch.from_numpy(x).float(), torch.from_numpy(y))
+            cases.append(
+                {
+                    "norm": norm.lower(),
+                    "eps": eps,
+                    "targeted": targeted,
+                    "n_target_classes": 3,
+                    "n_iter": 30,
+                    "adv": adv.detach().numpy().ravel().tolist(),
+                }
+            )
+    return {
+        "reference": "fra31/auto-attack a392200 FABAttack_PT.perturb",
+        "W": W.ravel().tolist(),
+        "b": b.tolist(),
+        "x": x.ravel().tolist(),
+        "y": y.tolist(),
+        "cases": cases,
+    }
 
 
 def square_cases(rng: np.random.Generator) -> dict:

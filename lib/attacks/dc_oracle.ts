@@ -89,33 +89,47 @@ export function dcOracle(
     async lossGrad(x: Float32Array, n: number, loss: LogitLoss) {
       const rr = rows(x, n, noiseFor()); // the same noise for the forward and the gradient pass
       const fwd = await model.epsLoss(rr, cfg.lora);
+      oracle.unetCalls += n * K * T;
       const z = toLogits(cfg.error === "l2" ? fwd.l2 : fwd.l1, n);
-      const w = new Float32Array(n * K * T);
+      const w = new Float32Array(n * K);
       const l = new Float64Array(n);
       for (let i = 0; i < n; i++) {
         const r = loss(z.subarray(i * K, (i + 1) * K), i);
         l[i] = r.loss;
-        for (let c = 0; c < K; c++) {
-          w.fill((-cfg.scale * r.grad[c]) / T, (i * K + c) * T, (i * K + c + 1) * T);
-        }
+        w.set(r.grad, i * K);
       }
-      const zero = new Float32Array(w.length);
-      const g = await model.epsLossVjpX(
-        rr,
-        cfg.error === "l2" ? w : zero,
-        cfg.error === "l1" ? w : zero,
-        cfg.lora,
-      );
-      oracle.unetCalls += 2 * n * K * T;
-      // Sum the per-row input gradients back onto each image.
-      const grad = new Float32Array(n * D);
-      for (let i = 0; i < n; i++) {
-        for (let r = i * K * T; r < (i + 1) * K * T; r++) {
-          for (let p = 0; p < D; p++) grad[i * D + p] += g.gradX[r * D + p];
-        }
-      }
+      const { grad } = await vjpRows(rr, n, w);
       return { logits: z, loss: l, grad };
     },
+    vjp(x: Float32Array, n: number, w: Float32Array) {
+      return vjpRows(rows(x, n, noiseFor()), n, w);
+    },
   };
+
+  /** d(Σ w_ic z_ic)/dx with z_ic = −scale/T Σ_t err_ict: row weights −scale·w_ic/T. */
+  async function vjpRows(rr: ReturnType<typeof rows>, n: number, wz: Float32Array) {
+    const w = new Float32Array(n * K * T);
+    for (let i = 0; i < n; i++) {
+      for (let c = 0; c < K; c++) {
+        w.fill((-cfg.scale * wz[i * K + c]) / T, (i * K + c) * T, (i * K + c + 1) * T);
+      }
+    }
+    const zero = new Float32Array(w.length);
+    const g = await model.epsLossVjpX(
+      rr,
+      cfg.error === "l2" ? w : zero,
+      cfg.error === "l1" ? w : zero,
+      cfg.lora,
+    );
+    oracle.unetCalls += n * K * T;
+    // Sum the per-row input gradients back onto each image.
+    const grad = new Float32Array(n * D);
+    for (let i = 0; i < n; i++) {
+      for (let r = i * K * T; r < (i + 1) * K * T; r++) {
+        for (let p = 0; p < D; p++) grad[i * D + p] += g.gradX[r * D + p];
+      }
+    }
+    return { logits: toLogits(cfg.error === "l2" ? g.l2 : g.l1, n), grad };
+  }
   return oracle;
 }

@@ -24,6 +24,12 @@ export interface GradientOracle {
     n: number,
     loss: LogitLoss,
   ): Promise<{ logits: Float32Array; loss: Float64Array; grad: Float32Array }>;
+  /** logits and d(Σ_j w_ij z_ij)/dx_i with fixed weights w (n × K): FAB's Jacobian rows */
+  vjp(
+    x: Float32Array,
+    n: number,
+    w: Float32Array,
+  ): Promise<{ logits: Float32Array; grad: Float32Array }>;
 }
 
 export interface RandomSource {
@@ -50,6 +56,10 @@ export function classifierOracle(c: Classifier): GradientOracle {
       }
       const { gradX } = await c.logitsVjpX(x, w, n);
       return { logits: z, loss: l, grad: gradX };
+    },
+    async vjp(x, n, w) {
+      const r = await c.logitsVjpX(x, w, n);
+      return { logits: r.logits, grad: r.gradX };
     },
   };
 }
