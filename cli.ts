@@ -19,13 +19,23 @@ import { defaultSettings } from "./routes/classify.ts";
 import { DCSettingsInput } from "./routes/schemas.ts";
 import { Store } from "./store/kv_store.ts";
 import { dirname } from "node:path";
+import { OnnxClassifier } from "./gpu-worker/onnx_model.ts";
+import type { ClassifierManifest } from "./lib/bundle_manifest.ts";
+import { type AttackConfig, validateAttack } from "./lib/attacks/registry.ts";
+import { classifierOracle, predictions } from "./lib/attacks/oracle.ts";
+import { dcOracle, evenTimesteps } from "./lib/attacks/dc_oracle.ts";
+import { evaluate } from "./lib/evaluation.ts";
 
 function usage(msg?: string): never {
   if (msg) console.error(`error: ${msg}`);
   console.error(`usage:
   deno task cli keys create [--name NAME]
   deno task cli classify FILE... [--bundle DIR|NAME] [--settings JSON]
-  deno task cli bench classify --n N --seed S [--settings JSON] [--bundle DIR|NAME] [--threads T] [--errors] [--json PATH|-]`);
+  deno task cli bench classify --n N --seed S [--settings JSON] [--bundle DIR|NAME] [--threads T] [--errors] [--json PATH|-]
+  deno task cli evaluate --attack fgsm|pgd|apgd-ce|apgd-dlr|apgd-t|fab|fab-t|square|autoattack --norm linf|l2 --eps E
+                         --source surrogate|dc --target dc|surrogate --n N --seed S [--steps K] [--restarts R]
+                         [--version standard|plus|rand] [--eot M] [--attack-timesteps T] [--noise fixed|fresh]
+                         [--logit-scale S] [--settings JSON] [--rescore R] [--json PATH|-]`);
   Deno.exit(2);
 }
 
@@ -173,6 +183,152 @@ if (cmd === "keys" && sub === "create") {
   const text = JSON.stringify(out, null, 2);
   if (values.json === "-") console.log(text);
   else await Deno.writeTextFile(values.json!, text + "\n");
+} else if (cmd === "evaluate") {
+  await evaluateCommand([sub, ...rest].filter((a) => a !== undefined));
 } else {
   usage();
+}
+
+async function evaluateCommand(args: string[]) {
+  const { values } = parseArgs({
+    args,
+    options: {
+      attack: { type: "string" },
+      norm: { type: "string", default: "linf" },
+      eps: { type: "string" },
+      source: { type: "string", default: "surrogate" },
+      target: { type: "string", default: "dc" },
+      adapter: { type: "string" },
+      n: { type: "string", default: "128" },
+      seed: { type: "string", default: "0" },
+      steps: { type: "string" },
+      restarts: { type: "string" },
+      version: { type: "string" },
+      eot: { type: "string" },
+      "attack-timesteps": { type: "string", default: "10" },
+      noise: { type: "string", default: "fixed" },
+      "logit-scale": { type: "string", default: "100" },
+      settings: { type: "string" },
+      rescore: { type: "string", default: "0" },
+      bundle: { type: "string" },
+      surrogate: { type: "string", default: join(config.modelsDir, "resnet14-fmnist") },
+      threads: { type: "string", default: "0" },
+      json: { type: "string", default: "-" },
+    },
+  });
+  if (!values.attack || values.eps === undefined) usage("evaluate needs --attack and --eps");
+  if (values.adapter) usage("adapters arrive with Truth Maximization; no adapter store yet");
+  const num = (v: string | undefined) => (v === undefined ? undefined : Number(v));
+  const threads = Number(values.threads);
+  const model = await openDiffusion(values.bundle, threads);
+  const sb = await loadBundle(values.surrogate!);
+  if (sb.manifest.kind !== "classifier") usage(`${values.surrogate} is not a classifier bundle`);
+  const surrogate = new OnnxClassifier(sb as typeof sb & { manifest: ClassifierManifest }, {
+    threads,
+  });
+  const dcSettings = settingsFor(model, values.settings);
+  const K = model.classNames.length;
+  let attack: AttackConfig;
+  try {
+    attack = validateAttack(
+      {
+        attack: values.attack!,
+        norm: values.norm as "linf" | "l2",
+        eps: Number(values.eps),
+        steps: num(values.steps),
+        restarts: num(values.restarts),
+        eotIter: num(values.eot),
+        version: values.version as AttackConfig["version"],
+        seed: Number(values.seed),
+      },
+      K,
+      100_000,
+    );
+  } catch (e) {
+    usage((e as Error).message);
+  }
+  const test = await loadTest(config.root);
+  const n = Number(values.n);
+  const set = gather(test, seededSubset(test.n, n, Number(values.seed)));
+  const timesteps = evenTimesteps(
+    Number(values["attack-timesteps"]),
+    dcSettings.tRange[0],
+    dcSettings.tRange[1],
+  );
+  const dcSource = () =>
+    dcOracle(model, {
+      timesteps,
+      error: dcSettings.error,
+      scale: Number(values["logit-scale"]),
+      noise: values.noise as "fixed" | "fresh",
+      seed: dcSettings.seed,
+    });
+  const source = values.source === "dc"
+    ? {
+      oracle: dcSource(),
+      describe: {
+        kind: "dc",
+        bundle: model.id,
+        timesteps,
+        noise: values.noise,
+        logit_scale: Number(values["logit-scale"]),
+        error: dcSettings.error,
+        note:
+          "gradients through the Monte Carlo estimate over these timesteps and all classes (no elimination)",
+      },
+    }
+    : {
+      oracle: classifierOracle(surrogate),
+      describe: { kind: "surrogate", bundle: surrogate.id },
+    };
+  const argmaxScorer = async (x: Float32Array, m: number) =>
+    predictions(await surrogate.logits(x, m), m, K);
+  const dcScorer = (seed: number) => async (x: Float32Array, m: number) =>
+    Int32Array.from(
+      (await classifyImages(model, x, m, { ...dcSettings, seed })).map((v) => v.label),
+    );
+  const R = Number(values.rescore);
+  const target = values.target === "dc"
+    ? {
+      score: dcScorer(dcSettings.seed),
+      describe: {
+        kind: "dc",
+        bundle: model.id,
+        settings: dcSettings,
+        unet_calls_per_image: unetCalls(dcSettings, K),
+      },
+      rescore: R > 0
+        ? async (x: Float32Array, m: number) => {
+          const out: Int32Array[] = [];
+          for (let r = 1; r <= R; r++) out.push(await dcScorer(dcSettings.seed + r)(x, m));
+          return out;
+        }
+        : undefined,
+    }
+    : { score: argmaxScorer, describe: { kind: "surrogate", bundle: surrogate.id } };
+  const mode = values.source === values.target
+    ? (values.source === "dc" ? "adaptive" : "white-box")
+    : "transfer";
+  const r = await evaluate({
+    images: set.images,
+    labels: set.labels,
+    shape: model.imageShape,
+    attack: attack!,
+    source,
+    target,
+    mode,
+  });
+  const { xAdv: _x, ...report } = r;
+  const out = {
+    benchmark: "evaluate",
+    command: `deno task cli evaluate ${args.join(" ")}`,
+    seed: Number(values.seed),
+    subset:
+      "first n of lib/fashion_mnist.ts seededSubset(10000, n, seed), Fashion-MNIST test split",
+    ...report,
+    machine: machine(),
+  };
+  const text = JSON.stringify(out, null, 2);
+  if (values.json === "-") console.log(text);
+  else await Deno.writeTextFile(values.json!, text + "\n");
 }

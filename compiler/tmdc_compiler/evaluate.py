@@ -66,10 +66,12 @@ def settings_to_json(s: DCSettings) -> dict:
 
 
 def load_unet(bundle: Path) -> tuple[UNet, dict]:
-    if bundle.suffix == ".pt":  # a training checkpoint (EMA weights), for tuning before export
+    if bundle.suffix == ".pt":  # a training checkpoint, for tuning before export
         ck = torch.load(bundle, weights_only=False)
         model = UNet(UNetConfig.from_json(ck["config"]))
-        model.load_state_dict(ck["ema"])
+        # Early in training the EMA still holds much of the random init (0.999^750 ≈ 0.47):
+        # TMDC_WEIGHTS=model reads the raw weights instead.
+        model.load_state_dict(ck[os.environ.get("TMDC_WEIGHTS", "ema")])
         return model.eval(), {"name": f"checkpoint:{bundle}", "version": str(ck["step"]), "dc_default": {}}
     m = load_manifest(bundle)
     model = UNet(UNetConfig.from_json({k: v for k, v in m["model"].items() if k not in ("architecture", "parameters")}))
