@@ -99,7 +99,27 @@ def run_dc(model: UNet, images: np.ndarray, labels: np.ndarray, s: DCSettings, c
         "images_per_second": len(labels) / secs,
         "labels": pred.tolist(),
         "mean_errors": [v.mean_error.tolist() for v in verdicts],
+        "finalists": [v.finalists for v in verdicts],
     }
+
+
+def fit_posterior_scale(r: dict, labels: np.ndarray) -> dict:
+    """Scale minimising the NLL of the true class under softmax(-err*scale) over the finalists
+    (images whose true class was eliminated early are skipped: their posterior is 0 at any scale)."""
+    grid = [1, 3, 10, 30, 100, 300, 1000, 3000, 10000]
+    rows = [
+        (np.array(e)[f], f.index(int(y))) for e, f, y in zip(r["mean_errors"], r["finalists"], labels, strict=True) if int(y) in f
+    ]
+    nll = []
+    for s in grid:
+        total = 0.0
+        for err, k in rows:
+            z = -err * s
+            z = z - z.max()
+            total -= z[k] - np.log(np.exp(z).sum())
+        nll.append(total / max(len(rows), 1))
+    best = int(np.argmin(nll))
+    return {"scale": grid[best], "nll": nll[best], "grid": grid, "nll_per_scale": nll, "images": len(rows)}
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -189,6 +209,7 @@ def main(argv: list[str] | None = None) -> None:
             rows.append(
                 {
                     "settings": cand,
+                    "posterior_scale": fit_posterior_scale(r, y),
                     "accuracy": r["accuracy"],
                     "ci95": r["ci95"],
                     "unet_calls_per_image": r["unet_calls_per_image"],
