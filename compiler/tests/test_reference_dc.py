@@ -49,7 +49,9 @@ def test_reference_classifier_is_deterministic(tiny_unet):
     assert np.allclose(a[0].errors_sum, b[0].errors_sum, rtol=1e-6)
     assert a[0].unet_calls == s.unet_calls(10) == 10 * 4 + 3 * 4
     p = a[0].posterior(100.0)
-    assert abs(p.sum() - 1) < 1e-12 and p.argmax() == int(np.argmin(a[0].mean_error))
+    # posterior over the finalists (same timesteps), zero for classes eliminated earlier
+    assert abs(p.sum() - 1) < 1e-12 and p.argmax() == a[0].label
+    assert set(np.nonzero(p)[0]) == set(a[0].finalists) and len(a[0].finalists) == 3
 
 
 def test_wilson_interval():
