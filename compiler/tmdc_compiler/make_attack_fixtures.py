@@ -22,6 +22,9 @@ import torch
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--autoattack", required=True, help="folder containing the autoattack package (fra31)")
+    ap.add_argument(
+        "--torchattacks", help="folder with torchattacks' attack.py and attacks/{fgsm,pgd,pgdl2}.py (torchvision-free)"
+    )
     ap.add_argument("--out", default="tests/fixtures/apgd_reference.json")
     args = ap.parse_args(argv)
     sys.path.insert(0, args.autoattack)
@@ -87,9 +90,67 @@ def main(argv: list[str] | None = None) -> None:
     fab_out = Path(args.out).with_name("fab_reference.json")
     fab_out.write_text(json.dumps(fab_cases(rng)))
     print(f"wrote {fab_out}")
+    if args.torchattacks:
+        sys.path.insert(0, args.torchattacks)
+        pgd_out = Path(args.out).with_name("pgd_reference.json")
+        pgd_out.write_text(json.dumps(pgd_cases(np.random.default_rng(1))))
+        print(f"wrote {pgd_out}")
     square_out = Path(args.out).with_name("square_reference.json")
     square_out.write_text(json.dumps(square_cases(rng)))
     print(f"wrote {square_out}")
+
+
+def pgd_cases(rng: np.random.Generator) -> dict:
+    """torchattacks FGSM, PGD and PGDL2 (no random start) on a float64 linear model."""
+    from torchattacks.attacks.fgsm import FGSM
+    from torchattacks.attacks.pgd import PGD
+    from torchattacks.attacks.pgdl2 import PGDL2
+
+    k, d, n = 10, 64, 12
+    W = rng.normal(size=(k, d)) * 0.5
+    b = rng.normal(size=k) * 0.1
+    x = rng.random((n, 1, 8, 8))
+    y = (x.reshape(n, -1) @ W.T + b).argmax(1)
+
+    class Linear(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.W, self.b = torch.from_numpy(W), torch.from_numpy(b)
+
+        def forward(self, inp):
+            return inp.reshape(inp.shape[0], -1) @ self.W.T + self.b
+
+    model = Linear().eval()
+    xs, ys = torch.from_numpy(x), torch.from_numpy(y)
+    cases = [{"attack": "fgsm", "norm": "linf", "eps": 0.03, "adv": FGSM(model, eps=0.03)(xs, ys).numpy().ravel().tolist()}]
+    cases.append(
+        {
+            "attack": "pgd",
+            "norm": "linf",
+            "eps": 0.05,
+            "alpha": 0.01,
+            "steps": 10,
+            "adv": PGD(model, eps=0.05, alpha=0.01, steps=10, random_start=False)(xs, ys).numpy().ravel().tolist(),
+        }
+    )
+    cases.append(
+        {
+            "attack": "pgd",
+            "norm": "l2",
+            "eps": 0.5,
+            "alpha": 0.1,
+            "steps": 10,
+            "adv": PGDL2(model, eps=0.5, alpha=0.1, steps=10, random_start=False)(xs, ys).numpy().ravel().tolist(),
+        }
+    )
+    return {
+        "reference": "torchattacks 23620a6 FGSM, PGD, PGDL2",
+        "W": W.ravel().tolist(),
+        "b": b.tolist(),
+        "x": x.ravel().tolist(),
+        "y": y.tolist(),
+        "cases": cases,
+    }
 
 
 def fab_cases(rng: np.random.Generator) -> dict:
