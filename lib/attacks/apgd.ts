@@ -9,10 +9,13 @@ import { apgdConstants } from "./apgd_schedule.ts";
 import { argmax, crossEntropy, dlr, dlrTargeted } from "./losses.ts";
 import {
   eotLossGrad,
+  gatherRows,
   type GradientOracle,
   type LogitLoss,
   predictions,
   type RandomSource,
+  stillRobust,
+  targetsByRank,
 } from "./oracle.ts";
 import type { Norm } from "./projections.ts";
 
@@ -192,12 +195,6 @@ export async function apgdSingleRun(
   return { xBest, acc, lossBest, xAdvBest, trace };
 }
 
-function gatherRows(x: Float32Array, idx: number[], d: number): Float32Array {
-  const out = new Float32Array(idx.length * d);
-  idx.forEach((s, j) => out.set(x.subarray(s * d, (s + 1) * d), j * d));
-  return out;
-}
-
 /**
  * `perturb`: attack the points the model classifies correctly; each restart starts fresh
  * on the points still robust. Broken points return their adversarial example, the rest
@@ -226,21 +223,13 @@ export async function apgd(
   }
   for (const rank of ranks) {
     for (let restart = 0; restart < cfg.nRestarts; restart++) {
-      const idx = [...robust.keys()].filter((s) => robust[s]);
+      const idx = stillRobust(robust);
       if (idx.length === 0) return { xAdv, robust };
       const xs = gatherRows(x0, idx, d);
       const ys = Int32Array.from(idx, (s) => y[s]);
-      let targets: Int32Array | undefined;
-      if (targeted) {
-        const z = await o.logits(xs, idx.length);
-        targets = Int32Array.from(idx, (_, j) => {
-          const row = Array.from(z.subarray(j * k, (j + 1) * k));
-          const order = row.map((v, c) => [v, c] as const).sort((p, q) =>
-            p[0] - q[0] || p[1] - q[1]
-          ).map((p) => p[1]);
-          return order[k - rank]; // argsort ascending, position −rank
-        });
-      }
+      const targets = targeted
+        ? targetsByRank(await o.logits(xs, idx.length), idx.length, k, rank)
+        : undefined;
       const res = await apgdSingleRun(o, xs, ys, cfg, rng, { targets });
       idx.forEach((s, j) => {
         if (!res.acc[j]) {

@@ -6,7 +6,7 @@
  */
 import { apgd } from "./apgd.ts";
 import { fab } from "./fab.ts";
-import { type GradientOracle, predictions } from "./oracle.ts";
+import { gatherRows, type GradientOracle, predictions, stillRobust } from "./oracle.ts";
 import type { Norm } from "./projections.ts";
 import { square, SQUARE_AUTOATTACK } from "./square.ts";
 import { PortableRandom } from "../rng.ts";
@@ -117,11 +117,10 @@ export async function autoAttack(
   const count = () => robust.reduce((a, v) => a + v, 0);
 
   for (const a of attacks) {
-    const idx = [...robust.keys()].filter((i) => robust[i]);
+    const idx = stillRobust(robust);
     if (idx.length === 0) break;
     const t0 = performance.now();
-    const xs = new Float32Array(idx.length * d);
-    idx.forEach((i, j) => xs.set(x0.subarray(i * d, (i + 1) * d), j * d));
+    const xs = gatherRows(x0, idx, d);
     const ys = Int32Array.from(idx, (i) => y[i]);
     const rng = new PortableRandom(cfg.seed, hashName(a.name));
     let out: Float32Array;

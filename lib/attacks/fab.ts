@@ -6,7 +6,14 @@
  * misclassified iterate back towards x₀ by β. Success needs the norm ≤ ε.
  */
 import { fabProjection } from "./fab_projection.ts";
-import { type GradientOracle, predictions, type RandomSource } from "./oracle.ts";
+import {
+  gatherRows,
+  type GradientOracle,
+  predictions,
+  type RandomSource,
+  stillRobust,
+  targetsByRank,
+} from "./oracle.ts";
 import { lpDistance, type Norm } from "./projections.ts";
 
 export interface FabConfig {
@@ -165,22 +172,13 @@ export async function fab(
     : [0];
   for (const rank of ranks) {
     for (let restart = 0; restart < cfg.nRestarts; restart++) {
-      const idx = [...robust.keys()].filter((s) => robust[s]);
+      const idx = stillRobust(robust);
       if (idx.length === 0) return { xAdv, robust };
-      const xs = new Float32Array(idx.length * d);
-      idx.forEach((s, j) => xs.set(x0.subarray(s * d, (s + 1) * d), j * d));
+      const xs = gatherRows(x0, idx, d);
       const ys = Int32Array.from(idx, (s) => y[s]);
-      let targets: Int32Array | undefined;
-      if (cfg.targeted) {
-        const z = await o.logits(xs, idx.length);
-        targets = Int32Array.from(idx, (_, j) => {
-          const row = Array.from(z.subarray(j * k, (j + 1) * k));
-          const order = row.map((v, c) => [v, c] as const).sort((p, q) =>
-            p[0] - q[0] || p[1] - q[1]
-          ).map((p) => p[1]);
-          return order[k - rank];
-        });
-      }
+      const targets = cfg.targeted
+        ? targetsByRank(await o.logits(xs, idx.length), idx.length, k, rank)
+        : undefined;
       const { adv } = await fabSingleRun(o, xs, ys, cfg, rng, {
         randomStart: restart > 0,
         targets,

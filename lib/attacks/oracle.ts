@@ -92,3 +92,28 @@ export function predictions(z: Float32Array, n: number, k: number): Int32Array {
   }
   return out;
 }
+
+/** Rows `idx` of a batch of `d`-sized samples, packed. */
+export function gatherRows(x: Float32Array, idx: readonly number[], d: number): Float32Array {
+  const out = new Float32Array(idx.length * d);
+  idx.forEach((s, j) => out.set(x.subarray(s * d, (s + 1) * d), j * d));
+  return out;
+}
+
+/** Indices whose flag is set: the points still robust. */
+export function stillRobust(flags: Uint8Array): number[] {
+  return [...flags.keys()].filter((i) => flags[i]);
+}
+
+/**
+ * Target class of rank r per row (APGD-T, FAB-T): argsort ascending, position −r, so
+ * r = 2 is the runner-up of a correctly classified point. Ties keep the lower index first.
+ */
+export function targetsByRank(z: Float32Array, n: number, k: number, rank: number): Int32Array {
+  return Int32Array.from({ length: n }, (_, j) => {
+    const order = Array.from({ length: k }, (_, c) => c).sort((p, q) =>
+      z[j * k + p] - z[j * k + q] || p - q
+    );
+    return order[k - rank];
+  });
+}

@@ -7,7 +7,7 @@
  * signs; per iteration vh, vw, vh2, vw2, the transpose draw, sample×channel signs.
  */
 import { margin } from "./losses.ts";
-import type { GradientOracle, RandomSource } from "./oracle.ts";
+import { gatherRows, type GradientOracle, type RandomSource, stillRobust } from "./oracle.ts";
 import type { Norm } from "./projections.ts";
 import { eta, pSelection, windowL2, windowLinf } from "./square_schedule.ts";
 import type { ImageShape } from "../model.ts";
@@ -216,10 +216,9 @@ export async function square(
     (_, i) => (margin(z0.subarray(i * k, (i + 1) * k), y[i]) > 0 ? 1 : 0),
   );
   for (let r = 0; r < cfg.nRestarts; r++) {
-    const idx = [...robust.keys()].filter((i) => robust[i]);
+    const idx = stillRobust(robust);
     if (idx.length === 0) break;
-    const xs = new Float32Array(idx.length * D);
-    idx.forEach((i, j) => xs.set(x0.subarray(i * D, (i + 1) * D), j * D));
+    const xs = gatherRows(x0, idx, D);
     const ys = Int32Array.from(idx, (i) => y[i]);
     const { xBest } = await squareSingleRun(o, shape, xs, ys, cfg, rng);
     const z = await o.logits(xBest, idx.length);
