@@ -37,6 +37,8 @@ export const config = Object.freeze({
     syncImages: int("TMDC_SYNC_IMAGES", 4),
     syncWaitMs: int("TMDC_SYNC_WAIT_MS", 120_000),
     maxUnetCallsPerImage: int("TMDC_MAX_UNET_CALLS", 20_000),
+    /** model evaluations per image an attack may spend (a DC gradient costs 2·classes·timesteps) */
+    maxAttackEvalsPerImage: int("TMDC_MAX_ATTACK_EVALS", 2_000_000),
   }),
 });
 export type Config = typeof config;

@@ -12,18 +12,28 @@ import { join } from "node:path";
 import { config } from "../config.ts";
 import { classifyImages } from "../lib/diffusion_classifier.ts";
 import type { DiffusionManifest } from "../lib/bundle_manifest.ts";
-import { loadBundle, OnnxDiffusionModel } from "./onnx_model.ts";
+import type { ClassifierManifest } from "../lib/bundle_manifest.ts";
+import { loadBundle, OnnxClassifier, OnnxDiffusionModel } from "./onnx_model.ts";
+import { runEvalUnit, type WorkerModels } from "./eval_unit.ts";
 import { fromBase64, FrontendMessage, type WorkerMessage } from "./protocol.ts";
 
 const VERSION = "0.1.0";
 
-async function loadModels(dir: string): Promise<Map<string, OnnxDiffusionModel>> {
+async function loadModels(dir: string): Promise<WorkerModels> {
   const models = new Map<string, OnnxDiffusionModel>();
+  const classifiers = new Map<string, OnnxClassifier>();
   for await (const e of Deno.readDir(dir)) {
     if (!e.isDirectory) continue;
     try {
       const b = await loadBundle(join(dir, e.name));
-      if (b.manifest.kind !== "diffusion") continue;
+      if (b.manifest.kind === "classifier") {
+        const opts = { threads: config.workerThreads, providers: config.workerProviders };
+        classifiers.set(
+          b.id,
+          new OnnxClassifier(b as typeof b & { manifest: ClassifierManifest }, opts),
+        );
+        continue;
+      }
       models.set(
         b.id,
         new OnnxDiffusionModel(b as typeof b & { manifest: DiffusionManifest }, {
@@ -35,7 +45,7 @@ async function loadModels(dir: string): Promise<Map<string, OnnxDiffusionModel>>
       console.error(`[worker] skipping bundle ${e.name}: ${(err as Error).message}`);
     }
   }
-  return models;
+  return { diffusion: models, classifiers };
 }
 
 export async function runWorker(signal?: AbortSignal): Promise<void> {
@@ -43,7 +53,7 @@ export async function runWorker(signal?: AbortSignal): Promise<void> {
   if (!token) throw new Error("TMDC_WORKER_TOKEN is not set");
   const id = Deno.env.get("TMDC_WORKER_ID") ?? `${Deno.hostname()}-${Deno.pid}`;
   const models = await loadModels(config.modelsDir);
-  if (models.size === 0) throw new Error(`no diffusion bundle under ${config.modelsDir}`);
+  if (models.diffusion.size === 0) throw new Error(`no diffusion bundle under ${config.modelsDir}`);
   const url = config.frontendUrl.replace(/^http/, "ws") + "/v1/workers/ws";
   let backoff = 500;
   while (!signal?.aborted) {
@@ -62,9 +72,11 @@ function session(
   url: string,
   token: string,
   id: string,
-  models: Map<string, OnnxDiffusionModel>,
+  all: WorkerModels,
   signal?: AbortSignal,
 ): Promise<void> {
+  const models = all.diffusion;
+  const bundles = [...all.diffusion.keys(), ...all.classifiers.keys()];
   return new Promise((resolve, reject) => {
     const ws = new WebSocket(url);
     const send = (m: WorkerMessage) =>
@@ -83,7 +95,7 @@ function session(
         token,
         worker: {
           id,
-          bundles: [...models.keys()],
+          bundles,
           provider,
           threads: config.workerThreads,
           version: VERSION,
@@ -97,7 +109,7 @@ function session(
       switch (msg.type) {
         case "welcome":
           heartbeatMs = msg.heartbeatMs;
-          console.error(`[worker] ${id} connected to ${url} with ${[...models.keys()].join(", ")}`);
+          console.error(`[worker] ${id} connected to ${url} with ${bundles.join(", ")}`);
           take();
           break;
         case "wake":
@@ -110,6 +122,21 @@ function session(
         case "error":
           console.error(`[worker] frontend says: ${msg.message}`);
           break;
+        case "eval-unit": {
+          busy = true;
+          const ref = { jobId: msg.jobId, idx: msg.idx, token: msg.token };
+          const hb = setInterval(() => send({ type: "heartbeat", ...ref }), heartbeatMs);
+          try {
+            send({ type: "eval-result", ...ref, ...(await runEvalUnit(all, msg)) });
+          } catch (e) {
+            send({ type: "fail", ...ref, error: (e as Error).message });
+          } finally {
+            clearInterval(hb);
+            busy = false;
+            take();
+          }
+          break;
+        }
         case "unit": {
           busy = true;
           const ref = { jobId: msg.jobId, idx: msg.idx, token: msg.token };

@@ -55,6 +55,23 @@ export const WorkerMessage = z.discriminatedUnion("type", [
     }),
   }),
   z.object({ type: z.literal("fail"), ...UnitRef, error: z.string() }),
+  z.object({
+    type: z.literal("eval-result"),
+    ...UnitRef,
+    items: z.array(z.object({
+      index: z.number().int(),
+      label: z.number().int(),
+      cleanPred: z.number().int(),
+      advPred: z.number().int(),
+      /** float32 CHW pixels, base64; null when the example was reused from the stored set */
+      adv: z.string().nullable(),
+    })),
+    perAttack: z.array(
+      z.object({ attack: z.string(), robust: z.number().int(), total: z.number().int() }),
+    ).optional(),
+    computeMs: z.number(),
+    provider: z.string(),
+  }),
 ]);
 export type WorkerMessage = z.infer<typeof WorkerMessage>;
 export type UnitResult = Extract<WorkerMessage, { type: "result" }>["result"];
@@ -70,6 +87,24 @@ export const FrontendMessage = z.discriminatedUnion("type", [
     settings: Settings,
     /** float32 CHW pixels, base64 */
     pixels: z.string(),
+  }),
+  z.object({
+    type: z.literal("eval-unit"),
+    ...UnitRef,
+    evaluation: z.object({
+      attack: z.record(z.string(), z.unknown()),
+      source: z.record(z.string(), z.unknown()),
+      target: z.object({ kind: z.enum(["surrogate", "dc"]), bundle: z.string() }),
+      dataset: z.object({
+        name: z.literal("fashion-mnist-test"),
+        n: z.number().int(),
+        seed: z.number().int(),
+      }),
+    }),
+    settings: Settings,
+    indices: z.array(z.number().int()),
+    /** stored adversarial examples for every index (base64 float32), or null: attack anew */
+    adv: z.array(z.string()).nullable(),
   }),
   z.object({ type: z.literal("none") }),
   z.object({ type: z.literal("wake") }),

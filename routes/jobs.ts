@@ -17,8 +17,11 @@ export async function jobView(store: Store, job: Job): Promise<z.infer<typeof Jo
   return {
     ...rest,
     settings: job.settings as unknown as Record<string, unknown>,
+    evaluation: job.evaluation as unknown as Record<string, unknown> | undefined,
     progress: units.length ? progress / units.length : 1,
-    verdicts: units.filter((u) => u.status === "done").map((u) => `${job.id}.${u.idx}`),
+    verdicts: job.kind === "classify"
+      ? units.filter((u) => u.status === "done").map((u) => `${job.id}.${u.idx}`)
+      : [],
     errors: units.filter((u) => u.status === "failed").map((u) => ({
       index: u.idx,
       error: u.error ?? "failed",

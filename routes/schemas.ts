@@ -62,7 +62,8 @@ export const Verdict = z.object({
 
 export const Job = z.object({
   id: z.string(),
-  kind: z.literal("classify"),
+  kind: z.enum(["classify", "evaluate"]),
+  evaluation: z.record(z.string(), z.unknown()).optional(),
   status: z.enum(["creating", "queued", "running", "done", "failed"]),
   bundle: z.string(),
   adapter: z.string().nullable(),

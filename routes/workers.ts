@@ -3,8 +3,13 @@
  * renews leases on heartbeats, records results. State lives in KV (store/), so a
  * restarted frontend or a lost worker loses nothing: expired leases are leased again.
  */
-import type { Store, Verdict } from "../store/kv_store.ts";
-import { type FrontendMessage, toBase64, WorkerMessage } from "../gpu-worker/protocol.ts";
+import type { Job, Store, Unit, Verdict } from "../store/kv_store.ts";
+import {
+  fromBase64,
+  type FrontendMessage,
+  toBase64,
+  WorkerMessage,
+} from "../gpu-worker/protocol.ts";
 import type { Registry } from "./registry.ts";
 
 interface Peer {
@@ -143,10 +148,11 @@ export class Dispatcher {
           return;
         }
         const { unit, job } = leased;
-        const pixels = await this.store.getBlob(unit.input.blob);
-        if (!pixels) throw new Error(`unit ${job.id}/${unit.idx} has no pixels`);
         peer.idle = false;
         peer.busy++;
+        if (job.kind === "evaluate") return await this.#sendEvalUnit(peer, job, unit);
+        const pixels = unit.input && await this.store.getBlob(unit.input.blob);
+        if (!pixels) throw new Error(`unit ${job.id}/${unit.idx} has no pixels`);
         send(peer.socket, {
           type: "unit",
           jobId: job.id,
@@ -174,12 +180,56 @@ export class Dispatcher {
         }
         return;
       }
+      case "eval-result": {
+        peer.busy = Math.max(0, peer.busy - 1);
+        const job = await this.store.getJob(msg.jobId);
+        const unit = await this.store.getUnit(msg.jobId, msg.idx);
+        if (!job?.evaluation || unit?.lease?.token !== msg.token) return; // stale or unknown
+        const fresh = msg.items.filter((it) => it.adv !== null);
+        await this.store.putAdversarial(
+          job.evaluation.setKey,
+          fresh.map((it) => ({ index: it.index, label: it.label, pixels: fromBase64(it.adv!) })),
+        );
+        const result = {
+          items: msg.items.map(({ adv: _adv, ...it }) => it),
+          perAttack: msg.perAttack,
+          reusedAdversarial: fresh.length === 0,
+          computeMs: msg.computeMs,
+          worker: { id: peer.id, provider: msg.provider },
+        };
+        if ((await this.store.completeEvalUnit(msg.jobId, msg.idx, msg.token, result)) === "ok") {
+          this.#notify(msg.jobId);
+        }
+        return;
+      }
       case "fail":
         peer.busy = Math.max(0, peer.busy - 1);
         await this.store.failUnit(msg.jobId, msg.idx, msg.token, msg.error.slice(0, 2000));
         this.#notify(msg.jobId);
         return;
     }
+  }
+
+  /** An evaluation shard: reuse the stored adversarial examples when the whole shard has them. */
+  async #sendEvalUnit(peer: Peer, job: Job, unit: Unit): Promise<void> {
+    const ev = job.evaluation!;
+    const indices = unit.shard ?? [];
+    const stored = await Promise.all(indices.map((i) => this.store.getAdversarial(ev.setKey, i)));
+    let adv: string[] | null = null;
+    if (stored.every((r) => r !== null)) {
+      const blobs = await Promise.all(stored.map((r) => this.store.getBlob(r!.blob)));
+      if (blobs.every((b) => b !== null)) adv = blobs.map((b) => toBase64(b!));
+    }
+    send(peer.socket, {
+      type: "eval-unit",
+      jobId: job.id,
+      idx: unit.idx,
+      token: unit.lease!.token,
+      evaluation: { attack: ev.attack, source: ev.source, target: ev.target, dataset: ev.dataset },
+      settings: job.settings,
+      indices,
+      adv,
+    });
   }
 
   /** Build the stored verdict from the worker's numbers and the frontend's own records. */
@@ -198,6 +248,7 @@ export class Dispatcher {
       const k = r.survivors.findIndex((alive) => !alive.includes(c));
       return k < 0 ? null : k + 1;
     });
+    if (!unit.input) return null;
     const { blob: _blob, ...input } = unit.input;
     return {
       id: `${job.id}.${unit.idx}`,

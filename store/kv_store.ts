@@ -6,6 +6,9 @@
  *   ["active", createdAt, jobId]     → true            (jobs with work left, FIFO)
  *   ["unit", jobId, idx]             → Unit            (one image of a job)
  *   ["verdict", jobId, idx]          → Verdict
+ *   ["evalres", jobId, idx]          → EvalShardResult (one shard of an evaluation)
+ *   ["advset", setKey, index]        → AdvRecord: an adversarial example, reused by every
+ *                                      evaluation with the same (attack, source, subset)
  *   ["blob", blobId, "meta"|chunk]   → chunks of ≤ 60,000 bytes (KV values are ≤ 64 KiB)
  *
  * State changes are atomic with version checks (at most 3 checks per atomic, so a
@@ -18,9 +21,40 @@ import type { DCSettings } from "../lib/diffusion_classifier.ts";
 
 export type JobStatus = "creating" | "queued" | "running" | "done" | "failed";
 
+export interface EvaluationSpec {
+  attack: Record<string, unknown> & { attack: string; norm: string; eps: number; seed: number };
+  source: Record<string, unknown> & { kind: "surrogate" | "dc"; bundle: string };
+  target: { kind: "surrogate" | "dc"; bundle: string };
+  dataset: { name: "fashion-mnist-test"; n: number; seed: number };
+  /** sha256 of (attack, source, dataset): adversarial examples are shared across targets */
+  setKey: string;
+  mode: "transfer" | "adaptive" | "white-box";
+}
+
+export interface EvalItem {
+  index: number;
+  label: number;
+  cleanPred: number;
+  advPred: number;
+}
+
+export interface EvalShardResult {
+  items: EvalItem[];
+  perAttack?: { attack: string; robust: number; total: number }[];
+  reusedAdversarial: boolean;
+  computeMs: number;
+  worker: { id: string; provider: string };
+}
+
+export interface AdvRecord {
+  blob: string;
+  label: number;
+}
+
 export interface Job {
   id: string;
-  kind: "classify";
+  kind: "classify" | "evaluate";
+  evaluation?: EvaluationSpec;
   status: JobStatus;
   owner: string;
   bundle: string;
@@ -49,7 +83,10 @@ export interface Unit {
   attempts: number;
   lease: { token: string; worker: string; until: number } | null;
   progress: { calls: number; total: number } | null;
-  input: UnitInput;
+  /** classify: the uploaded image */
+  input?: UnitInput;
+  /** evaluate: dataset indices of this shard */
+  shard?: number[];
   error?: string;
 }
 
@@ -158,10 +195,13 @@ export class Store {
 
   // ---- jobs ----
 
-  /** Write a job and its units; it is visible to workers only once everything is stored. */
+  /**
+   * Write a job and its units (uploaded images, or shards of dataset indices); it is visible
+   * to workers only once everything is stored.
+   */
   async createJob(
-    fields: Pick<Job, "kind" | "owner" | "bundle" | "adapter" | "settings">,
-    inputs: { pixels: Uint8Array; input: Omit<UnitInput, "blob"> }[],
+    fields: Pick<Job, "kind" | "owner" | "bundle" | "adapter" | "settings" | "evaluation">,
+    inputs: ({ pixels: Uint8Array; input: Omit<UnitInput, "blob"> } | { shard: number[] })[],
   ): Promise<Job> {
     const id = crypto.randomUUID();
     const t = now();
@@ -178,7 +218,7 @@ export class Store {
     await this.kv.set(["job", id], job);
     try {
       for (let i = 0; i < inputs.length; i++) {
-        const blob = await this.putBlob(inputs[i].pixels);
+        const item = inputs[i];
         const unit: Unit = {
           jobId: id,
           idx: i,
@@ -186,8 +226,9 @@ export class Store {
           attempts: 0,
           lease: null,
           progress: null,
-          input: { ...inputs[i].input, blob },
         };
+        if ("shard" in item) unit.shard = item.shard;
+        else unit.input = { ...item.input, blob: await this.putBlob(item.pixels) };
         await this.kv.set(["unit", id, i], unit);
       }
       const queued = { ...job, status: "queued" as const, updatedAt: now() };
@@ -224,10 +265,11 @@ export class Store {
   async deleteJob(id: string): Promise<void> {
     const job = await this.getJob(id);
     for await (const e of this.kv.list<Unit>({ prefix: ["unit", id] })) {
-      await this.deleteBlob(e.value.input.blob);
+      if (e.value.input) await this.deleteBlob(e.value.input.blob);
       await this.kv.delete(e.key);
     }
     for await (const e of this.kv.list({ prefix: ["verdict", id] })) await this.kv.delete(e.key);
+    for await (const e of this.kv.list({ prefix: ["evalres", id] })) await this.kv.delete(e.key);
     if (job) await this.kv.delete(["active", job.createdAt, id]);
     await this.kv.delete(["job", id]);
   }
@@ -311,12 +353,66 @@ export class Store {
     return (await this.kv.atomic().check(e).set(e.key, next).commit()).ok;
   }
 
+  async getUnit(jobId: string, idx: number): Promise<Unit | null> {
+    return (await this.kv.get<Unit>(["unit", jobId, idx])).value;
+  }
+
+  async listEvalResults(jobId: string): Promise<EvalShardResult[]> {
+    const out: EvalShardResult[] = [];
+    for await (const e of this.kv.list<EvalShardResult>({ prefix: ["evalres", jobId] })) {
+      out.push(e.value);
+    }
+    return out;
+  }
+
+  async getAdversarial(setKey: string, index: number): Promise<AdvRecord | null> {
+    return (await this.kv.get<AdvRecord>(["advset", setKey, index])).value;
+  }
+
+  /** Store adversarial examples of a set (first writer wins; a set is immutable once written). */
+  async putAdversarial(
+    setKey: string,
+    items: { index: number; label: number; pixels: Uint8Array }[],
+  ): Promise<void> {
+    for (const it of items) {
+      if (await this.getAdversarial(setKey, it.index)) continue;
+      const blob = await this.putBlob(it.pixels);
+      const r = await this.kv.atomic().check({
+        key: ["advset", setKey, it.index],
+        versionstamp: null,
+      })
+        .set(["advset", setKey, it.index], { blob, label: it.label }).commit();
+      if (!r.ok) await this.deleteBlob(blob);
+    }
+  }
+
   /** Record a verdict for a leased unit; "stale" if the lease was lost to another worker. */
-  async completeUnit(
+  completeUnit(
     jobId: string,
     idx: number,
     token: string,
     verdict: Verdict,
+  ): Promise<"ok" | "stale"> {
+    return this.completeUnitWith(jobId, idx, token, ["verdict", jobId, idx], verdict);
+  }
+
+  /** Record an evaluation shard's result for a leased unit. */
+  completeEvalUnit(
+    jobId: string,
+    idx: number,
+    token: string,
+    result: EvalShardResult,
+  ): Promise<"ok" | "stale"> {
+    return this.completeUnitWith(jobId, idx, token, ["evalres", jobId, idx], result);
+  }
+
+  /** Mark a leased unit done and write its result in one atomic step, guarded by the lease token. */
+  async completeUnitWith(
+    jobId: string,
+    idx: number,
+    token: string,
+    resultKey: Deno.KvKey,
+    result: unknown,
   ): Promise<"ok" | "stale"> {
     for (let attempt = 0; attempt < 20; attempt++) {
       const ue = await this.kv.get<Unit>(["unit", jobId, idx]);
@@ -327,7 +423,7 @@ export class Store {
       const next = { ...job, done: job.done + 1, updatedAt: now() };
       const op = this.kv.atomic().check(ue).check(je)
         .set(ue.key, { ...u, status: "done", lease: null })
-        .set(["verdict", jobId, idx], verdict);
+        .set(resultKey, result);
       this.#closeIfFinished(op, next);
       if ((await op.commit()).ok) return "ok";
     }

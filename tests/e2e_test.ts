@@ -59,7 +59,7 @@ class Cluster {
       ],
       env: { ...this.env, ...extra },
       stdout: "null",
-      stderr: "null",
+      stderr: Deno.env.get("TMDC_TEST_LOGS") ? "inherit" : "null",
     }).spawn();
   }
 
@@ -248,6 +248,73 @@ Deno.test({
         assertEquals(v.label, ref.label);
         assertEquals(v.meanError, Array.from(ref.meanError));
       }
+    } finally {
+      await c.shutdown();
+    }
+  },
+});
+
+Deno.test({
+  name:
+    "e2e: an evaluation runs on a worker; a second target reuses the stored adversarial examples; PNGs download",
+  sanitizeResources: false,
+  sanitizeOps: false,
+  fn: async () => {
+    const c = await Cluster.create();
+    try {
+      await c.startFrontend();
+      const key = await c.apiKey();
+      const auth = { authorization: `Bearer ${key}`, "content-type": "application/json" };
+      c.startWorker("w1");
+      const body = (target: string) => ({
+        target: { bundle: target, settings: SMALL },
+        source: { kind: "surrogate", bundle: "resnet8-fmnist" },
+        attack: { attack: "pgd", norm: "linf", eps: 0.1, steps: 5 },
+        dataset: { name: "fashion-mnist-test", n: 12, seed: 3 },
+        shardSize: 5,
+      });
+      const run = async (target: string) => {
+        const r = await fetch(`${c.url}/v1/evaluations`, {
+          method: "POST",
+          headers: auth,
+          body: JSON.stringify(body(target)),
+        });
+        assertEquals(r.status, 202);
+        const url = c.url + r.headers.get("location");
+        return await waitFor(
+          async () => {
+            const e = await (await fetch(url, { headers: auth })).json();
+            return e.job.status === "done" ? e : undefined;
+          },
+          "the evaluation to finish",
+          120_000,
+        );
+      };
+      const onDc = await run("tiny-diffusion");
+      assertEquals([onDc.job.total, onDc.job.done], [3, 3]); // shards of 5, 5, 2
+      assertEquals(onDc.report.n, 12);
+      assertEquals(onDc.report.mode, "transfer");
+      assertEquals(onDc.report.reused_adversarial_examples, false);
+      assert_(onDc.report.robust_accuracy <= onDc.report.clean_accuracy);
+      assertEquals(onDc.report.attack.steps, 5);
+
+      const onSurrogate = await run("resnet8-fmnist");
+      assertEquals(onSurrogate.report.mode, "white-box");
+      assertEquals(onSurrogate.report.reused_adversarial_examples, true);
+      assertEquals(onSurrogate.report.adversarial_set, onDc.report.adversarial_set);
+
+      const idx = (await import("../lib/fashion_mnist.ts")).seededSubset(10000, 12, 3)[0];
+      const png = await fetch(`${c.url}/v1/evaluations/${onDc.job.id}/adversarial/${idx}.png`, {
+        headers: auth,
+      });
+      assertEquals(png.headers.get("content-type"), "image/png");
+      const bytes = new Uint8Array(await png.arrayBuffer());
+      assertEquals(Array.from(bytes.subarray(1, 4)), [0x50, 0x4e, 0x47]); // "PNG"
+      const missing = await fetch(`${c.url}/v1/evaluations/${onDc.job.id}/adversarial/99999.png`, {
+        headers: auth,
+      });
+      assertEquals(missing.status, 404);
+      await missing.body?.cancel();
     } finally {
       await c.shutdown();
     }

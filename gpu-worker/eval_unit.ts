@@ -1,0 +1,110 @@
+/**
+ * One evaluation shard on a worker: attack the shard's images on the source model (unless
+ * the frontend sent stored adversarial examples), then score the target on the clean and
+ * the adversarial images.
+ */
+import { config } from "../config.ts";
+import { dcOracle, evenTimesteps } from "../lib/attacks/dc_oracle.ts";
+import { classifierOracle, type GradientOracle, predictions } from "../lib/attacks/oracle.ts";
+import { type AttackConfig, runAttack } from "../lib/attacks/registry.ts";
+import { classifyImages, type DCSettings } from "../lib/diffusion_classifier.ts";
+import { gather, type LabelledImages, loadTest } from "../lib/fashion_mnist.ts";
+import type { OnnxClassifier, OnnxDiffusionModel } from "./onnx_model.ts";
+import { fromBase64, type FrontendMessage, toBase64 } from "./protocol.ts";
+
+type EvalUnit = Extract<FrontendMessage, { type: "eval-unit" }>;
+
+let testSet: Promise<LabelledImages> | undefined;
+
+export interface WorkerModels {
+  diffusion: Map<string, OnnxDiffusionModel>;
+  classifiers: Map<string, OnnxClassifier>;
+}
+
+function need<T>(m: Map<string, T>, id: string, what: string): T {
+  const v = m.get(id);
+  if (!v) throw new Error(`this worker does not hold the ${what} bundle ${id}`);
+  return v;
+}
+
+export async function runEvalUnit(models: WorkerModels, msg: EvalUnit) {
+  const t0 = performance.now();
+  testSet ??= loadTest(config.root);
+  const set = gather(await testSet, Int32Array.from(msg.indices));
+  const ev = msg.evaluation;
+  const settings = msg.settings as DCSettings;
+  const shape = { channels: 1, height: 28, width: 28 };
+  const n = set.n;
+  const D = set.images.length / n;
+
+  let xAdv: Float32Array;
+  let perAttack: { attack: string; robust: number; total: number }[] | undefined;
+  if (msg.adv) {
+    xAdv = new Float32Array(n * D);
+    msg.adv.forEach((b64, i) => {
+      const bytes = fromBase64(b64);
+      xAdv.set(new Float32Array(bytes.buffer, bytes.byteOffset, bytes.byteLength / 4), i * D);
+    });
+  } else {
+    const src = ev.source as {
+      kind: "surrogate" | "dc";
+      bundle: string;
+      timesteps?: number;
+      noise?: "fixed" | "fresh";
+      logitScale?: number;
+    };
+    let oracle: GradientOracle;
+    if (src.kind === "surrogate") {
+      oracle = classifierOracle(need(models.classifiers, src.bundle, "surrogate"));
+    } else {
+      oracle = dcOracle(need(models.diffusion, src.bundle, "diffusion"), {
+        timesteps: evenTimesteps(src.timesteps ?? 10, settings.tRange[0], settings.tRange[1]),
+        error: settings.error,
+        scale: src.logitScale ?? 100,
+        noise: src.noise ?? "fixed",
+        seed: settings.seed,
+      });
+    }
+    const out = await runAttack(
+      oracle,
+      set.images,
+      set.labels,
+      ev.attack as unknown as AttackConfig,
+      shape,
+    );
+    xAdv = out.xAdv;
+    perAttack = out.perAttack?.map((p) => ({
+      attack: p.attack,
+      robust: Math.round(p.robustAccuracy * n),
+      total: n,
+    }));
+  }
+
+  let score: (x: Float32Array) => Promise<Int32Array>;
+  let provider = "cpu";
+  if (ev.target.kind === "surrogate") {
+    const c = need(models.classifiers, ev.target.bundle, "target");
+    score = async (x) => predictions(await c.logits(x, n), n, c.classNames.length);
+  } else {
+    const m = need(models.diffusion, ev.target.bundle, "target");
+    provider = m.provider;
+    score = async (x) =>
+      Int32Array.from((await classifyImages(m, x, n, settings)).map((v) => v.label));
+  }
+  const clean = await score(set.images);
+  const adv = await score(xAdv);
+  return {
+    items: msg.indices.map((index, i) => ({
+      index,
+      label: set.labels[i],
+      cleanPred: clean[i],
+      advPred: adv[i],
+      adv: msg.adv
+        ? null
+        : toBase64(new Uint8Array(xAdv.buffer, xAdv.byteOffset + i * D * 4, D * 4)),
+    })),
+    perAttack,
+    computeMs: performance.now() - t0,
+    provider,
+  };
+}
