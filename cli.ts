@@ -25,6 +25,7 @@ import { type AttackConfig, validateAttack } from "./lib/attacks/registry.ts";
 import { classifierOracle, predictions } from "./lib/attacks/oracle.ts";
 import { dcOracle, evenTimesteps } from "./lib/attacks/dc_oracle.ts";
 import { evaluate } from "./lib/evaluation.ts";
+import { type Check, doublingStable, unboundedBudget } from "./lib/sanity.ts";
 
 function usage(msg?: string): never {
   if (msg) console.error(`error: ${msg}`);
@@ -35,7 +36,7 @@ function usage(msg?: string): never {
   deno task cli evaluate --attack fgsm|pgd|apgd-ce|apgd-dlr|apgd-t|fab|fab-t|square|autoattack --norm linf|l2 --eps E
                          --source surrogate|dc --target dc|surrogate --n N --seed S [--steps K] [--restarts R]
                          [--version standard|plus|rand] [--eot M] [--attack-timesteps T] [--noise fixed|fresh]
-                         [--logit-scale S] [--settings JSON] [--rescore R] [--json PATH|-]`);
+                         [--logit-scale S] [--settings JSON] [--rescore R] [--sanity [--sanity-n M]] [--json PATH|-]`);
   Deno.exit(2);
 }
 
@@ -214,6 +215,8 @@ async function evaluateCommand(args: string[]) {
       surrogate: { type: "string", default: join(config.modelsDir, "resnet14-fmnist") },
       threads: { type: "string", default: "0" },
       json: { type: "string", default: "-" },
+      sanity: { type: "boolean", default: false },
+      "sanity-n": { type: "string", default: "16" },
     },
   });
   if (!values.attack || values.eps === undefined) usage("evaluate needs --attack and --eps");
@@ -318,7 +321,30 @@ async function evaluateCommand(args: string[]) {
     target,
     mode,
   });
-  const { xAdv: _x, ...report } = r;
+  const { xAdv: _x, robustFlags, ...report } = r;
+  let sanity: Check[] | undefined;
+  if (values.sanity) {
+    // Spec §7 checks on the first m images: an unbounded budget must reach 0%, and doubling
+    // the attack's budget must not change per-point outcomes beyond a sign test's noise.
+    const m = Math.min(n, Number(values["sanity-n"]));
+    const sub = { images: set.images.subarray(0, m * 784), labels: set.labels.subarray(0, m) };
+    const run = (a: AttackConfig) =>
+      evaluate({ ...sub, shape: model.imageShape, attack: a, source, target, mode });
+    const unbounded = await run({ ...attack!, eps: attack!.norm === "linf" ? 1 : Math.sqrt(784) });
+    const doubled = await run({
+      ...attack!,
+      steps: (attack!.steps ?? 1) * 2,
+      eotIter: (attack!.eotIter ?? 1) * 2,
+    });
+    sanity = [
+      unboundedBudget(
+        unbounded.robust_accuracy,
+        0,
+        attack!.norm === "linf" ? "Linf ε = 1" : "L2 ε = √784",
+      ),
+      doublingStable(robustFlags.subarray(0, m), doubled.robustFlags),
+    ];
+  }
   const out = {
     benchmark: "evaluate",
     command: `deno task cli evaluate ${args.join(" ")}`,
@@ -326,6 +352,7 @@ async function evaluateCommand(args: string[]) {
     subset:
       "first n of lib/fashion_mnist.ts seededSubset(10000, n, seed), Fashion-MNIST test split",
     ...report,
+    sanity,
     machine: machine(),
   };
   const text = JSON.stringify(out, null, 2);

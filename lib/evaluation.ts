@@ -34,12 +34,14 @@ export async function evaluate(inp: EvaluationInput) {
   let clean = 0;
   let robust = 0;
   let advOnly = 0;
+  const robustFlags = new Uint8Array(n);
   for (let i = 0; i < n; i++) {
     const c = cleanPred[i] === inp.labels[i];
     const a = advPred[i] === inp.labels[i];
     clean += c ? 1 : 0;
     robust += c && a ? 1 : 0;
     advOnly += a ? 1 : 0;
+    robustFlags[i] = c && a ? 1 : 0;
   }
   let rescored: { seeds: number; mean_accuracy: number; per_seed: number[] } | undefined;
   if (inp.target.rescore) {
@@ -75,5 +77,6 @@ export async function evaluate(inp: EvaluationInput) {
     seconds: (performance.now() - t0) / 1000,
     attack_seconds: attackSeconds,
     xAdv: outcome.xAdv,
+    robustFlags,
   };
 }

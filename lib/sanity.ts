@@ -23,10 +23,13 @@ export function budgetMonotone(sweep: { eps: number; robust: number }[], slack =
   };
 }
 
-/** At Linf ε = 1 every image in [0,1]^d is reachable: accuracy must be ≤ `chance` (0 for deterministic models). */
-export function unboundedBudget(robust: number, chance = 0): Check {
+/**
+ * With an unbounded budget (Linf ε = 1, or L2 ε = √d) every image in [0,1]^d is reachable:
+ * accuracy must be ≤ `chance` (0 for deterministic models).
+ */
+export function unboundedBudget(robust: number, chance = 0, budget = "Linf ε = 1"): Check {
   return {
-    name: "Linf ε = 1 reaches 0%",
+    name: `${budget} reaches ${(chance * 100).toFixed(0)}%`,
     ok: robust <= chance,
     detail: `robust accuracy ${(robust * 100).toFixed(1)}% (allowed ≤ ${
       (chance * 100).toFixed(1)
