@@ -25,6 +25,7 @@ import { type AttackConfig, validateAttack } from "./lib/attacks/registry.ts";
 import { classifierOracle, predictions } from "./lib/attacks/oracle.ts";
 import { dcOracle, evenTimesteps } from "./lib/attacks/dc_oracle.ts";
 import { evaluate } from "./lib/evaluation.ts";
+import { autoAttack, resolveAttacks } from "./lib/attacks/autoattack.ts";
 import { type Check, doublingStable, unboundedBudget } from "./lib/sanity.ts";
 
 function usage(msg?: string): never {
@@ -182,6 +183,76 @@ if (cmd === "keys" && sub === "create") {
     mean_errors: values.errors ? verdicts.map((v) => Array.from(v.meanError)) : undefined,
   };
   const text = JSON.stringify(out, null, 2);
+  if (values.json === "-") console.log(text);
+  else await Deno.writeTextFile(values.json!, text + "\n");
+} else if (cmd === "bench" && sub === "autoattack") {
+  // Spec §8 level 3: AutoAttack on the surrogate bundle, per-stage robust flags for the paired comparison.
+  const { values } = parseArgs({
+    args: rest,
+    options: {
+      bundle: { type: "string", default: join(config.modelsDir, "resnet14-fmnist") },
+      n: { type: "string", default: "256" },
+      seed: { type: "string", default: "0" },
+      norm: { type: "string", default: "linf" },
+      eps: { type: "string", default: String(8 / 255) },
+      version: { type: "string", default: "standard" },
+      threads: { type: "string", default: "0" },
+      json: { type: "string", default: "-" },
+    },
+  });
+  const b = await loadBundle(values.bundle!);
+  if (b.manifest.kind !== "classifier") usage(`${values.bundle} is not a classifier bundle`);
+  const c = new OnnxClassifier(b as typeof b & { manifest: ClassifierManifest }, {
+    threads: Number(values.threads),
+  });
+  const test = await loadTest(config.root);
+  const n = Number(values.n);
+  const set = gather(test, seededSubset(test.n, n, Number(values.seed)));
+  const t0 = performance.now();
+  const r = await autoAttack(classifierOracle(c), set.images, set.labels, {
+    norm: values.norm as "linf" | "l2",
+    eps: Number(values.eps),
+    version: values.version as "standard" | "plus" | "rand",
+    seed: 0,
+    shape: c.imageShape,
+  });
+  const order = r.perAttack.map((p) => p.attack);
+  const stages = resolveAttacks({
+    norm: "linf",
+    eps: 0,
+    version: values.version as "standard",
+    seed: 0,
+    shape: c.imageShape,
+  }, 10)
+    .map((a) => {
+      const k = order.indexOf(a.name);
+      const flags = Array.from(r.cleanCorrect, (cc, i): number => {
+        const by = r.brokenBy[i];
+        return cc && !(by && order.indexOf(by) <= (k < 0 ? order.length : k)) ? 1 : 0;
+      });
+      return {
+        attack: a.name,
+        robust_accuracy: flags.reduce((s, v) => s + v, 0) / n,
+        robust: flags,
+      };
+    });
+  const out = {
+    benchmark: "autoattack-ts",
+    command: `deno task cli bench autoattack ${rest.join(" ")}`,
+    bundle: c.id,
+    n,
+    seed: Number(values.seed),
+    norm: values.norm,
+    eps: Number(values.eps),
+    clean_accuracy: r.cleanAccuracy,
+    clean: Array.from(r.cleanCorrect),
+    stages,
+    per_attack: r.perAttack,
+    warnings: r.warnings,
+    seconds: (performance.now() - t0) / 1000,
+    machine: machine(),
+  };
+  const text = JSON.stringify(out);
   if (values.json === "-") console.log(text);
   else await Deno.writeTextFile(values.json!, text + "\n");
 } else if (cmd === "evaluate") {

@@ -60,6 +60,7 @@ def build_surrogate(model: ResNet, out: Path, batch_grad: int, provenance: dict)
         shutil.rmtree(out)
     out.mkdir(parents=True)
     graphs = export_surrogate(model, out, batch_grad, (1, 28, 28))
+    torch.save(model.state_dict(), out / "torch_state.pt")  # for the reference attacks in PyTorch
     manifest = {
         "name": model.cfg.name,
         "version": "1.0.0",
@@ -68,6 +69,7 @@ def build_surrogate(model: ResNet, out: Path, batch_grad: int, provenance: dict)
         "classes": CLASS_NAMES,
         "model": {"architecture": "resnet", **model.cfg.to_json(), "parameters": sum(p.numel() for p in model.parameters())},
         "graphs": graphs,
+        "reference_weights": "torch_state.pt",
         "provenance": provenance,
     }
     return write_manifest(out, manifest)

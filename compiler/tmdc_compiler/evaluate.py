@@ -145,6 +145,9 @@ def main(argv: list[str] | None = None) -> None:
     t.add_argument("--n", type=int, default=256)
     t.add_argument("--seed", type=int, default=1)
     t.add_argument("--threads", type=int, default=2)
+    a = sub.add_parser("aa-compare", help="TypeScript vs fra31 AutoAttack: paired sign test per attack stage")
+    a.add_argument("ts")
+    a.add_argument("py")
     p = sub.add_parser("parity")
     p.add_argument("ts")
     p.add_argument("py")
@@ -225,6 +228,36 @@ def main(argv: list[str] | None = None) -> None:
             "results": rows,
             "machine": machine(),
         }
+    elif args.cmd == "aa-compare":
+        ts, py = json.loads(Path(args.ts).read_text()), json.loads(Path(args.py).read_text())
+        rows = []
+        for st_ts, st_py in zip(ts["stages"], py["stages"], strict=True):
+            f_ts, f_py = np.array(st_ts["robust"]), np.array(st_py["robust"])
+            b = int(((f_ts == 1) & (f_py == 0)).sum())  # robust only in TypeScript
+            c = int(((f_ts == 0) & (f_py == 1)).sum())  # robust only in the reference
+            rows.append(
+                {
+                    "attack": st_py["attack"],
+                    "ts": st_ts["robust_accuracy"],
+                    "reference": st_py["robust_accuracy"],
+                    "robust_only_ts": b,
+                    "robust_only_reference": c,
+                    "sign_test_p": sign_test(b, c),
+                    "agree": sign_test(b, c) > 0.01,
+                }
+            )
+        out = {
+            "benchmark": "autoattack-level3",
+            "norm": py["norm"],
+            "eps": py["eps"],
+            "n": py["n"],
+            "seed": py["seed"],
+            "clean": {"ts": ts["clean_accuracy"], "reference": py["clean_accuracy"]},
+            "stages": rows,
+            "all_agree": all(r["agree"] for r in rows),
+            "ts_command": ts["command"],
+            "reference_command": py["command"],
+        }
     else:
         ts, py = json.loads(Path(args.ts).read_text()), json.loads(Path(args.py).read_text())
         a, b = np.array(ts["mean_errors"]), np.array(py["mean_errors"])
@@ -256,6 +289,16 @@ def main(argv: list[str] | None = None) -> None:
         print(text)
     else:
         Path(args.json).write_text(text + "\n")
+
+
+def sign_test(b: int, c: int) -> float:
+    """Two-sided exact sign test for b vs c discordant pairs at 1/2."""
+    from math import comb
+
+    m = b + c
+    if m == 0:
+        return 1.0
+    return min(1.0, 2 * sum(comb(m, i) for i in range(min(b, c) + 1)) / 2**m)
 
 
 def default_candidates() -> list[dict]:
