@@ -218,7 +218,7 @@ def main(argv: list[str] | None = None) -> None:
                     "unet_calls_per_image": r["unet_calls_per_image"],
                 }
             )
-            print(json.dumps(rows[-1]), flush=True)
+            print(json.dumps(rows[-1]), file=sys.stderr, flush=True)
         out = {
             "benchmark": "dc-schedule-tuning",
             "split": "validation",
