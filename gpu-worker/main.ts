@@ -87,6 +87,28 @@ function session(
     const take = () => {
       if (!busy) send({ type: "take" });
     };
+    /** Run one leased unit: heartbeat (with progress) while it computes, report, take the next. */
+    const leased = async (
+      ref: { jobId: string; idx: number; token: string },
+      progress: () => { calls: number; total: number } | undefined,
+      work: () => Promise<Record<string, unknown>>,
+    ) => {
+      busy = true;
+      const unit = { jobId: ref.jobId, idx: ref.idx, token: ref.token };
+      const hb = setInterval(
+        () => send({ type: "heartbeat", ...unit, progress: progress() }),
+        heartbeatMs,
+      );
+      try {
+        send({ ...(await work()), ...unit } as WorkerMessage);
+      } catch (e) {
+        send({ type: "fail", ...unit, error: (e as Error).message });
+      } finally {
+        clearInterval(hb);
+        busy = false;
+        take();
+      }
+    };
     signal?.addEventListener("abort", () => ws.close());
     ws.onopen = () => {
       const provider = [...models.values()][0].provider;
@@ -122,27 +144,16 @@ function session(
         case "error":
           console.error(`[worker] frontend says: ${msg.message}`);
           break;
-        case "eval-unit": {
-          busy = true;
-          const ref = { jobId: msg.jobId, idx: msg.idx, token: msg.token };
-          const hb = setInterval(() => send({ type: "heartbeat", ...ref }), heartbeatMs);
-          try {
-            send({ type: "eval-result", ...ref, ...(await runEvalUnit(all, msg)) });
-          } catch (e) {
-            send({ type: "fail", ...ref, error: (e as Error).message });
-          } finally {
-            clearInterval(hb);
-            busy = false;
-            take();
-          }
+        case "eval-unit":
+          await leased(
+            msg,
+            () => undefined,
+            async () => ({ type: "eval-result", ...(await runEvalUnit(all, msg)) }),
+          );
           break;
-        }
         case "unit": {
-          busy = true;
-          const ref = { jobId: msg.jobId, idx: msg.idx, token: msg.token };
           let progress = { calls: 0, total: 0 };
-          const hb = setInterval(() => send({ type: "heartbeat", ...ref, progress }), heartbeatMs);
-          try {
+          await leased(msg, () => progress, async () => {
             const model = models.get(msg.bundle);
             if (!model) throw new Error(`this worker does not hold bundle ${msg.bundle}`);
             if (msg.adapter) throw new Error("adapters are not supported by this worker version");
@@ -152,9 +163,8 @@ function session(
             const [r] = await classifyImages(model, pixels, 1, msg.settings, {
               onProgress: (calls, total) => progress = { calls, total },
             });
-            send({
+            return {
               type: "result",
-              ...ref,
               result: {
                 label: r.label,
                 errorSum: Array.from(r.errorSum),
@@ -168,14 +178,8 @@ function session(
                 computeMs: performance.now() - t0,
                 provider: model.provider,
               },
-            });
-          } catch (e) {
-            send({ type: "fail", ...ref, error: (e as Error).message });
-          } finally {
-            clearInterval(hb);
-            busy = false;
-            take();
-          }
+            };
+          });
           break;
         }
       }
