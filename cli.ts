@@ -9,14 +9,11 @@
 import { parseArgs } from "node:util";
 import { join } from "node:path";
 import { config } from "./config.ts";
-import type { DiffusionManifest } from "./lib/bundle_manifest.ts";
-import { classifyImages, type DCSettings, unetCalls } from "./lib/diffusion_classifier.ts";
+import { classifyImages, unetCalls } from "./lib/diffusion_classifier.ts";
 import { gather, loadTest, seededSubset } from "./lib/fashion_mnist.ts";
 import { decodeImage } from "./lib/image_decode.ts";
 import { wilson } from "./lib/stats.ts";
-import { loadBundle, OnnxDiffusionModel } from "./gpu-worker/onnx_model.ts";
-import { defaultSettings } from "./routes/classify.ts";
-import { DCSettingsInput } from "./routes/schemas.ts";
+import { loadBundle } from "./gpu-worker/onnx_model.ts";
 import { Store } from "./store/kv_store.ts";
 import { dirname } from "node:path";
 import { OnnxClassifier } from "./gpu-worker/onnx_model.ts";
@@ -27,6 +24,8 @@ import { dcOracle, evenTimesteps } from "./lib/attacks/dc_oracle.ts";
 import { evaluate } from "./lib/evaluation.ts";
 import { autoAttack, resolveAttacks } from "./lib/attacks/autoattack.ts";
 import { type Check, doublingStable, unboundedBudget } from "./lib/sanity.ts";
+import { machine, openDiffusion, settingsFor } from "./bench/common.ts";
+import { robustnessTable } from "./bench/robustness_table.ts";
 
 function usage(msg?: string): never {
   if (msg) console.error(`error: ${msg}`);
@@ -34,44 +33,13 @@ function usage(msg?: string): never {
   deno task cli keys create [--name NAME]
   deno task cli classify FILE... [--bundle DIR|NAME] [--settings JSON]
   deno task cli bench classify --n N --seed S [--settings JSON] [--bundle DIR|NAME] [--threads T] [--errors] [--json PATH|-]
+  deno task cli bench table --mode transfer|adaptive [--n N] [--seed S] [--cells LIST] [--attack-timesteps T]
+                         [--sanity-n M] [--rescore R] [--checkpoint DIR] [--json PATH|-]
   deno task cli evaluate --attack fgsm|pgd|apgd-ce|apgd-dlr|apgd-t|fab|fab-t|square|autoattack --norm linf|l2 --eps E
                          --source surrogate|dc --target dc|surrogate --n N --seed S [--steps K] [--restarts R]
                          [--version standard|plus|rand] [--eot M] [--attack-timesteps T] [--noise fixed|fresh]
                          [--logit-scale S] [--settings JSON] [--rescore R] [--sanity [--sanity-n M]] [--json PATH|-]`);
   Deno.exit(2);
-}
-
-async function openDiffusion(ref: string | undefined, threads: number) {
-  const dir = ref && (ref.includes("/") || ref.startsWith("."))
-    ? ref
-    : join(config.modelsDir, ref ?? config.defaultBundle);
-  const b = await loadBundle(dir);
-  if (b.manifest.kind !== "diffusion") usage(`${dir} is not a diffusion bundle`);
-  return new OnnxDiffusionModel(b as typeof b & { manifest: DiffusionManifest }, {
-    threads,
-    providers: config.workerProviders,
-  });
-}
-
-function settingsFor(model: OnnxDiffusionModel, json?: string): DCSettings {
-  const base = defaultSettings(model.bundle.manifest);
-  if (!json) return base;
-  const r = DCSettingsInput.safeParse(JSON.parse(json));
-  if (!r.success) {
-    usage(
-      `--settings: ${r.error.issues.map((i) => `${i.path.join(".")}: ${i.message}`).join("; ")}`,
-    );
-  }
-  return { ...base, ...r.data } as DCSettings;
-}
-
-function machine() {
-  return {
-    os: `${Deno.build.os}-${Deno.build.arch}`,
-    cpus: navigator.hardwareConcurrency,
-    deno: Deno.version.deno,
-    hostname: Deno.hostname(),
-  };
 }
 
 const [cmd, sub, ...rest] = Deno.args;
@@ -255,6 +223,8 @@ if (cmd === "keys" && sub === "create") {
   const text = JSON.stringify(out);
   if (values.json === "-") console.log(text);
   else await Deno.writeTextFile(values.json!, text + "\n");
+} else if (cmd === "bench" && sub === "table") {
+  await robustnessTable(rest);
 } else if (cmd === "evaluate") {
   await evaluateCommand([sub, ...rest].filter((a) => a !== undefined));
 } else {

@@ -93,6 +93,13 @@ const TABLE: Record<string, AttackEntry> = {
     cost: () => 1,
     run: async (o, x, y, c) => ({ xAdv: await fgsm(o, x, y, { eps: c.eps }) }),
   },
+  // FGSM's L2 counterpart (one normalised-gradient step); torchattacks' FGSM is Linf only.
+  fgm: {
+    norms: ["l2"],
+    defaults: () => ({ steps: 1, restarts: 1, eotIter: 1 }),
+    cost: () => 1,
+    run: async (o, x, y, c) => ({ xAdv: await fgsm(o, x, y, { eps: c.eps, norm: "l2" }) }),
+  },
   pgd: {
     norms: ["linf", "l2"],
     defaults: () => ({ steps: 40, restarts: 1, eotIter: 1, randomStart: true }),

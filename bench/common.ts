@@ -1,0 +1,52 @@
+/** What the CLI's benchmarks share: opening bundles, the default DC settings, machine facts. */
+import { join } from "node:path";
+import { config } from "../config.ts";
+import type { ClassifierManifest, DiffusionManifest } from "../lib/bundle_manifest.ts";
+import type { DCSettings } from "../lib/diffusion_classifier.ts";
+import { loadBundle, OnnxClassifier, OnnxDiffusionModel } from "../gpu-worker/onnx_model.ts";
+import { defaultSettings } from "../routes/classify.ts";
+import { DCSettingsInput } from "../routes/schemas.ts";
+
+export function usageError(msg: string): never {
+  console.error(`error: ${msg}`);
+  Deno.exit(2);
+}
+
+export async function openSurrogate(dir: string, threads: number) {
+  const b = await loadBundle(dir);
+  if (b.manifest.kind !== "classifier") usageError(`${dir} is not a classifier bundle`);
+  return new OnnxClassifier(b as typeof b & { manifest: ClassifierManifest }, { threads });
+}
+
+export async function openDiffusion(ref: string | undefined, threads: number) {
+  const dir = ref && (ref.includes("/") || ref.startsWith("."))
+    ? ref
+    : join(config.modelsDir, ref ?? config.defaultBundle);
+  const b = await loadBundle(dir);
+  if (b.manifest.kind !== "diffusion") usageError(`${dir} is not a diffusion bundle`);
+  return new OnnxDiffusionModel(b as typeof b & { manifest: DiffusionManifest }, {
+    threads,
+    providers: config.workerProviders,
+  });
+}
+
+export function settingsFor(model: OnnxDiffusionModel, json?: string): DCSettings {
+  const base = defaultSettings(model.bundle.manifest);
+  if (!json) return base;
+  const r = DCSettingsInput.safeParse(JSON.parse(json));
+  if (!r.success) {
+    usageError(
+      `--settings: ${r.error.issues.map((i) => `${i.path.join(".")}: ${i.message}`).join("; ")}`,
+    );
+  }
+  return { ...base, ...r.data } as DCSettings;
+}
+
+export function machine() {
+  return {
+    os: `${Deno.build.os}-${Deno.build.arch}`,
+    cpus: navigator.hardwareConcurrency,
+    deno: Deno.version.deno,
+    hostname: Deno.hostname(),
+  };
+}

@@ -1,0 +1,404 @@
+/**
+ * `deno task cli bench table`: the Fashion-MNIST robustness table, one mode per run.
+ *
+ *   transfer  adversarial examples made on the surrogate bundle, scored on the DC (the paper's
+ *             protocol); the surrogate's own white-box accuracy is recorded beside it.
+ *   adaptive  adversarial examples made through the DC itself (gradients of −scale·mean error
+ *             over fixed timesteps and all classes, via eps_loss_vjp_x), scored on the full DC.
+ *
+ * Each cell is an (attack, norm, ε). Cells are checkpointed after each one (JSON + the
+ * adversarial images as raw float32) so a stopped run resumes where it was. The DC's clean
+ * verdicts are computed once; adversarial images are only re-scored where the clean verdict
+ * was right (robust = right on both) and the attack changed the image.
+ */
+import { parseArgs } from "node:util";
+import { dirname, join } from "node:path";
+import { config } from "../config.ts";
+import { classifyImages, type DCSettings, unetCalls } from "../lib/diffusion_classifier.ts";
+import { gather, loadTest, seededSubset } from "../lib/fashion_mnist.ts";
+import { wilson } from "../lib/stats.ts";
+import { type AttackConfig, runAttack, validateAttack } from "../lib/attacks/registry.ts";
+import { classifierOracle, type GradientOracle, predictions } from "../lib/attacks/oracle.ts";
+import { dcOracle, evenTimesteps } from "../lib/attacks/dc_oracle.ts";
+import { lpDistance, type Norm } from "../lib/attacks/projections.ts";
+import {
+  budgetMonotone,
+  type Check,
+  doublingStable,
+  singleStepNotStronger,
+  unboundedBudget,
+} from "../lib/sanity.ts";
+import { machine, openDiffusion, openSurrogate, settingsFor, usageError } from "./common.ts";
+
+const DEFAULT_CELLS = {
+  transfer: "fgsm@linf:0.05,pgd:40@linf:0.05,autoattack:plus@linf:0.05," +
+    "fgsm@linf:0.1,pgd:40@linf:0.1,autoattack:plus@linf:0.1," +
+    "fgm@l2:0.05,pgd:40@l2:0.05,autoattack:plus@l2:0.05," +
+    "fgm@l2:1.5,pgd:40@l2:1.5,autoattack:plus@l2:1.5",
+  adaptive: "pgd:10@linf:0.05,apgd-ce:10@linf:0.05,pgd:10@linf:0.1,apgd-ce:10@linf:0.1," +
+    "pgd:10@l2:0.05,apgd-ce:10@l2:0.05,pgd:10@l2:1.5,apgd-ce:10@l2:1.5",
+};
+
+export interface CellSpec {
+  key: string;
+  attack: string;
+  param?: string;
+  norm: Norm;
+  eps: number;
+}
+
+/** `name[:param]@norm:eps`, param = steps (PGD/APGD) or version (AutoAttack). */
+export function parseCell(s: string): CellSpec {
+  const m = /^([a-z-]+)(?::([a-z0-9+]+))?@(linf|l2):([0-9.eE-]+)$/.exec(s.trim());
+  if (!m) throw new RangeError(`bad cell '${s}': expected attack[:steps|version]@linf|l2:eps`);
+  return { key: s.trim(), attack: m[1], param: m[2], norm: m[3] as Norm, eps: Number(m[4]) };
+}
+
+function attackConfig(c: CellSpec, seed: number, k: number): AttackConfig {
+  const steps = c.param && /^\d+$/.test(c.param) ? Number(c.param) : undefined;
+  const version = c.param && !steps ? c.param as AttackConfig["version"] : undefined;
+  return validateAttack(
+    { attack: c.attack, norm: c.norm, eps: c.eps, steps, version, seed },
+    k,
+    1_000_000,
+  );
+}
+
+interface CellResult {
+  key: string;
+  attack: AttackConfig;
+  n: number;
+  dc_robust: number;
+  dc_robust_accuracy: number;
+  ci95: [number, number];
+  source_robust_accuracy: number;
+  source_ci95: [number, number];
+  max_perturbation: number;
+  per_attack?: unknown;
+  warnings?: string[];
+  attack_seconds: number;
+  score_seconds: number;
+  dc_images_scored: number;
+  /** 1 = DC right on clean and adversarial */
+  dc_robust_flags: number[];
+  source_robust_flags: number[];
+  sanity?: Check[];
+  rescored_with_fresh_noise?: { seeds: number[]; images: number; accuracy: number[] };
+}
+
+interface State {
+  config: Record<string, unknown>;
+  clean?: { dc: number[]; surrogate: number[]; dc_seconds: number };
+  cells: Record<string, CellResult>;
+}
+
+const sum = (a: ArrayLike<number>) => Array.from(a).reduce((s, v) => s + v, 0);
+
+export async function robustnessTable(args: string[]) {
+  const { values } = parseArgs({
+    args,
+    options: {
+      mode: { type: "string", default: "transfer" },
+      n: { type: "string" },
+      seed: { type: "string", default: "0" },
+      cells: { type: "string" },
+      "attack-timesteps": { type: "string", default: "4" },
+      "logit-scale": { type: "string", default: "100" },
+      bundle: { type: "string" },
+      surrogate: { type: "string", default: join(config.modelsDir, "resnet14-fmnist") },
+      threads: { type: "string", default: "0" },
+      "sanity-n": { type: "string", default: "16" },
+      rescore: { type: "string", default: "0" },
+      checkpoint: { type: "string" },
+      json: { type: "string", default: "-" },
+    },
+  });
+  const mode = values.mode as "transfer" | "adaptive";
+  if (mode !== "transfer" && mode !== "adaptive") usageError("--mode transfer|adaptive");
+  const n = Number(values.n ?? (mode === "transfer" ? 512 : 128));
+  const seed = Number(values.seed);
+  const threads = Number(values.threads);
+  const sanityN = Math.min(n, Number(values["sanity-n"]));
+  const R = Number(values.rescore);
+  let cells: CellSpec[];
+  try {
+    cells = (values.cells ?? DEFAULT_CELLS[mode]).split(",").map(parseCell);
+  } catch (e) {
+    usageError((e as Error).message);
+  }
+  const model = await openDiffusion(values.bundle, threads);
+  const surrogate = await openSurrogate(values.surrogate!, threads);
+  const K = model.classNames.length;
+  const dc: DCSettings = settingsFor(model);
+  const timesteps = evenTimesteps(Number(values["attack-timesteps"]), dc.tRange[0], dc.tRange[1]);
+  const scale = Number(values["logit-scale"]);
+  const oracle: GradientOracle = mode === "transfer"
+    ? classifierOracle(surrogate)
+    : dcOracle(model, { timesteps, error: dc.error, scale, noise: "fixed", seed: dc.seed });
+  const sourceDescribe = mode === "transfer" ? { kind: "surrogate", bundle: surrogate.id } : {
+    kind: "dc",
+    bundle: model.id,
+    timesteps,
+    noise: "fixed (one draw per timestep, seed of the DC settings)",
+    logit_scale: scale,
+    error: dc.error,
+    note:
+      "logits = −scale × mean error over these timesteps and all classes (no elimination: not differentiable)",
+  };
+
+  const test = await loadTest(config.root);
+  const set = gather(test, seededSubset(test.n, n, seed));
+  const D = set.images.length / n;
+  const ckPath = values.checkpoint ?? join(config.root, "runs", `table-${mode}-n${n}-s${seed}`);
+  await Deno.mkdir(ckPath, { recursive: true });
+  const statePath = join(ckPath, "state.json");
+  const state: State = await Deno.readTextFile(statePath).then(JSON.parse).catch(() => ({
+    config: {},
+    cells: {},
+  }));
+  state.config = {
+    mode,
+    n,
+    seed,
+    dc_bundle: model.id,
+    surrogate: surrogate.id,
+    dc_settings: dc,
+  };
+  const save = async () => {
+    const tmp = statePath + ".tmp";
+    await Deno.writeTextFile(tmp, JSON.stringify(state));
+    await Deno.rename(tmp, statePath);
+  };
+  const log = (m: string) => console.error(`[table ${mode}] ${m}`);
+
+  const dcLabels = async (x: Float32Array, m: number, s = dc.seed) =>
+    (await classifyImages(model, x, m, { ...dc, seed: s })).map((v) => v.label);
+  const surrogateLabels = async (x: Float32Array, m: number) =>
+    Array.from(predictions(await surrogate.logits(x, m), m, K));
+
+  if (!state.clean) {
+    const t0 = performance.now();
+    log(`clean verdicts for ${n} images`);
+    state.clean = {
+      dc: await dcLabels(set.images, n),
+      surrogate: await surrogateLabels(set.images, n),
+      dc_seconds: (performance.now() - t0) / 1000,
+    };
+    await save();
+  }
+  const clean = state.clean!;
+  const dcClean = clean.dc.map((p, i) => (p === set.labels[i] ? 1 : 0));
+  const srcClean = clean.surrogate.map((p, i) => (p === set.labels[i] ? 1 : 0));
+
+  /** DC verdicts on adversarial images, reusing the clean verdict where nothing changed. */
+  async function dcRobust(xAdv: Float32Array, m: number): Promise<[number[], number]> {
+    const idx: number[] = [];
+    for (let i = 0; i < m; i++) {
+      if (!dcClean[i]) continue;
+      const a = xAdv.subarray(i * D, (i + 1) * D);
+      const b = set.images.subarray(i * D, (i + 1) * D);
+      if (a.some((v, j) => v !== b[j])) idx.push(i);
+    }
+    const flags = dcClean.slice(0, m);
+    if (idx.length) {
+      const x = new Float32Array(idx.length * D);
+      idx.forEach((i, r) => x.set(xAdv.subarray(i * D, (i + 1) * D), r * D));
+      const labels = await dcLabels(x, idx.length);
+      idx.forEach((i, r) => (flags[i] = labels[r] === set.labels[i] ? 1 : 0));
+    }
+    return [flags, idx.length];
+  }
+  async function sourceRobust(xAdv: Float32Array, m: number): Promise<number[]> {
+    const z = await oracle.logits(xAdv, m);
+    const p = predictions(z, m, K);
+    const c = mode === "transfer" ? srcClean : dcClean;
+    return Array.from(p, (v, i) => (v === set.labels[i] && c[i] ? 1 : 0));
+  }
+  const sub = (m: number) => ({
+    x: set.images.subarray(0, m * D),
+    y: set.labels.subarray(0, m),
+  });
+
+  for (const c of cells) {
+    if (state.cells[c.key]) {
+      log(`${c.key}: done (checkpoint)`);
+      continue;
+    }
+    const cfg = attackConfig(c, seed, K);
+    log(`${c.key}: attacking ${n} images`);
+    const t0 = performance.now();
+    const out = await runAttack(oracle, set.images, set.labels, cfg, model.imageShape);
+    const attackSeconds = (performance.now() - t0) / 1000;
+    let maxPert = 0;
+    for (let i = 0; i < n; i++) {
+      maxPert = Math.max(
+        maxPert,
+        lpDistance(
+          c.norm,
+          out.xAdv.subarray(i * D, (i + 1) * D),
+          set.images.subarray(i * D, (i + 1) * D),
+        ),
+      );
+    }
+    const src = await sourceRobust(out.xAdv, n);
+    log(`${c.key}: source robust ${sum(src)}/${n}; scoring the DC`);
+    const t1 = performance.now();
+    const [flags, scored] = await dcRobust(out.xAdv, n);
+    const r = sum(flags);
+    const checks: Check[] = [{
+      name: "perturbation within ε",
+      ok: maxPert <= c.eps * (1 + 1e-5) + 1e-6,
+      detail: `max ${c.norm} distance ${maxPert.toPrecision(4)} (ε = ${c.eps})`,
+    }];
+    const cell: CellResult = {
+      key: c.key,
+      attack: cfg,
+      n,
+      dc_robust: r,
+      dc_robust_accuracy: r / n,
+      ci95: wilson(r, n),
+      source_robust_accuracy: sum(src) / n,
+      source_ci95: wilson(sum(src), n),
+      max_perturbation: maxPert,
+      per_attack: out.perAttack,
+      warnings: out.warnings,
+      attack_seconds: attackSeconds,
+      score_seconds: (performance.now() - t1) / 1000,
+      dc_images_scored: scored,
+      dc_robust_flags: flags,
+      source_robust_flags: src,
+      sanity: checks,
+    };
+    // Spec §7: doubling the iterations must not change per-point outcomes beyond noise.
+    if (cfg.steps && cfg.steps > 1 && c.attack !== "autoattack") {
+      const s = sub(sanityN);
+      const dbl = await runAttack(
+        oracle,
+        s.x,
+        s.y,
+        { ...cfg, steps: cfg.steps * 2 },
+        model.imageShape,
+      );
+      const [f2] = await dcRobust(dbl.xAdv, sanityN);
+      checks.push({
+        ...doublingStable(Uint8Array.from(flags.slice(0, sanityN)), Uint8Array.from(f2)),
+        name: `doubling steps ${cfg.steps} → ${cfg.steps * 2} (first ${sanityN} images)`,
+      });
+    }
+    if (R > 0) {
+      const m = sanityN;
+      const accs: number[] = [];
+      const seeds = Array.from({ length: R }, (_, j) => dc.seed + 1 + j);
+      for (const s of seeds) {
+        const labels = await dcLabels(out.xAdv.subarray(0, m * D), m, s);
+        accs.push(sum(labels.map((p, i) => (p === set.labels[i] && dcClean[i] ? 1 : 0))) / m);
+      }
+      cell.rescored_with_fresh_noise = { seeds, images: m, accuracy: accs };
+    }
+    await Deno.writeFile(
+      join(ckPath, `${c.key.replace(/[^a-z0-9.]+/gi, "_")}.f32`),
+      new Uint8Array(out.xAdv.buffer),
+    );
+    state.cells[c.key] = cell;
+    await save();
+    log(`${c.key}: DC robust ${r}/${n} (${attackSeconds.toFixed(0)} s attack)`);
+  }
+
+  // Spec §7 across cells: an unbounded budget reaches 0% (white-box on the source for transfer,
+  // through the DC for adaptive), accuracy non-increasing in ε, FGSM never beats PGD.
+  const global: Check[] = [];
+  if (!state.cells["unbounded"]) {
+    const s = sub(sanityN);
+    const cfg = validateAttack(
+      { attack: "pgd", norm: "linf", eps: 1, steps: 10, seed },
+      K,
+      1_000_000,
+    );
+    const out = await runAttack(oracle, s.x, s.y, cfg, model.imageShape);
+    const src = await sourceRobust(out.xAdv, sanityN);
+    const [flags] = await dcRobust(out.xAdv, sanityN);
+    state.cells["unbounded"] = {
+      key: "unbounded",
+      attack: cfg,
+      n: sanityN,
+      dc_robust: sum(flags),
+      dc_robust_accuracy: sum(flags) / sanityN,
+      ci95: wilson(sum(flags), sanityN),
+      source_robust_accuracy: sum(src) / sanityN,
+      source_ci95: wilson(sum(src), sanityN),
+      max_perturbation: 1,
+      attack_seconds: 0,
+      score_seconds: 0,
+      dc_images_scored: sanityN,
+      dc_robust_flags: flags,
+      source_robust_flags: src,
+    };
+    await save();
+  }
+  const u = state.cells["unbounded"];
+  global.push(
+    mode === "adaptive"
+      ? unboundedBudget(u.dc_robust_accuracy, 0, `adaptive PGD-10 Linf ε = 1 on the DC`)
+      : unboundedBudget(
+        u.source_robust_accuracy,
+        0,
+        `white-box PGD-10 Linf ε = 1 on the surrogate`,
+      ),
+  );
+  const done = cells.map((c) => ({ c, r: state.cells[c.key] }));
+  for (const name of new Set(cells.map((c) => `${c.attack}:${c.param ?? ""}@${c.norm}`))) {
+    const sweep = done.filter(({ c }) => `${c.attack}:${c.param ?? ""}@${c.norm}` === name);
+    if (sweep.length > 1) {
+      global.push({
+        ...budgetMonotone(sweep.map(({ c, r }) => ({ eps: c.eps, robust: r.dc_robust_accuracy }))),
+        name: `${name}: DC accuracy non-increasing in ε`,
+      });
+    }
+  }
+  for (const { c, r } of done.filter(({ c }) => c.attack === "fgsm" || c.attack === "fgm")) {
+    const it = done.find(({ c: d }) => d.attack === "pgd" && d.norm === c.norm && d.eps === c.eps);
+    if (it) {
+      global.push({
+        ...singleStepNotStronger(
+          r.dc_robust_accuracy,
+          it.r.dc_robust_accuracy,
+          1.96 * Math.sqrt(0.25 / n),
+        ),
+        name: `${c.norm} ε=${c.eps}: single step not stronger than PGD (DC, within 1.96σ)`,
+      });
+    }
+  }
+  const dcAcc = sum(dcClean) / n;
+  const report = {
+    benchmark: "robustness-table",
+    mode,
+    command: `deno task cli bench table ${args.join(" ")}`,
+    what: mode === "transfer"
+      ? "adversarial examples generated on the surrogate bundle and TRANSFERRED to the diffusion classifier (the paper's protocol)"
+      : "ADAPTIVE: adversarial examples generated through the diffusion classifier itself, scored on the full DC",
+    n,
+    seed,
+    subset:
+      "first n of lib/fashion_mnist.ts seededSubset(10000, n, seed), Fashion-MNIST test split",
+    robust_definition: "DC right on the clean image and on its adversarial example",
+    source: sourceDescribe,
+    target: { kind: "dc", bundle: model.id, settings: dc, unet_calls_per_image: unetCalls(dc, K) },
+    clean: {
+      dc_accuracy: dcAcc,
+      dc_ci95: wilson(sum(dcClean), n),
+      surrogate_accuracy: sum(srcClean) / n,
+      surrogate_ci95: wilson(sum(srcClean), n),
+      dc_seconds: clean.dc_seconds,
+    },
+    cells: done.map(({ r }) => r),
+    unbounded: u,
+    sanity: global,
+    machine: machine(),
+  };
+  const text = JSON.stringify(report, null, 1);
+  if (values.json === "-") console.log(text);
+  else {
+    await Deno.mkdir(dirname(values.json!), { recursive: true });
+    await Deno.writeTextFile(values.json!, text + "\n");
+  }
+}
