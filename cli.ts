@@ -24,15 +24,18 @@ import { dcOracle, evenTimesteps } from "./lib/attacks/dc_oracle.ts";
 import { evaluate } from "./lib/evaluation.ts";
 import { autoAttack, resolveAttacks } from "./lib/attacks/autoattack.ts";
 import { type Check, doublingStable, unboundedBudget } from "./lib/sanity.ts";
-import { machine, openDiffusion, settingsFor } from "./bench/common.ts";
+import { loadAdapter, machine, openDiffusion, settingsFor } from "./bench/common.ts";
 import { robustnessTable } from "./bench/robustness_table.ts";
+import { finetuneCommand } from "./bench/finetune.ts";
 
 function usage(msg?: string): never {
   if (msg) console.error(`error: ${msg}`);
   console.error(`usage:
   deno task cli keys create [--name NAME]
   deno task cli classify FILE... [--bundle DIR|NAME] [--settings JSON]
-  deno task cli bench classify --n N --seed S [--settings JSON] [--bundle DIR|NAME] [--threads T] [--errors] [--json PATH|-]
+  deno task cli bench classify --n N --seed S [--settings JSON] [--bundle DIR|NAME] [--adapter ID] [--threads T] [--errors] [--json PATH|-]
+  deno task cli finetune [--steps K] [--seed S] [--lr LR] [--batch B] [--warmup W] [--attack NAME|none] [--version V]
+                         [--norm linf|l2] [--eps E] [--checkpoints 100,200,...] [--val-n N] [--resume RUN] [--json PATH|-]
   deno task cli bench table --mode transfer|adaptive [--n N] [--seed S] [--cells LIST] [--attack-timesteps T]
                          [--sanity-n M] [--rescore R] [--checkpoint DIR] [--json PATH|-]
   deno task cli evaluate --attack fgsm|pgd|apgd-ce|apgd-dlr|apgd-t|fab|fab-t|square|autoattack --norm linf|l2 --eps E
@@ -103,6 +106,7 @@ if (cmd === "keys" && sub === "create") {
       "batch-rows": { type: "string", default: "512" },
       json: { type: "string", default: "-" },
       errors: { type: "boolean", default: false },
+      adapter: { type: "string" },
     },
   });
   const n = Number(values.n);
@@ -110,12 +114,14 @@ if (cmd === "keys" && sub === "create") {
   if (!Number.isInteger(n) || n < 1 || n > 10000) usage("--n must be an integer in [1, 10000]");
   const model = await openDiffusion(values.bundle, Number(values.threads));
   const s = settingsFor(model, values.settings);
+  const adapter = values.adapter ? await loadAdapter(values.adapter, model) : undefined;
   const test = await loadTest(config.root);
   const subset = gather(test, seededSubset(test.n, n, seed));
   const t0 = performance.now();
   let lastLog = 0;
   const verdicts = await classifyImages(model, subset.images, n, s, {
     batchRows: Number(values["batch-rows"]),
+    lora: adapter?.lora,
     onProgress: (done, total) => {
       if (performance.now() - lastLog > 10_000) {
         lastLog = performance.now();
@@ -145,6 +151,9 @@ if (cmd === "keys" && sub === "create") {
     images_per_second: n / seconds,
     schedule: s,
     bundle: model.id,
+    adapter: adapter
+      ? { id: adapter.rec.id, step: adapter.rec.step, run: adapter.rec.jobId }
+      : null,
     provider: model.provider,
     machine: machine(),
     labels: verdicts.map((v) => v.label),
@@ -225,6 +234,8 @@ if (cmd === "keys" && sub === "create") {
   else await Deno.writeTextFile(values.json!, text + "\n");
 } else if (cmd === "bench" && sub === "table") {
   await robustnessTable(rest);
+} else if (cmd === "finetune") {
+  await finetuneCommand([sub, ...rest].filter((a) => a !== undefined));
 } else if (cmd === "evaluate") {
   await evaluateCommand([sub, ...rest].filter((a) => a !== undefined));
 } else {
@@ -261,7 +272,7 @@ async function evaluateCommand(args: string[]) {
     },
   });
   if (!values.attack || values.eps === undefined) usage("evaluate needs --attack and --eps");
-  if (values.adapter) usage("adapters arrive with Truth Maximization; no adapter store yet");
+
   const num = (v: string | undefined) => (v === undefined ? undefined : Number(v));
   const threads = Number(values.threads);
   const model = await openDiffusion(values.bundle, threads);
@@ -271,6 +282,7 @@ async function evaluateCommand(args: string[]) {
     threads,
   });
   const dcSettings = settingsFor(model, values.settings);
+  const adapter = values.adapter ? await loadAdapter(values.adapter, model) : undefined;
   const K = model.classNames.length;
   let attack: AttackConfig;
   try {
@@ -306,6 +318,7 @@ async function evaluateCommand(args: string[]) {
       scale: Number(values["logit-scale"]),
       noise: values.noise as "fixed" | "fresh",
       seed: dcSettings.seed,
+      lora: adapter?.lora,
     });
   const source = values.source === "dc"
     ? {
@@ -329,7 +342,9 @@ async function evaluateCommand(args: string[]) {
     predictions(await surrogate.logits(x, m), m, K);
   const dcScorer = (seed: number) => async (x: Float32Array, m: number) =>
     Int32Array.from(
-      (await classifyImages(model, x, m, { ...dcSettings, seed })).map((v) => v.label),
+      (await classifyImages(model, x, m, { ...dcSettings, seed }, { lora: adapter?.lora })).map((
+        v,
+      ) => v.label),
     );
   const R = Number(values.rescore);
   const target = values.target === "dc"
@@ -338,6 +353,7 @@ async function evaluateCommand(args: string[]) {
       describe: {
         kind: "dc",
         bundle: model.id,
+        adapter: adapter?.rec.id ?? null,
         settings: dcSettings,
         unet_calls_per_image: unetCalls(dcSettings, K),
       },

@@ -6,6 +6,8 @@ import type { DCSettings } from "../lib/diffusion_classifier.ts";
 import { loadBundle, OnnxClassifier, OnnxDiffusionModel } from "../gpu-worker/onnx_model.ts";
 import { defaultSettings } from "../routes/classify.ts";
 import { DCSettingsInput } from "../routes/schemas.ts";
+import { Store } from "../store/kv_store.ts";
+import { unpackState } from "../lib/truth_max.ts";
 
 export function usageError(msg: string): never {
   console.error(`error: ${msg}`);
@@ -49,4 +51,20 @@ export function machine() {
     deno: Deno.version.deno,
     hostname: Deno.hostname(),
   };
+}
+
+/** An adapter from the deployment's KV (config.kvPath) as LoRA tensors for `model`. */
+export async function loadAdapter(id: string, model: OnnxDiffusionModel) {
+  const store = await Store.open(config.kvPath);
+  try {
+    const rec = await store.getAdapter(id);
+    if (!rec) usageError(`no adapter '${id}' in ${config.kvPath}`);
+    if (rec.bundle !== model.id) {
+      usageError(`adapter '${id}' belongs to ${rec.bundle}, not ${model.id}`);
+    }
+    const lora = unpackState(await store.adapterLora(rec), model.loraLayout, rec.step, false).lora;
+    return { rec, lora };
+  } finally {
+    store.close();
+  }
 }

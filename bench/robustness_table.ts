@@ -28,7 +28,14 @@ import {
   singleStepNotStronger,
   unboundedBudget,
 } from "../lib/sanity.ts";
-import { machine, openDiffusion, openSurrogate, settingsFor, usageError } from "./common.ts";
+import {
+  loadAdapter,
+  machine,
+  openDiffusion,
+  openSurrogate,
+  settingsFor,
+  usageError,
+} from "./common.ts";
 
 const DEFAULT_CELLS = {
   transfer: "fgsm@linf:0.05,pgd:40@linf:0.05,autoattack:plus@linf:0.05," +
@@ -110,6 +117,7 @@ export async function robustnessTable(args: string[]) {
       "sanity-n": { type: "string", default: "16" },
       rescore: { type: "string", default: "0" },
       checkpoint: { type: "string" },
+      adapter: { type: "string" },
       json: { type: "string", default: "-" },
     },
   });
@@ -130,11 +138,13 @@ export async function robustnessTable(args: string[]) {
   const surrogate = await openSurrogate(values.surrogate!, threads);
   const K = model.classNames.length;
   const dc: DCSettings = settingsFor(model);
+  const adapter = values.adapter ? await loadAdapter(values.adapter, model) : undefined;
+  const lora = adapter?.lora;
   const timesteps = evenTimesteps(Number(values["attack-timesteps"]), dc.tRange[0], dc.tRange[1]);
   const scale = Number(values["logit-scale"]);
   const oracle: GradientOracle = mode === "transfer"
     ? classifierOracle(surrogate)
-    : dcOracle(model, { timesteps, error: dc.error, scale, noise: "fixed", seed: dc.seed });
+    : dcOracle(model, { timesteps, error: dc.error, scale, noise: "fixed", seed: dc.seed, lora });
   const sourceDescribe = mode === "transfer" ? { kind: "surrogate", bundle: surrogate.id } : {
     kind: "dc",
     bundle: model.id,
@@ -149,7 +159,11 @@ export async function robustnessTable(args: string[]) {
   const test = await loadTest(config.root);
   const set = gather(test, seededSubset(test.n, n, seed));
   const D = set.images.length / n;
-  const ckPath = values.checkpoint ?? join(config.root, "runs", `table-${mode}-n${n}-s${seed}`);
+  const ckPath = values.checkpoint ?? join(
+    config.root,
+    "runs",
+    `table-${mode}-n${n}-s${seed}${adapter ? `-adapter-${adapter.rec.id.slice(0, 8)}` : ""}`,
+  );
   await Deno.mkdir(ckPath, { recursive: true });
   const statePath = join(ckPath, "state.json");
   const state: State = await Deno.readTextFile(statePath).then(JSON.parse).catch(() => ({
@@ -163,6 +177,7 @@ export async function robustnessTable(args: string[]) {
     dc_bundle: model.id,
     surrogate: surrogate.id,
     dc_settings: dc,
+    adapter: adapter?.rec.id ?? null,
   };
   const save = async () => {
     const tmp = statePath + ".tmp";
@@ -172,7 +187,7 @@ export async function robustnessTable(args: string[]) {
   const log = (m: string) => console.error(`[table ${mode}] ${m}`);
 
   const dcLabels = async (x: Float32Array, m: number, s = dc.seed) =>
-    (await classifyImages(model, x, m, { ...dc, seed: s })).map((v) => v.label);
+    (await classifyImages(model, x, m, { ...dc, seed: s }, { lora })).map((v) => v.label);
   const surrogateLabels = async (x: Float32Array, m: number) =>
     Array.from(predictions(await surrogate.logits(x, m), m, K));
 
@@ -382,7 +397,15 @@ export async function robustnessTable(args: string[]) {
       "first n of lib/fashion_mnist.ts seededSubset(10000, n, seed), Fashion-MNIST test split",
     robust_definition: "DC right on the clean image and on its adversarial example",
     source: sourceDescribe,
-    target: { kind: "dc", bundle: model.id, settings: dc, unet_calls_per_image: unetCalls(dc, K) },
+    target: {
+      kind: "dc",
+      bundle: model.id,
+      adapter: adapter
+        ? { id: adapter.rec.id, step: adapter.rec.step, run: adapter.rec.jobId }
+        : null,
+      settings: dc,
+      unet_calls_per_image: unetCalls(dc, K),
+    },
     clean: {
       dc_accuracy: dcAcc,
       dc_ci95: wilson(sum(dcClean), n),

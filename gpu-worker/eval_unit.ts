@@ -11,6 +11,7 @@ import { classifyImages, type DCSettings } from "../lib/diffusion_classifier.ts"
 import { gather, type LabelledImages, loadTest } from "../lib/fashion_mnist.ts";
 import type { OnnxClassifier, OnnxDiffusionModel } from "./onnx_model.ts";
 import { fromBase64, type FrontendMessage, toBase64 } from "./protocol.ts";
+import { unpackState } from "../lib/truth_max.ts";
 
 type EvalUnit = Extract<FrontendMessage, { type: "eval-unit" }>;
 
@@ -25,6 +26,11 @@ function need<T>(m: Map<string, T>, id: string, what: string): T {
   const v = m.get(id);
   if (!v) throw new Error(`this worker does not hold the ${what} bundle ${id}`);
   return v;
+}
+
+/** An adapter's LoRA tensors from the frontend's base64 (float32, the bundle's layout order). */
+export function loraTensors(model: OnnxDiffusionModel, b64: string) {
+  return unpackState(fromBase64(b64), model.loraLayout, 0, false).lora;
 }
 
 export async function runEvalUnit(models: WorkerModels, msg: EvalUnit) {
@@ -52,12 +58,16 @@ export async function runEvalUnit(models: WorkerModels, msg: EvalUnit) {
       timesteps?: number;
       noise?: "fixed" | "fresh";
       logitScale?: number;
+      /** adaptive attacks on a fine-tuned DC go through its adapter (= the target's) */
+      adapter?: string | null;
     };
     let oracle: GradientOracle;
     if (src.kind === "surrogate") {
       oracle = classifierOracle(need(models.classifiers, src.bundle, "surrogate"));
     } else {
-      oracle = dcOracle(need(models.diffusion, src.bundle, "diffusion"), {
+      const m = need(models.diffusion, src.bundle, "diffusion");
+      oracle = dcOracle(m, {
+        lora: src.adapter && msg.lora ? loraTensors(m, msg.lora) : undefined,
         timesteps: evenTimesteps(src.timesteps ?? 10, settings.tRange[0], settings.tRange[1]),
         error: settings.error,
         scale: src.logitScale ?? 100,
@@ -89,7 +99,12 @@ export async function runEvalUnit(models: WorkerModels, msg: EvalUnit) {
     const m = need(models.diffusion, ev.target.bundle, "target");
     provider = m.provider;
     score = async (x) =>
-      Int32Array.from((await classifyImages(m, x, n, settings)).map((v) => v.label));
+      Int32Array.from(
+        (await classifyImages(m, x, n, settings, {
+          lora: msg.lora ? loraTensors(m, msg.lora) : undefined,
+        }))
+          .map((v) => v.label),
+      );
   }
   const clean = await score(set.images);
   const adv = await score(xAdv);

@@ -14,7 +14,8 @@ import { classifyImages } from "../lib/diffusion_classifier.ts";
 import type { DiffusionManifest } from "../lib/bundle_manifest.ts";
 import type { ClassifierManifest } from "../lib/bundle_manifest.ts";
 import { loadBundle, OnnxClassifier, OnnxDiffusionModel } from "./onnx_model.ts";
-import { runEvalUnit, type WorkerModels } from "./eval_unit.ts";
+import { loraTensors, runEvalUnit, type WorkerModels } from "./eval_unit.ts";
+import { runFinetuneUnit } from "./finetune_unit.ts";
 import { fromBase64, FrontendMessage, type WorkerMessage } from "./protocol.ts";
 
 const VERSION = "0.1.0";
@@ -24,6 +25,8 @@ async function loadModels(dir: string): Promise<WorkerModels> {
   const classifiers = new Map<string, OnnxClassifier>();
   for await (const e of Deno.readDir(dir)) {
     if (!e.isDirectory) continue;
+    // a folder without a manifest is not a bundle (models/splits holds the data split)
+    if (!(await Deno.stat(join(dir, e.name, "manifest.json")).catch(() => null))) continue;
     try {
       const b = await loadBundle(join(dir, e.name));
       if (b.manifest.kind === "classifier") {
@@ -151,16 +154,26 @@ function session(
             async () => ({ type: "eval-result", ...(await runEvalUnit(all, msg)) }),
           );
           break;
+        case "finetune-unit": {
+          let step = msg.resume?.step ?? 0;
+          await leased(
+            msg,
+            () => ({ calls: step, total: msg.finetune.hyper.steps }),
+            () => runFinetuneUnit(all, msg, send, (k) => (step = k)),
+          );
+          break;
+        }
         case "unit": {
           let progress = { calls: 0, total: 0 };
           await leased(msg, () => progress, async () => {
             const model = models.get(msg.bundle);
             if (!model) throw new Error(`this worker does not hold bundle ${msg.bundle}`);
-            if (msg.adapter) throw new Error("adapters are not supported by this worker version");
+            const lora = msg.lora ? loraTensors(model, msg.lora) : undefined;
             const bytes = fromBase64(msg.pixels);
             const pixels = new Float32Array(bytes.buffer, bytes.byteOffset, bytes.byteLength / 4);
             const t0 = performance.now();
             const [r] = await classifyImages(model, pixels, 1, msg.settings, {
+              lora,
               onProgress: (calls, total) => progress = { calls, total },
             });
             return {

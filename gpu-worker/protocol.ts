@@ -17,6 +17,26 @@ const Settings = z.object({
   posteriorScale: z.number(),
 });
 
+/** A Truth-Maximization run as the worker receives it (routes/finetunes.ts validates it first). */
+export const FinetuneSpecSchema = z.object({
+  hyper: z.object({
+    lr: z.number(),
+    beta1: z.number(),
+    beta2: z.number(),
+    weightDecay: z.number(),
+    adamEps: z.number(),
+    warmupSteps: z.number().int(),
+    batchSize: z.number().int(),
+    steps: z.number().int(),
+  }),
+  seed: z.number().int(),
+  attack: z.record(z.string(), z.unknown()).nullable(),
+  source: z.object({ kind: z.literal("surrogate"), bundle: z.string() }),
+  checkpoints: z.array(z.number().int()),
+  validation: z.object({ n: z.number().int(), seed: z.number().int() }),
+});
+export type FinetuneSpecMsg = z.infer<typeof FinetuneSpecSchema>;
+
 const UnitRef = { jobId: z.string(), idx: z.number().int().nonnegative(), token: z.string() };
 
 export const WorkerMessage = z.discriminatedUnion("type", [
@@ -56,6 +76,25 @@ export const WorkerMessage = z.discriminatedUnion("type", [
   }),
   z.object({ type: z.literal("fail"), ...UnitRef, error: z.string() }),
   z.object({
+    type: z.literal("ft-checkpoint"),
+    ...UnitRef,
+    step: z.number().int().positive(),
+    loss: z.number(),
+    validation: z.object({
+      n: z.number().int(),
+      clean_accuracy: z.number(),
+      robust_accuracy: z.number(),
+    }),
+    /** float32 [LoRA…, AdamW m…, v…] in the bundle's layout order, base64 */
+    state: z.string(),
+  }),
+  z.object({
+    type: z.literal("ft-result"),
+    ...UnitRef,
+    computeMs: z.number(),
+    provider: z.string(),
+  }),
+  z.object({
     type: z.literal("eval-result"),
     ...UnitRef,
     items: z.array(z.object({
@@ -84,6 +123,8 @@ export const FrontendMessage = z.discriminatedUnion("type", [
     kind: z.literal("classify"),
     bundle: z.string(),
     adapter: z.string().nullable(),
+    /** the adapter's LoRA tensors (float32, layout order), base64; null = base model */
+    lora: z.string().nullable(),
     settings: Settings,
     /** float32 CHW pixels, base64 */
     pixels: z.string(),
@@ -102,9 +143,20 @@ export const FrontendMessage = z.discriminatedUnion("type", [
       }),
     }),
     settings: Settings,
+    /** the target adapter's LoRA tensors, base64; null = base model */
+    lora: z.string().nullable(),
     indices: z.array(z.number().int()),
     /** stored adversarial examples for every index (base64 float32), or null: attack anew */
     adv: z.array(z.string()).nullable(),
+  }),
+  z.object({
+    type: z.literal("finetune-unit"),
+    ...UnitRef,
+    bundle: z.string(),
+    settings: Settings,
+    finetune: FinetuneSpecSchema,
+    /** the last stored checkpoint (resume), or null: start from LoRA's initialisation */
+    resume: z.object({ step: z.number().int(), state: z.string() }).nullable(),
   }),
   z.object({ type: z.literal("none") }),
   z.object({ type: z.literal("wake") }),

@@ -51,11 +51,35 @@ export interface LabelledImages {
 }
 
 /** The official test split (used only for reported numbers). */
-export async function loadTest(root: string): Promise<LabelledImages> {
+export function loadTest(root: string): Promise<LabelledImages> {
+  return loadIdxPair(root, "t10k");
+}
+
+/**
+ * The official training set split as the compiler split it (models/splits/fashion-mnist.json,
+ * written by `python -m tmdc_compiler.data --export-split`): `train` (55,000) for
+ * Truth Maximization, `validation` (5,000) for choosing its checkpoints.
+ */
+export async function loadTrainSplit(
+  root: string,
+  name: "train" | "validation",
+): Promise<LabelledImages> {
+  const all = await loadIdxPair(root, "train");
+  const doc = JSON.parse(
+    await Deno.readTextFile(join(root, "models", "splits", "fashion-mnist.json")),
+  ) as { validation: number[] };
+  const isVal = new Uint8Array(all.n);
+  for (const i of doc.validation) isVal[i] = 1;
+  const idx: number[] = [];
+  for (let i = 0; i < all.n; i++) if ((isVal[i] === 1) === (name === "validation")) idx.push(i);
+  return gather(all, Int32Array.from(idx));
+}
+
+async function loadIdxPair(root: string, prefix: string): Promise<LabelledImages> {
   for (const d of dataDirs(root)) {
     try {
-      const img = readIdx(await Deno.readFile(join(d, "t10k-images-idx3-ubyte.gz")));
-      const lab = readIdx(await Deno.readFile(join(d, "t10k-labels-idx1-ubyte.gz")));
+      const img = readIdx(await Deno.readFile(join(d, `${prefix}-images-idx3-ubyte.gz`)));
+      const lab = readIdx(await Deno.readFile(join(d, `${prefix}-labels-idx1-ubyte.gz`)));
       const images = new Float32Array(img.data.length);
       for (let i = 0; i < images.length; i++) images[i] = img.data[i] / 255;
       return { images, labels: Int32Array.from(lab.data), n: lab.dims[0] };

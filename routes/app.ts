@@ -8,6 +8,7 @@ import type { Store } from "../store/kv_store.ts";
 import { type AuthEnv, bearerAuth } from "./auth.ts";
 import { classifyRoutes, defaultSettings } from "./classify.ts";
 import { evaluationRoutes } from "./evaluations.ts";
+import { finetuneRoutes } from "./finetunes.ts";
 import { jobRoutes } from "./jobs.ts";
 import { openApiDocument } from "./openapi.ts";
 import { PAGE } from "./page.ts";
@@ -95,6 +96,7 @@ export function createApp(deps: AppDeps) {
   );
   api.route("/classify", classifyRoutes(deps));
   api.route("/evaluations", evaluationRoutes(deps));
+  api.route("/", finetuneRoutes(deps));
   api.route("/", jobRoutes(store));
   app.route("/v1", api);
   return app;

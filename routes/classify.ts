@@ -14,6 +14,7 @@ import type { Store } from "../store/kv_store.ts";
 import type { AuthEnv } from "./auth.ts";
 import { jobView } from "./jobs.ts";
 import { problem } from "./problem.ts";
+import { resolveAdapter } from "./finetunes.ts";
 import type { Registry } from "./registry.ts";
 import { ClassifyOptions } from "./schemas.ts";
 import type { Dispatcher } from "./workers.ts";
@@ -134,9 +135,7 @@ export function classifyRoutes(
         { code: "wrong-bundle-kind" },
       );
     }
-    if (opts.adapter) {
-      throw problem(404, `unknown adapter '${opts.adapter}'`, { code: "unknown-adapter" });
-    }
+    const adapter = opts.adapter ? (await resolveAdapter(store, opts.adapter, bundle.id)).id : null;
     const manifest = bundle.manifest as DiffusionManifest;
     const settings: DCSettings = { ...defaultSettings(manifest), ...opts.settings } as DCSettings;
     try {
@@ -191,7 +190,7 @@ export function classifyRoutes(
 
     // 4. store, dispatch, maybe wait
     const job = await store.createJob(
-      { kind: "classify", owner: c.get("apiKey").id, bundle: bundle.id, adapter: null, settings },
+      { kind: "classify", owner: c.get("apiKey").id, bundle: bundle.id, adapter, settings },
       inputs,
     );
     dispatcher.wake();

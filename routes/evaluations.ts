@@ -20,6 +20,7 @@ import type { AuthEnv } from "./auth.ts";
 import { defaultSettings, zodProblem } from "./classify.ts";
 import { jobView } from "./jobs.ts";
 import { problem } from "./problem.ts";
+import { resolveAdapter } from "./finetunes.ts";
 import type { Registry } from "./registry.ts";
 import { DCSettingsInput } from "./schemas.ts";
 import type { Dispatcher } from "./workers.ts";
@@ -95,9 +96,9 @@ export function evaluationRoutes(
       return b;
     };
     const target = resolve(req.target.bundle ?? config.defaultBundle, "target");
-    if (req.target.adapter) {
-      throw problem(404, `unknown adapter '${req.target.adapter}'`, { code: "unknown-adapter" });
-    }
+    const adapter = req.target.adapter
+      ? (await resolveAdapter(store, req.target.adapter, target.id)).id
+      : null;
     const source = resolve(req.source.bundle ?? config.defaultBundle, "source");
     const wantSource = req.source.kind === "surrogate" ? "classifier" : "diffusion";
     if (source.manifest.kind !== wantSource) {
@@ -141,7 +142,10 @@ export function evaluationRoutes(
       if (!(e instanceof AttackConfigError)) throw e;
       throw problem(422, e.message, { code: "invalid-attack" });
     }
-    const sourceSpec = { ...req.source, bundle: source.id };
+    // An adaptive attack on a fine-tuned DC differentiates through the same adapter.
+    const sourceSpec = req.source.kind === "dc" && source.id === target.id && adapter
+      ? { ...req.source, bundle: source.id, adapter }
+      : { ...req.source, bundle: source.id };
     const dataset = req.dataset;
     const setKey = sha256hex(JSON.stringify({ attack, source: sourceSpec, dataset }));
     const targetKind = target.manifest.kind === "diffusion" ? "dc" as const : "surrogate" as const;
@@ -168,7 +172,7 @@ export function evaluationRoutes(
         kind: "evaluate",
         owner: c.get("apiKey").id,
         bundle: target.id,
-        adapter: null,
+        adapter,
         settings,
         evaluation,
       },
@@ -244,7 +248,11 @@ export async function evaluationReport(store: Store, job: Job) {
       "target correct on the clean image and on its adversarial example (per-example worst case)",
     attack: ev.attack,
     source: ev.source,
-    target: { ...ev.target, settings: ev.target.kind === "dc" ? job.settings : undefined },
+    target: {
+      ...ev.target,
+      adapter: job.adapter,
+      settings: ev.target.kind === "dc" ? job.settings : undefined,
+    },
     dataset: ev.dataset,
     per_attack_on_source: perAttack.size
       ? [...perAttack].map(([attack, v]) => ({

@@ -18,6 +18,7 @@ export async function jobView(store: Store, job: Job): Promise<z.infer<typeof Jo
     ...rest,
     settings: job.settings as unknown as Record<string, unknown>,
     evaluation: job.evaluation as unknown as Record<string, unknown> | undefined,
+    finetune: job.finetune as unknown as Record<string, unknown> | undefined,
     progress: units.length ? progress / units.length : 1,
     verdicts: job.kind === "classify"
       ? units.filter((u) => u.status === "done").map((u) => `${job.id}.${u.idx}`)

@@ -62,8 +62,9 @@ export const Verdict = z.object({
 
 export const Job = z.object({
   id: z.string(),
-  kind: z.enum(["classify", "evaluate"]),
+  kind: z.enum(["classify", "evaluate", "finetune"]),
   evaluation: z.record(z.string(), z.unknown()).optional(),
+  finetune: z.record(z.string(), z.unknown()).optional(),
   status: z.enum(["creating", "queued", "running", "done", "failed"]),
   bundle: z.string(),
   adapter: z.string().nullable(),

@@ -11,6 +11,7 @@ import {
   WorkerMessage,
 } from "../gpu-worker/protocol.ts";
 import type { Registry } from "./registry.ts";
+import { bestCheckpoint } from "../lib/finetune.ts";
 
 interface Peer {
   socket: WebSocket;
@@ -84,7 +85,13 @@ export class Dispatcher {
   /** Attach a freshly upgraded socket. */
   accept(socket: WebSocket): void {
     let peer: Peer | undefined;
-    socket.onmessage = async (ev) => {
+    // A peer's messages are handled one after another, in the order sent: a fine-tune's last
+    // checkpoint must be stored before its result closes the unit.
+    let queue = Promise.resolve();
+    socket.onmessage = (ev) => {
+      queue = queue.then(() => onMessage(ev));
+    };
+    const onMessage = async (ev: MessageEvent) => {
       let msg: WorkerMessage;
       try {
         msg = WorkerMessage.parse(JSON.parse(String(ev.data)));
@@ -151,6 +158,7 @@ export class Dispatcher {
         peer.idle = false;
         peer.busy++;
         if (job.kind === "evaluate") return await this.#sendEvalUnit(peer, job, unit);
+        if (job.kind === "finetune") return await this.#sendFinetuneUnit(peer, job, unit);
         const pixels = unit.input && await this.store.getBlob(unit.input.blob);
         if (!pixels) throw new Error(`unit ${job.id}/${unit.idx} has no pixels`);
         send(peer.socket, {
@@ -161,6 +169,7 @@ export class Dispatcher {
           kind: "classify",
           bundle: job.bundle,
           adapter: job.adapter,
+          lora: await this.#lora(job.adapter),
           settings: job.settings,
           pixels: toBase64(pixels),
         });
@@ -202,12 +211,74 @@ export class Dispatcher {
         }
         return;
       }
+      case "ft-checkpoint": {
+        const job = await this.store.getJob(msg.jobId);
+        if (!job?.finetune) return;
+        const id = await this.store.putCheckpoint(msg, {
+          bundle: job.bundle,
+          jobId: job.id,
+          owner: job.owner,
+          step: msg.step,
+          loss: msg.loss,
+          validation: msg.validation,
+          finetune: job.finetune,
+        }, fromBase64(msg.state));
+        if (id !== "stale") this.#notify(msg.jobId);
+        return;
+      }
+      case "ft-result": {
+        peer.busy = Math.max(0, peer.busy - 1);
+        const cps = await this.store.listCheckpoints(msg.jobId);
+        const best = bestCheckpoint(cps);
+        const unit = await this.store.getUnit(msg.jobId, msg.idx);
+        if (unit?.lease?.token !== msg.token) return;
+        if (!best) {
+          await this.store.failUnit(msg.jobId, msg.idx, msg.token, "no checkpoint was stored");
+        } else {
+          await this.store.completeFinetuneUnit(msg.jobId, msg.idx, msg.token, {
+            best: best.id,
+            bestStep: best.step,
+            checkpoints: cps.map((a) => ({
+              step: a.step,
+              adapter: a.id,
+              loss: a.loss,
+              validation: a.validation,
+            })),
+            computeMs: msg.computeMs,
+            worker: { id: peer.id, provider: msg.provider },
+          });
+        }
+        this.#notify(msg.jobId);
+        return;
+      }
       case "fail":
         peer.busy = Math.max(0, peer.busy - 1);
         await this.store.failUnit(msg.jobId, msg.idx, msg.token, msg.error.slice(0, 2000));
         this.#notify(msg.jobId);
         return;
     }
+  }
+
+  async #lora(adapter: string | null): Promise<string | null> {
+    if (!adapter) return null;
+    const rec = await this.store.getAdapter(adapter);
+    if (!rec) throw new Error(`adapter ${adapter} vanished`);
+    return toBase64(await this.store.adapterLora(rec));
+  }
+
+  /** A fine-tune: resume from its last stored checkpoint, if any. */
+  async #sendFinetuneUnit(peer: Peer, job: Job, unit: Unit): Promise<void> {
+    const last = await this.store.latestCheckpoint(job.id);
+    send(peer.socket, {
+      type: "finetune-unit",
+      jobId: job.id,
+      idx: unit.idx,
+      token: unit.lease!.token,
+      bundle: job.bundle,
+      settings: job.settings,
+      finetune: job.finetune!,
+      resume: last ? { step: last.rec.step, state: toBase64(last.state) } : null,
+    });
   }
 
   /** An evaluation shard: reuse the stored adversarial examples when the whole shard has them. */
@@ -227,6 +298,7 @@ export class Dispatcher {
       token: unit.lease!.token,
       evaluation: { attack: ev.attack, source: ev.source, target: ev.target, dataset: ev.dataset },
       settings: job.settings,
+      lora: await this.#lora(job.adapter),
       indices,
       adv,
     });

@@ -9,6 +9,9 @@
  *   ["evalres", jobId, idx]          → EvalShardResult (one shard of an evaluation)
  *   ["advset", setKey, index]        → AdvRecord: an adversarial example, reused by every
  *                                      evaluation with the same (attack, source, subset)
+ *   ["adapter", adapterId]           → AdapterRecord: one Truth-Maximization checkpoint
+ *   ["ftckpt", jobId, step]          → adapterId       (a fine-tune's checkpoints, by step)
+ *   ["ftres", jobId, idx]            → FinetuneResult  (written when the fine-tune ends)
  *   ["blob", blobId, "meta"|chunk]   → chunks of ≤ 60,000 bytes (KV values are ≤ 64 KiB)
  *
  * State changes are atomic with version checks (at most 3 checks per atomic, so a
@@ -51,10 +54,58 @@ export interface AdvRecord {
   label: number;
 }
 
+export interface FinetuneJobSpec {
+  hyper: {
+    lr: number;
+    beta1: number;
+    beta2: number;
+    weightDecay: number;
+    adamEps: number;
+    warmupSteps: number;
+    batchSize: number;
+    steps: number;
+  };
+  seed: number;
+  attack: (Record<string, unknown> & { attack: string; norm: string; eps: number }) | null;
+  source: { kind: "surrogate"; bundle: string };
+  checkpoints: number[];
+  validation: { n: number; seed: number };
+}
+
+export interface CheckpointScore {
+  n: number;
+  clean_accuracy: number;
+  robust_accuracy: number;
+}
+
+/** One stored checkpoint of a fine-tune: usable by id wherever an adapter is accepted. */
+export interface AdapterRecord {
+  id: string;
+  bundle: string;
+  jobId: string;
+  owner: string;
+  step: number;
+  loss: number;
+  validation: CheckpointScore;
+  finetune: FinetuneJobSpec;
+  /** float32 [LoRA…, AdamW m…, v…]: the LoRA tensors are its first third */
+  stateBlob: string;
+  createdAt: string;
+}
+
+export interface FinetuneResult {
+  best: string;
+  bestStep: number;
+  checkpoints: { step: number; adapter: string; loss: number; validation: CheckpointScore }[];
+  computeMs: number;
+  worker: { id: string; provider: string };
+}
+
 export interface Job {
   id: string;
-  kind: "classify" | "evaluate";
+  kind: "classify" | "evaluate" | "finetune";
   evaluation?: EvaluationSpec;
+  finetune?: FinetuneJobSpec;
   status: JobStatus;
   owner: string;
   bundle: string;
@@ -200,7 +251,10 @@ export class Store {
    * to workers only once everything is stored.
    */
   async createJob(
-    fields: Pick<Job, "kind" | "owner" | "bundle" | "adapter" | "settings" | "evaluation">,
+    fields: Pick<
+      Job,
+      "kind" | "owner" | "bundle" | "adapter" | "settings" | "evaluation" | "finetune"
+    >,
     inputs: ({ pixels: Uint8Array; input: Omit<UnitInput, "blob"> } | { shard: number[] })[],
   ): Promise<Job> {
     const id = crypto.randomUUID();
@@ -270,6 +324,7 @@ export class Store {
     }
     for await (const e of this.kv.list({ prefix: ["verdict", id] })) await this.kv.delete(e.key);
     for await (const e of this.kv.list({ prefix: ["evalres", id] })) await this.kv.delete(e.key);
+    for await (const e of this.kv.list({ prefix: ["ftres", id] })) await this.kv.delete(e.key);
     if (job) await this.kv.delete(["active", job.createdAt, id]);
     await this.kv.delete(["job", id]);
   }
@@ -384,6 +439,81 @@ export class Store {
         .set(["advset", setKey, it.index], { blob, label: it.label }).commit();
       if (!r.ok) await this.deleteBlob(blob);
     }
+  }
+
+  // ---- adapters (Truth-Maximization checkpoints) ----
+
+  /**
+   * Store a checkpoint as an adapter. With a lease token it is accepted only from the unit's
+   * current lease holder (a worker that lost its lease cannot write); a step already stored is
+   * not written twice. Returns the adapter id, or "stale".
+   */
+  async putCheckpoint(
+    lease: { jobId: string; idx: number; token: string } | null,
+    rec: Omit<AdapterRecord, "id" | "stateBlob" | "createdAt">,
+    state: Uint8Array,
+  ): Promise<string | "stale"> {
+    const existing = await this.kv.get<string>(["ftckpt", rec.jobId, rec.step]);
+    if (existing.value) return existing.value;
+    const blob = await this.putBlob(state);
+    const id = crypto.randomUUID();
+    const op = this.kv.atomic().check(existing)
+      .set(["adapter", id], { ...rec, id, stateBlob: blob, createdAt: now() })
+      .set(["ftckpt", rec.jobId, rec.step], id);
+    if (lease) {
+      const ue = await this.kv.get<Unit>(["unit", lease.jobId, lease.idx]);
+      if (ue.value?.status !== "leased" || ue.value.lease?.token !== lease.token) {
+        await this.deleteBlob(blob);
+        return "stale";
+      }
+      op.check(ue);
+    }
+    if ((await op.commit()).ok) return id;
+    await this.deleteBlob(blob);
+    return (await this.kv.get<string>(["ftckpt", rec.jobId, rec.step])).value ?? "stale";
+  }
+
+  async getAdapter(id: string): Promise<AdapterRecord | null> {
+    return (await this.kv.get<AdapterRecord>(["adapter", id])).value;
+  }
+
+  /** The adapter's LoRA tensors (float32 bytes, layout order), without the optimizer state. */
+  async adapterLora(rec: AdapterRecord): Promise<Uint8Array> {
+    const state = await this.getBlob(rec.stateBlob);
+    if (!state || state.length % 12 !== 0) throw new Error(`adapter ${rec.id}: state blob missing`);
+    return state.slice(0, state.length / 3);
+  }
+
+  async listCheckpoints(jobId: string): Promise<AdapterRecord[]> {
+    const out: AdapterRecord[] = [];
+    for await (const e of this.kv.list<string>({ prefix: ["ftckpt", jobId] })) {
+      const a = await this.getAdapter(e.value);
+      if (a) out.push(a);
+    }
+    return out;
+  }
+
+  /** The last checkpoint of a fine-tune with its full state (for resuming), or null. */
+  async latestCheckpoint(jobId: string): Promise<{ rec: AdapterRecord; state: Uint8Array } | null> {
+    for await (const e of this.kv.list<string>({ prefix: ["ftckpt", jobId] }, { reverse: true })) {
+      const rec = await this.getAdapter(e.value);
+      const state = rec && await this.getBlob(rec.stateBlob);
+      if (rec && state) return { rec, state };
+    }
+    return null;
+  }
+
+  async getFinetuneResult(jobId: string): Promise<FinetuneResult | null> {
+    return (await this.kv.get<FinetuneResult>(["ftres", jobId, 0])).value;
+  }
+
+  completeFinetuneUnit(
+    jobId: string,
+    idx: number,
+    token: string,
+    result: FinetuneResult,
+  ): Promise<"ok" | "stale"> {
+    return this.completeUnitWith(jobId, idx, token, ["ftres", jobId, idx], result);
   }
 
   /** Record a verdict for a leased unit; "stale" if the lease was lost to another worker. */

@@ -1,5 +1,5 @@
 /** Spec §8 level 1: attack losses, schedules, Square's windows and eta, FAB and Lp projections. */
-import { assert_, assertEquals } from "./assert.ts";
+import { assert_, assertEquals, assertThrows } from "./assert.ts";
 import { crossEntropy, dlr, dlrTargeted, margin } from "../lib/attacks/losses.ts";
 import { apgdCheckpoints, apgdConstants } from "../lib/attacks/apgd_schedule.ts";
 import {
@@ -165,4 +165,25 @@ Deno.test("Lp projections never leave the ball or the box", () => {
     assert_(lpDistance("l2", q, x0) <= eps * (1 + 1e-6) + 1e-7);
     assert_([...p, ...q].every((u) => u >= 0 && u <= 1));
   }
+});
+
+Deno.test("FGM (L2 one step): δ = ε·∇CE/‖∇CE‖₂ away from the box; the registry refuses FGSM at L2", async () => {
+  const { linearOracle } = await import("./linear_oracle.ts");
+  const { fgsm } = await import("../lib/attacks/fgsm.ts");
+  const { validateAttack, AttackConfigError } = await import("../lib/attacks/registry.ts");
+  // 2 classes, 3 pixels at 0.5: the CE gradient is (p1 − 1)·(W0 − W1) for label 0
+  const W = [1, 0, -1, 0, 2, 1];
+  const o = linearOracle(W, [0, 0], 2, 3);
+  const x = Float32Array.of(0.5, 0.5, 0.5);
+  const out = await fgsm(o, x, Int32Array.of(0), { eps: 0.1, norm: "l2" });
+  const d = Array.from(out, (v, i) => v - x[i]);
+  const n = Math.hypot(...d);
+  assert_(Math.abs(n - 0.1) <= 1e-6, `‖δ‖ = ${n}`);
+  const g = [-(1 - 0), -(0 - 2), -(-1 - 1)]; // direction of −(W0 − W1)
+  const gn = Math.hypot(...g);
+  d.forEach((v, i) => assert_(Math.abs(v - 0.1 * g[i] / gn) <= 1e-6, `δ[${i}] = ${v}`));
+  assertThrows(
+    () => validateAttack({ attack: "fgsm", norm: "l2", eps: 0.5, seed: 0 }, 10, 1e6),
+    AttackConfigError,
+  );
 });

@@ -5,127 +5,13 @@
  */
 import { join } from "node:path";
 import { assert_, assertEquals } from "./assert.ts";
-import { REPO } from "./helpers.ts";
-import { fashionPngs, tinyModelsDir } from "./service_helpers.ts";
+import { fashionPngs } from "./service_helpers.ts";
+import { Cluster, waitFor } from "./cluster.ts";
 import { classifyImages, type DCSettings } from "../lib/diffusion_classifier.ts";
 import { decodeImage } from "../lib/image_decode.ts";
 import { loadBundle, OnnxDiffusionModel } from "../gpu-worker/onnx_model.ts";
 import type { DiffusionManifest } from "../lib/bundle_manifest.ts";
 import type { Unit } from "../store/kv_store.ts";
-
-const DENO = Deno.execPath();
-const TOKEN = "e2e-worker-token";
-
-function freePort(): number {
-  const l = Deno.listen({ hostname: "127.0.0.1", port: 0 });
-  const port = (l.addr as Deno.NetAddr).port;
-  l.close();
-  return port;
-}
-
-class Cluster {
-  frontend?: Deno.ChildProcess;
-  workers = new Map<string, Deno.ChildProcess>();
-  constructor(readonly env: Record<string, string>, readonly url: string) {}
-
-  static async create(): Promise<Cluster> {
-    const dir = await Deno.makeTempDir({ prefix: "tmdc-e2e-" });
-    const port = freePort();
-    const env = {
-      TMDC_PORT: String(port),
-      TMDC_KV_PATH: join(dir, "kv.sqlite"),
-      TMDC_MODELS_DIR: await tinyModelsDir(),
-      TMDC_DEFAULT_BUNDLE: "tiny-diffusion",
-      TMDC_WORKER_TOKEN: TOKEN,
-      TMDC_LOCAL_WORKER: "0",
-      TMDC_LEASE_MS: "1500",
-      TMDC_HEARTBEAT_MS: "300",
-      TMDC_WORKER_THREADS: "1",
-      TMDC_PROVIDERS: "cpu",
-      TMDC_FRONTEND_URL: `http://127.0.0.1:${port}`,
-    };
-    return new Cluster(env, `http://127.0.0.1:${port}`);
-  }
-
-  spawn(script: string, extra: Record<string, string> = {}): Deno.ChildProcess {
-    return new Deno.Command(DENO, {
-      args: [
-        "run",
-        "--allow-all",
-        "--unstable-kv",
-        "--config",
-        join(REPO, "deno.json"),
-        join(REPO, script),
-      ],
-      env: { ...this.env, ...extra },
-      stdout: "null",
-      stderr: Deno.env.get("TMDC_TEST_LOGS") ? "inherit" : "null",
-    }).spawn();
-  }
-
-  async startFrontend(): Promise<void> {
-    this.frontend = this.spawn("main.ts");
-    for (let i = 0; i < 200; i++) {
-      try {
-        const r = await fetch(`${this.url}/v1/health`);
-        await r.body?.cancel();
-        if (r.ok) return;
-      } catch { /* not up yet */ }
-      await new Promise((r) => setTimeout(r, 100));
-    }
-    throw new Error("frontend did not start");
-  }
-
-  async stopFrontend(): Promise<void> {
-    this.frontend!.kill("SIGKILL");
-    await this.frontend!.status;
-  }
-
-  startWorker(id: string): void {
-    this.workers.set(id, this.spawn("gpu-worker/main.ts", { TMDC_WORKER_ID: id }));
-  }
-
-  async killWorker(id: string): Promise<void> {
-    const w = this.workers.get(id)!;
-    w.kill("SIGKILL");
-    await w.status;
-    this.workers.delete(id);
-  }
-
-  async apiKey(): Promise<string> {
-    const out = await new Deno.Command(DENO, {
-      args: [
-        "run",
-        "--allow-all",
-        "--unstable-kv",
-        "--config",
-        join(REPO, "deno.json"),
-        join(REPO, "cli.ts"),
-        "keys",
-        "create",
-        "--name",
-        "e2e",
-      ],
-      env: this.env,
-    }).output();
-    return JSON.parse(new TextDecoder().decode(out.stdout)).key;
-  }
-
-  async shutdown(): Promise<void> {
-    for (const id of [...this.workers.keys()]) await this.killWorker(id);
-    if (this.frontend) await this.stopFrontend().catch(() => {});
-  }
-}
-
-async function waitFor<T>(f: () => Promise<T | undefined>, what: string, ms = 60_000): Promise<T> {
-  const end = Date.now() + ms;
-  while (Date.now() < end) {
-    const v = await f();
-    if (v !== undefined) return v;
-    await new Promise((r) => setTimeout(r, 100));
-  }
-  throw new Error(`timed out waiting for ${what}`);
-}
 
 const SMALL = { stages: [{ nSamples: 4, keep: 2 }, { nSamples: 8, keep: 1 }], gridSize: 8 };
 // ~2,000 UNet calls per image: long enough to kill a worker in the middle of a job.

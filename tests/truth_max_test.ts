@@ -67,7 +67,7 @@ Deno.test("LoRA init, four TS steps == four torch.optim.AdamW steps within 1e-5 
   s.lora.forEach((t, i) => (worst = Math.max(worst, relErr(t, ref.final[i]))));
   if (!(worst <= 1e-5)) throw new Error(`LoRA after ${ref.hyper.steps} steps: rel ${worst}`);
   // the B tensors moved (the test would pass trivially if nothing trained)
-  const bMoved = s.lora.filter((t, i) => model.loraLayout[i].name.endsWith(".B"))
+  const bMoved = s.lora.filter((_t, i) => model.loraLayout[i].name.endsWith(".B"))
     .every((t) => t.some((v) => v !== 0));
   assertEquals(bMoved, true);
 });

@@ -109,3 +109,35 @@ def portable_subset(n_total: int, n: int, seed: int) -> np.ndarray:
 
     u = uniform(seed, 0xDA7A, n_total)
     return np.lexsort((np.arange(n_total), u))[:n]
+
+
+def validation_indices() -> np.ndarray:
+    """Indices into the official training set of the seeded validation split."""
+    _, labels = _load("train")
+    return np.sort(np.random.default_rng(SPLIT_SEED).permutation(len(labels))[:VALIDATION_SIZE])
+
+
+def main(argv: list[str] | None = None) -> None:
+    import argparse
+    import json
+
+    ap = argparse.ArgumentParser(description="Write the train/validation split for the TypeScript side.")
+    ap.add_argument("--export-split", required=True, help="JSON path (models/splits/fashion-mnist.json)")
+    args = ap.parse_args(argv)
+    out = Path(args.export_split)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    doc = {
+        "what": "Fashion-MNIST official training set (60,000) split into train and validation; "
+        "these are the validation indices, train is every other index. The diffusion bundle and "
+        "the surrogate were trained on train only; Truth Maximization trains on train and "
+        "selects checkpoints on validation; test is used only for reported numbers.",
+        "command": "python -m tmdc_compiler.data --export-split " + args.export_split,
+        "split_seed": SPLIT_SEED,
+        "validation": [int(i) for i in validation_indices()],
+    }
+    out.write_text(json.dumps(doc) + "\n")
+    print(f"wrote {out}: {len(doc['validation'])} validation indices")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,115 @@
+/**
+ * A Truth-Maximization run: batches from the training split, each attacked online on a source
+ * model (the paper: AutoAttack plus Linf 0.05 on the surrogate), one AdamW step per batch,
+ * checkpoints on a schedule, each checkpoint scored on a held-out validation subset under the
+ * same attack. Transport-free: the worker and the CLI both call `runFinetune` and persist the
+ * checkpoints it hands them.
+ */
+import { type AttackConfig, runAttack } from "./attacks/registry.ts";
+import type { GradientOracle } from "./attacks/oracle.ts";
+import { classifyImages, type DCSettings } from "./diffusion_classifier.ts";
+import type { LabelledImages } from "./fashion_mnist.ts";
+import { gather, seededSubset } from "./fashion_mnist.ts";
+import type { DiffusionModel } from "./model.ts";
+import { batchIndices, cloneState, type TMHyper, type TMState, trainStep } from "./truth_max.ts";
+
+export interface FinetuneSpec {
+  hyper: TMHyper;
+  seed: number;
+  /** online attack on the source per batch; null trains on clean images (an ablation) */
+  attack: AttackConfig | null;
+  checkpoints: number[];
+  validation: { n: number; seed: number };
+  dc: DCSettings;
+}
+
+export interface CheckpointInfo {
+  step: number;
+  loss: number;
+  validation: { n: number; clean_accuracy: number; robust_accuracy: number };
+}
+
+export interface FinetuneHooks {
+  onCheckpoint(state: TMState, info: CheckpointInfo): Promise<void>;
+  onProgress?(step: number, loss: number): void | Promise<void>;
+}
+
+/** Per-step attack seed: distinct for every (run seed, step). */
+export const attackSeed = (seed: number, step: number) => ((seed * 1_000_003) ^ step) >>> 0;
+
+/** The validation adversarial set: the first n of a seeded subset of the validation split. */
+export async function validationSet(
+  val: LabelledImages,
+  spec: FinetuneSpec,
+  source: GradientOracle,
+  shape: DiffusionModel["imageShape"],
+) {
+  const set = gather(val, seededSubset(val.n, spec.validation.n, spec.validation.seed));
+  const xAdv = spec.attack
+    ? (await runAttack(source, set.images, set.labels, spec.attack, shape)).xAdv
+    : set.images;
+  return { ...set, xAdv };
+}
+
+/** Clean and robust accuracy of the DC with `lora` on a validation set (robust = right on both). */
+export async function scoreAdapter(
+  model: DiffusionModel,
+  dc: DCSettings,
+  set: { images: Float32Array; xAdv: Float32Array; labels: Int32Array; n: number },
+  lora: TMState["lora"] | undefined,
+) {
+  const clean = await classifyImages(model, set.images, set.n, dc, { lora });
+  const adv = await classifyImages(model, set.xAdv, set.n, dc, { lora });
+  let c = 0;
+  let r = 0;
+  for (let i = 0; i < set.n; i++) {
+    const ok = clean[i].label === set.labels[i];
+    c += ok ? 1 : 0;
+    r += ok && adv[i].label === set.labels[i] ? 1 : 0;
+  }
+  return { n: set.n, clean_accuracy: c / set.n, robust_accuracy: r / set.n };
+}
+
+export async function runFinetune(
+  model: DiffusionModel,
+  source: GradientOracle,
+  train: LabelledImages,
+  valSet: Awaited<ReturnType<typeof validationSet>>,
+  spec: FinetuneSpec,
+  state: TMState,
+  hooks: FinetuneHooks,
+): Promise<TMState> {
+  const D = train.images.length / train.n;
+  const B = spec.hyper.batchSize;
+  let loss = NaN;
+  while (state.step < spec.hyper.steps) {
+    const k = state.step;
+    const batch = gather(train, batchIndices(spec.seed, k, B, train.n));
+    const x = spec.attack
+      ? (await runAttack(
+        source,
+        batch.images,
+        batch.labels,
+        { ...spec.attack, seed: attackSeed(spec.seed, k) },
+        model.imageShape,
+      )).xAdv
+      : batch.images;
+    if (x.length !== B * D) throw new Error("attack returned the wrong number of pixels");
+    loss = await trainStep(model, state, spec.hyper, spec.seed, x, batch.labels);
+    await hooks.onProgress?.(state.step, loss);
+    if (spec.checkpoints.includes(state.step)) {
+      const validation = await scoreAdapter(model, spec.dc, valSet, state.lora);
+      await hooks.onCheckpoint(cloneState(state), { step: state.step, loss, validation });
+    }
+  }
+  return state;
+}
+
+/** The best checkpoint: highest validation robust accuracy, the earliest on ties. */
+export function bestCheckpoint<T extends { step: number; validation: { robust_accuracy: number } }>(
+  cps: T[],
+): T | undefined {
+  return [...cps].sort((a, b) =>
+    b.validation.robust_accuracy - a.validation.robust_accuracy || a.step - b.step
+  )[0];
+}
