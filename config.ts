@@ -34,6 +34,7 @@ export const config = Object.freeze({
     maxImageBytes: int("TMDC_MAX_IMAGE_BYTES", 2 * 1024 * 1024),
     maxImagePixels: int("TMDC_MAX_IMAGE_PIXELS", 4096 * 4096),
     maxImagesPerRequest: int("TMDC_MAX_IMAGES", 256),
+    maxDatasetImages: int("TMDC_MAX_DATASET_IMAGES", 2048),
     syncImages: int("TMDC_SYNC_IMAGES", 4),
     syncWaitMs: int("TMDC_SYNC_WAIT_MS", 120_000),
     maxUnetCallsPerImage: int("TMDC_MAX_UNET_CALLS", 20_000),

@@ -7,6 +7,7 @@ import { config } from "../config.ts";
 import { dcOracle, evenTimesteps } from "../lib/attacks/dc_oracle.ts";
 import { classifierOracle, type GradientOracle, predictions } from "../lib/attacks/oracle.ts";
 import { type AttackConfig, runAttack } from "../lib/attacks/registry.ts";
+import { lpDistance, type Norm } from "../lib/attacks/projections.ts";
 import { classifyImages, type DCSettings } from "../lib/diffusion_classifier.ts";
 import { gather, type LabelledImages, loadTest } from "../lib/fashion_mnist.ts";
 import type { OnnxClassifier, OnnxDiffusionModel } from "./onnx_model.ts";
@@ -35,8 +36,19 @@ export function loraTensors(model: OnnxDiffusionModel, b64: string) {
 
 export async function runEvalUnit(models: WorkerModels, msg: EvalUnit) {
   const t0 = performance.now();
-  testSet ??= loadTest(config.root);
-  const set = gather(await testSet, Int32Array.from(msg.indices));
+  let set: LabelledImages;
+  if (msg.images) {
+    // an uploaded set: the frontend sent the clean images and labels of this shard
+    const px = msg.images.pixels.map(fromBase64);
+    const images = new Float32Array(px.reduce((a, b) => a + b.length, 0) / 4);
+    px.forEach((b, i) =>
+      images.set(new Float32Array(b.buffer, b.byteOffset, b.byteLength / 4), i * (b.length / 4))
+    );
+    set = { images, labels: Int32Array.from(msg.images.labels), n: px.length };
+  } else {
+    testSet ??= loadTest(config.root);
+    set = gather(await testSet, Int32Array.from(msg.indices));
+  }
   const ev = msg.evaluation;
   const settings = msg.settings as DCSettings;
   const shape = { channels: 1, height: 28, width: 28 };
@@ -114,6 +126,12 @@ export async function runEvalUnit(models: WorkerModels, msg: EvalUnit) {
       label: set.labels[i],
       cleanPred: clean[i],
       advPred: adv[i],
+      // distance in the attack's norm: the report checks it never exceeds ε
+      dist: lpDistance(
+        (ev.attack as { norm: Norm }).norm,
+        xAdv.subarray(i * D, (i + 1) * D),
+        set.images.subarray(i * D, (i + 1) * D),
+      ),
       adv: msg.adv
         ? null
         : toBase64(new Uint8Array(xAdv.buffer, xAdv.byteOffset + i * D * 4, D * 4)),

@@ -102,6 +102,8 @@ export const WorkerMessage = z.discriminatedUnion("type", [
       label: z.number().int(),
       cleanPred: z.number().int(),
       advPred: z.number().int(),
+      /** distance of the adversarial example from the clean image, in the attack's norm */
+      dist: z.number(),
       /** float32 CHW pixels, base64; null when the example was reused from the stored set */
       adv: z.string().nullable(),
     })),
@@ -136,16 +138,27 @@ export const FrontendMessage = z.discriminatedUnion("type", [
       attack: z.record(z.string(), z.unknown()),
       source: z.record(z.string(), z.unknown()),
       target: z.object({ kind: z.enum(["surrogate", "dc"]), bundle: z.string() }),
-      dataset: z.object({
-        name: z.literal("fashion-mnist-test"),
-        n: z.number().int(),
-        seed: z.number().int(),
-      }),
+      dataset: z.union([
+        z.object({
+          name: z.literal("fashion-mnist-test"),
+          n: z.number().int(),
+          seed: z.number().int(),
+        }),
+        z.object({
+          name: z.literal("uploaded"),
+          id: z.string(),
+          n: z.number().int(),
+          sha256: z.string(),
+        }),
+      ]),
     }),
     settings: Settings,
     /** the target adapter's LoRA tensors, base64; null = base model */
     lora: z.string().nullable(),
     indices: z.array(z.number().int()),
+    /** an uploaded set's clean images (base64 float32 each) and labels for these indices */
+    images: z.object({ pixels: z.array(z.string()), labels: z.array(z.number().int()) })
+      .nullable(),
     /** stored adversarial examples for every index (base64 float32), or null: attack anew */
     adv: z.array(z.string()).nullable(),
   }),

@@ -9,6 +9,7 @@ import { type AuthEnv, bearerAuth } from "./auth.ts";
 import { classifyRoutes, defaultSettings } from "./classify.ts";
 import { evaluationRoutes } from "./evaluations.ts";
 import { finetuneRoutes } from "./finetunes.ts";
+import { datasetRoutes } from "./datasets.ts";
 import { jobRoutes } from "./jobs.ts";
 import { openApiDocument } from "./openapi.ts";
 import { PAGE } from "./page.ts";
@@ -97,6 +98,7 @@ export function createApp(deps: AppDeps) {
   api.route("/classify", classifyRoutes(deps));
   api.route("/evaluations", evaluationRoutes(deps));
   api.route("/", finetuneRoutes(deps));
+  api.route("/datasets", datasetRoutes(deps));
   api.route("/", jobRoutes(store));
   app.route("/v1", api);
   return app;

@@ -14,6 +14,7 @@ import type { Store } from "../store/kv_store.ts";
 import type { AuthEnv } from "./auth.ts";
 import { jobView } from "./jobs.ts";
 import { problem } from "./problem.ts";
+import { parseJson, readMultipart } from "./upload.ts";
 import { resolveAdapter } from "./finetunes.ts";
 import type { Registry } from "./registry.ts";
 import { ClassifyOptions } from "./schemas.ts";
@@ -39,14 +40,6 @@ export function defaultSettings(m: DiffusionManifest): DCSettings {
   return { ...PAPER_SETTINGS, ...(m.dc_default ?? {}) } as DCSettings;
 }
 
-function parseJson(text: string, what: string): unknown {
-  try {
-    return JSON.parse(text);
-  } catch {
-    throw problem(400, `${what} is not valid JSON`, { code: "invalid-request" });
-  }
-}
-
 export function classifyRoutes(
   deps: { store: Store; registry: Registry; dispatcher: Dispatcher; config: Config },
 ) {
@@ -65,37 +58,13 @@ export function classifyRoutes(
     if (q.settings) rawOptions.settings = parseJson(q.settings, "the settings query parameter");
 
     if (type === "multipart/form-data") {
-      let form: FormData;
-      try {
-        form = await c.req.formData();
-      } catch {
-        throw problem(400, "the multipart body could not be parsed", { code: "invalid-multipart" });
-      }
-      for (const [field, value] of form.entries()) {
-        if (typeof value === "string") {
-          if (field !== "options") {
-            throw problem(400, `unexpected form field '${field}'`, { code: "invalid-request" });
-          }
-          rawOptions = {
-            ...rawOptions,
-            ...(parseJson(value, "the options field") as Record<string, unknown>),
-          };
-        } else {
-          if (value.size > limits.maxImageBytes) {
-            throw problem(
-              413,
-              `image '${value.name}' has ${value.size} bytes, more than ${limits.maxImageBytes}`,
-              {
-                code: "image-too-large",
-              },
-            );
-          }
-          files.push({
-            name: value.name || `image-${files.length}`,
-            bytes: new Uint8Array(await value.arrayBuffer()),
-            type: value.type,
-          });
-        }
+      const form = await readMultipart(c, limits.maxImageBytes, ["options"]);
+      files = form.files;
+      if (form.fields.options) {
+        rawOptions = {
+          ...rawOptions,
+          ...(parseJson(form.fields.options, "the options field") as Record<string, unknown>),
+        };
       }
     } else if (IMAGE_TYPES.has(type)) {
       const bytes = new Uint8Array(await c.req.arrayBuffer());

@@ -15,7 +15,14 @@ import { type DCSettings, PAPER_SETTINGS, validateSettings } from "../lib/diffus
 import { seededSubset } from "../lib/fashion_mnist.ts";
 import { encodePng } from "../lib/image_decode.ts";
 import { wilson } from "../lib/stats.ts";
-import { type EvaluationSpec, type Job, sha256hex, type Store } from "../store/kv_store.ts";
+import {
+  type EvalItem,
+  type EvaluationSpec,
+  type Job,
+  sha256hex,
+  type Store,
+} from "../store/kv_store.ts";
+import { type EvalRun, evaluationChecks } from "../lib/evaluation_checks.ts";
 import type { AuthEnv } from "./auth.ts";
 import { defaultSettings, zodProblem } from "./classify.ts";
 import { jobView } from "./jobs.ts";
@@ -60,11 +67,17 @@ export const EvaluationRequest = z.object({
     queries: z.number().int().min(1).max(100_000).optional(),
     seed: z.number().int().min(0).max(2 ** 32 - 1).default(0),
   }).strict(),
-  dataset: z.object({
-    name: z.literal("fashion-mnist-test"),
-    n: z.number().int().min(1).max(TEST_SET_SIZE),
-    seed: z.number().int().min(0).max(2 ** 32 - 1).default(0),
-  }).strict(),
+  dataset: z.discriminatedUnion("name", [
+    z.object({
+      name: z.literal("fashion-mnist-test"),
+      n: z.number().int().min(1).max(TEST_SET_SIZE),
+      seed: z.number().int().min(0).max(2 ** 32 - 1).default(0),
+    }).strict(),
+    z.object({
+      name: z.literal("uploaded"),
+      id: z.string().uuid(),
+    }).strict(),
+  ]),
   shardSize: z.number().int().min(1).max(64).default(8),
 }).strict();
 
@@ -146,7 +159,27 @@ export function evaluationRoutes(
     const sourceSpec = req.source.kind === "dc" && source.id === target.id && adapter
       ? { ...req.source, bundle: source.id, adapter }
       : { ...req.source, bundle: source.id };
-    const dataset = req.dataset;
+    let dataset: EvaluationSpec["dataset"];
+    if (req.dataset.name === "uploaded") {
+      const ds = await store.getDataset(req.dataset.id);
+      if (!ds) {
+        throw problem(404, `no dataset '${req.dataset.id}'`, { code: "unknown-dataset" });
+      }
+      const img = target.manifest.image;
+      if (
+        ds.numClasses !== K || ds.shape.channels !== img.channels ||
+        ds.shape.height !== img.height || ds.shape.width !== img.width
+      ) {
+        throw problem(
+          422,
+          `dataset '${ds.id}' (${ds.numClasses} classes, ${ds.shape.channels}×${ds.shape.height}×${ds.shape.width}) does not fit '${target.id}'`,
+          { code: "dataset-mismatch" },
+        );
+      }
+      dataset = { name: "uploaded", id: ds.id, n: ds.n, sha256: ds.sha256 };
+    } else {
+      dataset = req.dataset;
+    }
     const setKey = sha256hex(JSON.stringify({ attack, source: sourceSpec, dataset }));
     const targetKind = target.manifest.kind === "diffusion" ? "dc" as const : "surrogate" as const;
     const mode = req.source.kind === "dc" && targetKind === "dc" && source.id === target.id
@@ -162,7 +195,9 @@ export function evaluationRoutes(
       setKey,
       mode,
     };
-    const indices = Array.from(seededSubset(TEST_SET_SIZE, dataset.n, dataset.seed));
+    const indices = dataset.name === "uploaded"
+      ? Array.from({ length: dataset.n }, (_, i) => i)
+      : Array.from(seededSubset(TEST_SET_SIZE, dataset.n, dataset.seed));
     const shards: { shard: number[] }[] = [];
     for (let i = 0; i < indices.length; i += req.shardSize) {
       shards.push({ shard: indices.slice(i, i + req.shardSize) });
@@ -261,8 +296,45 @@ export async function evaluationReport(store: Store, job: Job) {
         n: v.total,
       }))
       : null,
+    sanity: await sanityChecks(store, job, items),
     adversarial_set: ev.setKey,
     reused_adversarial_examples: shards.length > 0 && shards.every((s) => s.reusedAdversarial),
     worker_seconds: shards.reduce((a, s) => a + s.computeMs, 0) / 1000,
+  };
+}
+
+/** Spec §7 checks against this evaluation's finished siblings (same target, adapter, images). */
+async function sanityChecks(store: Store, job: Job, items: EvalItem[]) {
+  if (job.status !== "done" || items.length === 0) return null;
+  const ev = job.evaluation!;
+  const same = (j: Job) =>
+    j.id !== job.id && j.status === "done" && j.bundle === job.bundle &&
+    j.adapter === job.adapter &&
+    JSON.stringify(j.evaluation!.dataset) === JSON.stringify(ev.dataset);
+  const siblings: EvalRun[] = [];
+  for (const j of (await store.listJobs("evaluate")).filter(same)) {
+    const its = (await store.listEvalResults(j.id)).flatMap((s) => s.items);
+    siblings.push({
+      id: j.id,
+      mode: j.evaluation!.mode,
+      attack: asAttack(j.evaluation!),
+      items: its,
+    });
+  }
+  return evaluationChecks(
+    { id: job.id, mode: ev.mode, attack: asAttack(ev), items },
+    siblings,
+    28 * 28,
+  );
+}
+
+function asAttack(ev: EvaluationSpec): EvalRun["attack"] {
+  const a = ev.attack as Record<string, unknown>;
+  return {
+    attack: String(a.attack),
+    norm: String(a.norm),
+    eps: Number(a.eps),
+    steps: a.steps as number | undefined,
+    version: a.version as string | undefined,
   };
 }

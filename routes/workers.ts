@@ -291,6 +291,17 @@ export class Dispatcher {
       const blobs = await Promise.all(stored.map((r) => this.store.getBlob(r!.blob)));
       if (blobs.every((b) => b !== null)) adv = blobs.map((b) => toBase64(b!));
     }
+    let images: { pixels: string[]; labels: number[] } | null = null;
+    if (ev.dataset.name === "uploaded") {
+      const ds = await this.store.getDataset(ev.dataset.id);
+      const all = ds && await this.store.getBlob(ds.pixelsBlob);
+      if (!ds || !all) throw new Error(`dataset ${ev.dataset.id} vanished`);
+      const bytesPer = all.length / ds.n;
+      images = {
+        pixels: indices.map((i) => toBase64(all.subarray(i * bytesPer, (i + 1) * bytesPer))),
+        labels: indices.map((i) => ds.labels[i]),
+      };
+    }
     send(peer.socket, {
       type: "eval-unit",
       jobId: job.id,
@@ -300,6 +311,7 @@ export class Dispatcher {
       settings: job.settings,
       lora: await this.#lora(job.adapter),
       indices,
+      images,
       adv,
     });
   }

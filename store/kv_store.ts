@@ -12,6 +12,7 @@
  *   ["adapter", adapterId]           → AdapterRecord: one Truth-Maximization checkpoint
  *   ["ftckpt", jobId, step]          → adapterId       (a fine-tune's checkpoints, by step)
  *   ["ftres", jobId, idx]            → FinetuneResult  (written when the fine-tune ends)
+ *   ["dataset", datasetId]           → DatasetRecord: an uploaded labelled set (pixels in a blob)
  *   ["blob", blobId, "meta"|chunk]   → chunks of ≤ 60,000 bytes (KV values are ≤ 64 KiB)
  *
  * State changes are atomic with version checks (at most 3 checks per atomic, so a
@@ -20,6 +21,7 @@
  * jobs a crash left in "creating", so nothing is stored half-way.
  */
 import { createHash } from "node:crypto";
+import { dirname } from "node:path";
 import type { DCSettings } from "../lib/diffusion_classifier.ts";
 
 export type JobStatus = "creating" | "queued" | "running" | "done" | "failed";
@@ -28,7 +30,9 @@ export interface EvaluationSpec {
   attack: Record<string, unknown> & { attack: string; norm: string; eps: number; seed: number };
   source: Record<string, unknown> & { kind: "surrogate" | "dc"; bundle: string };
   target: { kind: "surrogate" | "dc"; bundle: string };
-  dataset: { name: "fashion-mnist-test"; n: number; seed: number };
+  dataset:
+    | { name: "fashion-mnist-test"; n: number; seed: number }
+    | { name: "uploaded"; id: string; n: number; sha256: string };
   /** sha256 of (attack, source, dataset): adversarial examples are shared across targets */
   setKey: string;
   mode: "transfer" | "adaptive" | "white-box";
@@ -39,6 +43,7 @@ export interface EvalItem {
   label: number;
   cleanPred: number;
   advPred: number;
+  dist?: number;
 }
 
 export interface EvalShardResult {
@@ -99,6 +104,22 @@ export interface FinetuneResult {
   checkpoints: { step: number; adapter: string; loss: number; validation: CheckpointScore }[];
   computeMs: number;
   worker: { id: string; provider: string };
+}
+
+/** A labelled image set a user uploaded for evaluations (pixels: float32 n × C·H·W). */
+export interface DatasetRecord {
+  id: string;
+  name: string;
+  owner: string;
+  n: number;
+  shape: { channels: number; height: number; width: number };
+  numClasses: number;
+  labels: number[];
+  files: string[];
+  pixelsBlob: string;
+  /** sha256 of the pixels and labels: adversarial sets are keyed by content */
+  sha256: string;
+  createdAt: string;
 }
 
 export interface Job {
@@ -178,6 +199,10 @@ export class Store {
   constructor(readonly kv: Deno.Kv) {}
 
   static async open(path?: string): Promise<Store> {
+    // a local file's folder is created on first use; URLs (KV Connect) are opened as they are
+    if (path && !/^https?:/.test(path) && path !== ":memory:") {
+      await Deno.mkdir(dirname(path), { recursive: true });
+    }
     return new Store(await Deno.openKv(path));
   }
 
@@ -298,6 +323,15 @@ export class Store {
 
   async getJob(id: string): Promise<Job | null> {
     return (await this.kv.get<Job>(["job", id])).value;
+  }
+
+  /** Every job of a kind (a full scan: deployments here hold thousands of jobs, not millions). */
+  async listJobs(kind: Job["kind"]): Promise<Job[]> {
+    const out: Job[] = [];
+    for await (const e of this.kv.list<Job>({ prefix: ["job"] })) {
+      if (e.value.kind === kind) out.push(e.value);
+    }
+    return out;
   }
 
   async listUnits(jobId: string): Promise<Unit[]> {
@@ -439,6 +473,33 @@ export class Store {
         .set(["advset", setKey, it.index], { blob, label: it.label }).commit();
       if (!r.ok) await this.deleteBlob(blob);
     }
+  }
+
+  // ---- uploaded datasets ----
+
+  async putDataset(
+    rec: Omit<DatasetRecord, "id" | "pixelsBlob" | "sha256" | "createdAt">,
+    pixels: Uint8Array,
+  ): Promise<DatasetRecord> {
+    const blob = await this.putBlob(pixels);
+    const full: DatasetRecord = {
+      ...rec,
+      id: crypto.randomUUID(),
+      pixelsBlob: blob,
+      sha256: createHash("sha256").update(JSON.stringify(rec.labels)).update(pixels).digest("hex"),
+      createdAt: now(),
+    };
+    try {
+      await commitOrThrow(this.kv.atomic().set(["dataset", full.id], full));
+    } catch (e) {
+      await this.deleteBlob(blob);
+      throw e;
+    }
+    return full;
+  }
+
+  async getDataset(id: string): Promise<DatasetRecord | null> {
+    return (await this.kv.get<DatasetRecord>(["dataset", id])).value;
   }
 
   // ---- adapters (Truth-Maximization checkpoints) ----

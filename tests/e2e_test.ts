@@ -9,8 +9,10 @@ import { fashionPngs } from "./service_helpers.ts";
 import { Cluster, waitFor } from "./cluster.ts";
 import { classifyImages, type DCSettings } from "../lib/diffusion_classifier.ts";
 import { decodeImage } from "../lib/image_decode.ts";
-import { loadBundle, OnnxDiffusionModel } from "../gpu-worker/onnx_model.ts";
-import type { DiffusionManifest } from "../lib/bundle_manifest.ts";
+import { loadBundle, OnnxClassifier, OnnxDiffusionModel } from "../gpu-worker/onnx_model.ts";
+import type { ClassifierManifest, DiffusionManifest } from "../lib/bundle_manifest.ts";
+import { loadTest } from "../lib/fashion_mnist.ts";
+import { REPO } from "./helpers.ts";
 import type { Unit } from "../store/kv_store.ts";
 
 const SMALL = { stages: [{ nSamples: 4, keep: 2 }, { nSamples: 8, keep: 1 }], gridSize: 8 };
@@ -183,6 +185,10 @@ Deno.test({
       assertEquals(onDc.report.reused_adversarial_examples, false);
       assert_(onDc.report.robust_accuracy <= onDc.report.clean_accuracy);
       assertEquals(onDc.report.attack.steps, 5);
+      const checks = onDc.report.sanity as { name: string; status: string }[];
+      assertEquals(checks[0].name, "perturbation within ε");
+      assertEquals(checks[0].status, "passed");
+      assert_(checks.slice(1).every((k) => k.status === "not-run"), "no sibling evaluations yet");
 
       const onSurrogate = await run("resnet8-fmnist");
       assertEquals(onSurrogate.report.mode, "white-box");
@@ -201,6 +207,46 @@ Deno.test({
       });
       assertEquals(missing.status, 404);
       await missing.body?.cancel();
+
+      // an uploaded labelled set, evaluated through the worker (clean images travel with the unit)
+      const pngs = await fashionPngs(4);
+      const fd = new FormData();
+      pngs.forEach((p, i) =>
+        fd.append("image", new Blob([p.png.slice()], { type: "image/png" }), `${i}.png`)
+      );
+      fd.append("labels", JSON.stringify(pngs.map((p) => p.label)));
+      const up = await fetch(`${c.url}/v1/datasets`, {
+        method: "POST",
+        body: fd,
+        headers: { authorization: auth.authorization },
+      });
+      assertEquals(up.status, 201);
+      const ds = await up.json();
+      const r = await fetch(`${c.url}/v1/evaluations`, {
+        method: "POST",
+        headers: auth,
+        body: JSON.stringify({
+          ...body("resnet8-fmnist"),
+          dataset: { name: "uploaded", id: ds.id },
+        }),
+      });
+      assertEquals(r.status, 202);
+      const url = c.url + r.headers.get("location");
+      const up4 = await waitFor(async () => {
+        const e = await (await fetch(url, { headers: auth })).json();
+        return e.job.status === "done" ? e : undefined;
+      }, "the uploaded-set evaluation");
+      assertEquals([up4.report.n, up4.report.dataset.name], [4, "uploaded"]);
+      // same images as the first 4 of the test split: the surrogate's clean accuracy must agree
+      const { predictions } = await import("../lib/attacks/oracle.ts");
+      const sb = await loadBundle(join(c.env.TMDC_MODELS_DIR, "tiny-surrogate"));
+      const sur = new OnnxClassifier(sb as typeof sb & { manifest: ClassifierManifest }, {
+        threads: 1,
+      });
+      const t = await loadTest(REPO);
+      const p = predictions(await sur.logits(t.images.slice(0, 4 * 784), 4), 4, 10);
+      const right = Array.from(p).filter((v, i) => v === t.labels[i]).length;
+      assertEquals(up4.report.clean_accuracy, right / 4);
     } finally {
       await c.shutdown();
     }

@@ -37,3 +37,43 @@ Deno.test("sanity checks flag what they should", () => {
   assert_(transferNotStronger(tr, wb).ok);
   assert_(singleStepNotStronger(0.5, 0.4).ok && !singleStepNotStronger(0.3, 0.4).ok);
 });
+
+Deno.test("evaluation reports: checks against sibling runs, and what is not run says what to submit", async () => {
+  const { evaluationChecks } = await import("../lib/evaluation_checks.ts");
+  const items = (robust: number[], dist = 0.05) =>
+    robust.map((r, i) => ({ index: i, label: 1, cleanPred: 1, advPred: r ? 1 : 0, dist }));
+  const pgd = (id: string, eps: number, robust: number[], mode = "adaptive", steps = 10) => ({
+    id,
+    mode: mode as "adaptive" | "transfer",
+    attack: { attack: "pgd", norm: "linf", eps, steps },
+    items: items(robust, eps),
+  });
+  const self = pgd("a", 0.05, [1, 1, 0, 0, 1, 0, 1, 0]);
+  const alone = evaluationChecks(self, [], 784);
+  assertEquals(alone.map((c) => c.status), [
+    "passed",
+    "not-run",
+    "not-run",
+    "not-run",
+    "not-run",
+  ]);
+  assertEquals(alone[2].detail, "submit the same attack at linf ε = 1.00");
+
+  const sibs = [
+    pgd("b", 0.1, [1, 1, 1, 0, 1, 0, 1, 0]), // more robust at a larger ε: non-monotone
+    pgd("c", 1, [0, 0, 0, 0, 0, 0, 0, 0]),
+    pgd("d", 0.05, [1, 1, 0, 0, 1, 0, 1, 0], "adaptive", 20),
+    pgd("e", 0.05, [0, 1, 1, 1, 1, 1, 1, 1], "transfer"), // transfer breaks point 0, adaptive does not
+  ];
+  const checks = evaluationChecks(self, sibs, 784);
+  const by = Object.fromEntries(checks.map((c) => [c.name.split(" ")[0], c]));
+  assertEquals(checks.find((c) => c.name.startsWith("accuracy"))!.status, "failed");
+  assertEquals(checks.find((c) => c.name.includes("reaches"))!.status, "passed");
+  assertEquals(checks.find((c) => c.name.startsWith("doubling"))!.status, "passed");
+  const tr = checks.find((c) => c.name.startsWith("white-box"))!;
+  assertEquals([tr.status, tr.against], ["failed", ["e"]]);
+  assert_(by.perturbation.ok);
+
+  const far = { ...self, items: items([1, 0], 0.2) };
+  assertEquals(evaluationChecks(far, [], 784)[0].status, "failed");
+});

@@ -1,0 +1,55 @@
+/** Multipart uploads of images (classify, datasets): size limits enforced per file, as problem+json. */
+import type { Context } from "hono";
+import { problem } from "./problem.ts";
+
+export interface UploadedFile {
+  name: string;
+  bytes: Uint8Array;
+  type: string;
+}
+
+/** Files and text fields of a multipart body; `allowed` names the text fields accepted. */
+export async function readMultipart(
+  c: Context,
+  maxImageBytes: number,
+  allowed: readonly string[],
+): Promise<{ files: UploadedFile[]; fields: Record<string, string> }> {
+  let form: FormData;
+  try {
+    form = await c.req.formData();
+  } catch {
+    throw problem(400, "the multipart body could not be parsed", { code: "invalid-multipart" });
+  }
+  const files: UploadedFile[] = [];
+  const fields: Record<string, string> = {};
+  for (const [field, value] of form.entries()) {
+    if (typeof value === "string") {
+      if (!allowed.includes(field)) {
+        throw problem(400, `unexpected form field '${field}'`, { code: "invalid-request" });
+      }
+      fields[field] = value;
+      continue;
+    }
+    if (value.size > maxImageBytes) {
+      throw problem(
+        413,
+        `image '${value.name}' has ${value.size} bytes, more than ${maxImageBytes}`,
+        { code: "image-too-large" },
+      );
+    }
+    files.push({
+      name: value.name || `image-${files.length}`,
+      bytes: new Uint8Array(await value.arrayBuffer()),
+      type: value.type,
+    });
+  }
+  return { files, fields };
+}
+
+export function parseJson(s: string, what: string): unknown {
+  try {
+    return JSON.parse(s);
+  } catch {
+    throw problem(400, `${what} is not valid JSON`, { code: "invalid-request" });
+  }
+}
