@@ -27,6 +27,7 @@ import { type Check, doublingStable, unboundedBudget } from "./lib/sanity.ts";
 import { loadAdapter, machine, openDiffusion, settingsFor } from "./bench/common.ts";
 import { robustnessTable } from "./bench/robustness_table.ts";
 import { finetuneCommand } from "./bench/finetune.ts";
+import { tmAblation, tmCurve } from "./bench/tm_report.ts";
 
 function usage(msg?: string): never {
   if (msg) console.error(`error: ${msg}`);
@@ -38,6 +39,8 @@ function usage(msg?: string): never {
                          [--norm linf|l2] [--eps E] [--checkpoints 100,200,...] [--val-n N] [--resume RUN] [--json PATH|-]
   deno task cli bench table --mode transfer|adaptive [--n N] [--seed S] [--cells LIST] [--attack-timesteps T]
                          [--sanity-n M] [--rescore R] [--checkpoint DIR] [--json PATH|-]
+  deno task cli bench tm-curve --finetune JSON [--adv DIR] [--cell KEY] [--n N] --json PATH [--svg PATH]
+  deno task cli bench tm-ablation --base TABLE.json --tmdc TABLE.json [--folds 5] --json PATH
   deno task cli evaluate --attack fgsm|pgd|apgd-ce|apgd-dlr|apgd-t|fab|fab-t|square|autoattack --norm linf|l2 --eps E
                          --source surrogate|dc --target dc|surrogate --n N --seed S [--steps K] [--restarts R]
                          [--version standard|plus|rand] [--eot M] [--attack-timesteps T] [--noise fixed|fresh]
@@ -232,6 +235,10 @@ if (cmd === "keys" && sub === "create") {
   const text = JSON.stringify(out);
   if (values.json === "-") console.log(text);
   else await Deno.writeTextFile(values.json!, text + "\n");
+} else if (cmd === "bench" && sub === "tm-curve") {
+  await tmCurve(rest);
+} else if (cmd === "bench" && sub === "tm-ablation") {
+  await tmAblation(rest);
 } else if (cmd === "bench" && sub === "table") {
   await robustnessTable(rest);
 } else if (cmd === "finetune") {

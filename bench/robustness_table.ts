@@ -46,6 +46,9 @@ const DEFAULT_CELLS = {
     "pgd:10@l2:0.05,apgd-ce:10@l2:0.05,pgd:10@l2:1.5,apgd-ce:10@l2:1.5",
 };
 
+/** The file a cell's adversarial images are kept in (raw float32, n × C·H·W). */
+export const cellFile = (key: string) => `${key.replace(/[^a-z0-9.]+/gi, "_")}.f32`;
+
 export interface CellSpec {
   key: string;
   attack: string;
@@ -117,6 +120,7 @@ export async function robustnessTable(args: string[]) {
       "sanity-n": { type: "string", default: "16" },
       rescore: { type: "string", default: "0" },
       checkpoint: { type: "string" },
+      "reuse-adv": { type: "string" },
       adapter: { type: "string" },
       json: { type: "string", default: "-" },
     },
@@ -242,7 +246,16 @@ export async function robustnessTable(args: string[]) {
     const cfg = attackConfig(c, seed, K);
     log(`${c.key}: attacking ${n} images`);
     const t0 = performance.now();
-    const out = await runAttack(oracle, set.images, set.labels, cfg, model.imageShape);
+    // Transferred examples do not depend on the target: reuse another run's (same n, seed, cell).
+    const reuse = values["reuse-adv"] && mode === "transfer"
+      ? await Deno.readFile(join(values["reuse-adv"], cellFile(c.key))).catch(() => null)
+      : null;
+    const out = reuse
+      ? { xAdv: new Float32Array(reuse.buffer), perAttack: undefined, warnings: ["reused"] }
+      : await runAttack(oracle, set.images, set.labels, cfg, model.imageShape);
+    if (out.xAdv.length !== set.images.length) {
+      throw new Error(`${c.key}: wrong adversarial set size`);
+    }
     const attackSeconds = (performance.now() - t0) / 1000;
     let maxPert = 0;
     for (let i = 0; i < n; i++) {
@@ -311,7 +324,7 @@ export async function robustnessTable(args: string[]) {
       cell.rescored_with_fresh_noise = { seeds, images: m, accuracy: accs };
     }
     await Deno.writeFile(
-      join(ckPath, `${c.key.replace(/[^a-z0-9.]+/gi, "_")}.f32`),
+      join(ckPath, cellFile(c.key)),
       new Uint8Array(out.xAdv.buffer),
     );
     state.cells[c.key] = cell;
@@ -412,6 +425,7 @@ export async function robustnessTable(args: string[]) {
       surrogate_accuracy: sum(srcClean) / n,
       surrogate_ci95: wilson(sum(srcClean), n),
       dc_seconds: clean.dc_seconds,
+      dc_correct_flags: dcClean,
     },
     cells: done.map(({ r }) => r),
     unbounded: u,

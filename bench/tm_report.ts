@@ -1,0 +1,208 @@
+/**
+ * Truth-Maximization reports.
+ *   bench tm-curve     every checkpoint of a fine-tune scored on test images under a stored
+ *                      transfer attack (validation numbers come from the fine-tune itself);
+ *                      JSON and an SVG plot.
+ *   bench tm-ablation  DC vs TMDC from two `bench table` runs on the same images and attacks:
+ *                      per cell the overall robust accuracy with its interval, the 5 folds'
+ *                      mean ± sd, and a paired sign test on per-image outcomes.
+ */
+import { parseArgs } from "node:util";
+import { join } from "node:path";
+import { config } from "../config.ts";
+import { classifyImages } from "../lib/diffusion_classifier.ts";
+import { gather, loadTest, seededSubset } from "../lib/fashion_mnist.ts";
+import { signTestP } from "../lib/sanity.ts";
+import { wilson } from "../lib/stats.ts";
+import { loadAdapter, machine, openDiffusion, settingsFor, usageError } from "./common.ts";
+import { cellFile } from "./robustness_table.ts";
+import { lineChart } from "./svg_plot.ts";
+
+const sum = (a: ArrayLike<number>) => Array.from(a).reduce((s, v) => s + v, 0);
+
+export async function tmCurve(args: string[]) {
+  const { values } = parseArgs({
+    args,
+    options: {
+      finetune: { type: "string" },
+      adv: { type: "string", default: join(config.root, "runs", "table-transfer-n512-s0") },
+      cell: { type: "string", default: "autoattack:plus@linf:0.05" },
+      n: { type: "string", default: "64" },
+      seed: { type: "string", default: "0" },
+      threads: { type: "string", default: "0" },
+      json: { type: "string" },
+      svg: { type: "string" },
+    },
+  });
+  if (!values.finetune || !values.json) usageError("tm-curve needs --finetune and --json");
+  const ft = JSON.parse(await Deno.readTextFile(values.finetune));
+  const model = await openDiffusion(undefined, Number(values.threads));
+  const dc = settingsFor(model);
+  const n = Number(values.n);
+  const test = await loadTest(config.root);
+  const set = gather(test, seededSubset(test.n, n, Number(values.seed)));
+  const all = new Float32Array(
+    (await Deno.readFile(join(values.adv!, cellFile(values.cell!)))).buffer,
+  );
+  const xAdv = all.subarray(0, set.images.length); // the table's subset starts with these n images
+  const t0 = performance.now();
+  const score = async (lora?: Float32Array[]) => {
+    const c = await classifyImages(model, set.images, n, dc, { lora });
+    const a = await classifyImages(model, xAdv, n, dc, { lora });
+    const clean = c.map((v, i) => (v.label === set.labels[i] ? 1 : 0));
+    const robust = a.map((v, i) => (v.label === set.labels[i] && clean[i] ? 1 : 0));
+    return {
+      clean_accuracy: sum(clean) / n,
+      robust_accuracy: sum(robust) / n,
+      ci95: wilson(sum(robust), n),
+    };
+  };
+  const rows = [{
+    step: 0,
+    adapter_id: null,
+    validation_robust_accuracy: ft.validation_base_dc.robust_accuracy,
+    test: await score(),
+  }];
+  for (const cp of ft.checkpoints) {
+    const { lora } = await loadAdapter(cp.adapter_id, model);
+    rows.push({
+      step: cp.step,
+      adapter_id: cp.adapter_id,
+      validation_robust_accuracy: cp.validation_robust_accuracy,
+      test: await score(lora),
+    });
+    console.error(`[tm-curve] step ${cp.step}: test robust ${rows.at(-1)!.test.robust_accuracy}`);
+  }
+  const out = {
+    benchmark: "tm-curve",
+    command: `deno task cli bench tm-curve ${args.join(" ")}`,
+    what:
+      "TMDC checkpoints under a TRANSFER attack (adversarial examples made on the surrogate); step 0 is the base DC",
+    attack: values.cell,
+    finetune: values.finetune,
+    best_step_on_validation: ft.best_step,
+    test_n: n,
+    test_subset: `first ${n} of seededSubset(10000, ${n}, ${values.seed}), Fashion-MNIST test`,
+    validation_n: ft.validation_base_dc.n,
+    rows,
+    seconds: (performance.now() - t0) / 1000,
+    machine: machine(),
+  };
+  await Deno.writeTextFile(values.json!, JSON.stringify(out, null, 2) + "\n");
+  if (values.svg) {
+    await Deno.writeTextFile(
+      values.svg,
+      lineChart(
+        `TMDC checkpoints, transfer ${values.cell}`,
+        "fine-tuning step (0 = base DC)",
+        "robust accuracy",
+        [
+          {
+            name: `validation (n=${out.validation_n})`,
+            color: "#1f77b4",
+            points: rows.map((r) => ({ x: r.step, y: r.validation_robust_accuracy })),
+          },
+          {
+            name: `test (n=${n}), 95% CI`,
+            color: "#d62728",
+            points: rows.map((r) => ({
+              x: r.step,
+              y: r.test.robust_accuracy,
+              lo: r.test.ci95[0],
+              hi: r.test.ci95[1],
+            })),
+          },
+        ],
+      ),
+    );
+  }
+}
+
+interface TableReport {
+  mode: string;
+  n: number;
+  seed: number;
+  clean: { dc_accuracy: number; dc_correct_flags?: number[] };
+  cells: { key: string; attack: unknown; dc_robust_flags: number[] }[];
+  target: { adapter: unknown };
+  source: unknown;
+}
+
+export async function tmAblation(args: string[]) {
+  const { values } = parseArgs({
+    args,
+    options: {
+      base: { type: "string" },
+      tmdc: { type: "string" },
+      folds: { type: "string", default: "5" },
+      json: { type: "string" },
+    },
+  });
+  if (!values.base || !values.tmdc || !values.json) {
+    usageError("tm-ablation needs --base, --tmdc and --json");
+  }
+  const base: TableReport = JSON.parse(await Deno.readTextFile(values.base!));
+  const tm: TableReport = JSON.parse(await Deno.readTextFile(values.tmdc!));
+  if (base.n !== tm.n || base.seed !== tm.seed || base.mode !== tm.mode) {
+    usageError("the two tables must share mode, n and seed");
+  }
+  const F = Number(values.folds);
+  const n = base.n;
+  const folds = (flags: number[]) =>
+    Array.from({ length: F }, (_, k) => {
+      const f = flags.filter((_, i) => i % F === k);
+      return sum(f) / f.length;
+    });
+  const meanSd = (v: number[]) => {
+    const m = v.reduce((a, b) => a + b, 0) / v.length;
+    return { mean: m, sd: Math.sqrt(v.reduce((a, b) => a + (b - m) ** 2, 0) / (v.length - 1)) };
+  };
+  const compare = (key: string, a: number[], b: number[]) => {
+    let up = 0;
+    let down = 0;
+    a.forEach((v, i) => {
+      if (b[i] && !v) up++;
+      if (v && !b[i]) down++;
+    });
+    return {
+      cell: key,
+      dc: { accuracy: sum(a) / n, ci95: wilson(sum(a), n), folds: folds(a), ...meanSd(folds(a)) },
+      tmdc: { accuracy: sum(b) / n, ci95: wilson(sum(b), n), folds: folds(b), ...meanSd(folds(b)) },
+      paired: { tmdc_only: up, dc_only: down, sign_test_p: signTestP(up, down) },
+    };
+  };
+  const rows = [];
+  if (base.clean.dc_correct_flags && tm.clean.dc_correct_flags) {
+    rows.push(compare("clean", base.clean.dc_correct_flags, tm.clean.dc_correct_flags));
+  }
+  for (const c of base.cells) {
+    const o = tm.cells.find((d) => d.key === c.key);
+    if (o) rows.push(compare(c.key, c.dc_robust_flags, o.dc_robust_flags));
+  }
+  const out = {
+    benchmark: "tm-ablation",
+    command: `deno task cli bench tm-ablation ${args.join(" ")}`,
+    mode: base.mode,
+    what: base.mode === "transfer"
+      ? "DC vs TMDC, attacks TRANSFERRED from the surrogate (the paper's protocol)"
+      : "DC vs TMDC, ADAPTIVE attacks through each model itself",
+    n,
+    seed: base.seed,
+    folds: `${F} disjoint folds of the seeded subset (fold k = images i with i mod ${F} = k)`,
+    tmdc_adapter: tm.target.adapter,
+    source: { dc: base.source, tmdc: tm.source },
+    rows,
+    machine: machine(),
+  };
+  await Deno.writeTextFile(values.json!, JSON.stringify(out, null, 2) + "\n");
+  console.log(
+    JSON.stringify(
+      rows.map((r) => ({
+        cell: r.cell,
+        dc: r.dc.accuracy,
+        tmdc: r.tmdc.accuracy,
+        p: r.paired.sign_test_p,
+      })),
+    ),
+  );
+}
