@@ -9,6 +9,8 @@ import {
   Problem,
   Verdict,
 } from "./schemas.ts";
+import { EvaluationRequest } from "./evaluations.ts";
+import { FinetuneRequest } from "./finetunes.ts";
 
 const schema = (s: z.ZodType) =>
   z.toJSONSchema(s, { target: "draft-2020-12", unrepresentable: "any" });
@@ -27,6 +29,14 @@ export function openApiDocument(version: string) {
     "415": problemResponse("not an image upload"),
     "422": problemResponse("undecodable image or invalid settings"),
   };
+  const get1 = (summary: string) => ({
+    get: {
+      summary,
+      security: [{ bearer: [] }],
+      parameters: [{ name: "id", in: "path", required: true, schema: { type: "string" } }],
+      responses: { "200": { description: "JSON" }, ...errors },
+    },
+  });
   return {
     openapi: "3.1.0",
     info: {
@@ -51,6 +61,8 @@ export function openApiDocument(version: string) {
         Job: schema(Job),
         Model: schema(Model),
         Health: schema(Health),
+        EvaluationRequest: schema(EvaluationRequest),
+        FinetuneRequest: schema(FinetuneRequest),
       },
     },
     paths: {
@@ -161,6 +173,49 @@ export function openApiDocument(version: string) {
           responses: { "200": { description: "verdicts" }, ...errors },
         },
       },
+      "/v1/evaluations": {
+        post: {
+          summary:
+            "Start a robustness evaluation (transfer, adaptive or white-box); 202 + Location",
+          security: [{ bearer: [] }],
+          requestBody: { content: { "application/json": { schema: ref("EvaluationRequest") } } },
+          responses: { "202": { description: "queued job" }, ...errors },
+        },
+      },
+      "/v1/evaluations/{id}": get1("An evaluation: job, report with intervals and sanity checks"),
+      "/v1/evaluations/{id}/adversarial/{index}.png": {
+        get: {
+          summary: "One stored adversarial example as PNG",
+          security: [{ bearer: [] }],
+          parameters: [
+            { name: "id", in: "path", required: true, schema: { type: "string" } },
+            { name: "index", in: "path", required: true, schema: { type: "integer" } },
+          ],
+          responses: { "200": { description: "image/png" }, ...errors },
+        },
+      },
+      "/v1/datasets": {
+        post: {
+          summary:
+            "Upload a labelled image set (multipart: image files in order, labels = JSON array, optional name, bundle)",
+          security: [{ bearer: [] }],
+          requestBody: { content: { "multipart/form-data": { schema: { type: "object" } } } },
+          responses: { "201": { description: "the stored set" }, ...errors },
+        },
+      },
+      "/v1/datasets/{id}": get1("An uploaded set's metadata"),
+      "/v1/finetunes": {
+        post: {
+          summary: "Start a Truth-Maximization fine-tune on one worker; 202 + Location",
+          security: [{ bearer: [] }],
+          requestBody: { content: { "application/json": { schema: ref("FinetuneRequest") } } },
+          responses: { "202": { description: "queued job" }, ...errors },
+        },
+      },
+      "/v1/finetunes/{id}": get1(
+        "A fine-tune: step, checkpoints with validation scores, best adapter",
+      ),
+      "/v1/adapters/{id}": get1("An adapter (one checkpoint) and how it was trained"),
       "/v1/verdicts/{id}": {
         get: {
           summary: "One verdict ({jobId}.{index})",
