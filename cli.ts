@@ -28,6 +28,7 @@ import { loadAdapter, machine, openDiffusion, settingsFor } from "./bench/common
 import { robustnessTable } from "./bench/robustness_table.ts";
 import { finetuneCommand } from "./bench/finetune.ts";
 import { tmAblation, tmCurve } from "./bench/tm_report.ts";
+import { tableMarkdown } from "./bench/table_markdown.ts";
 
 function usage(msg?: string): never {
   if (msg) console.error(`error: ${msg}`);
@@ -239,6 +240,8 @@ if (cmd === "keys" && sub === "create") {
   await tmCurve(rest);
 } else if (cmd === "bench" && sub === "tm-ablation") {
   await tmAblation(rest);
+} else if (cmd === "bench" && sub === "table-md") {
+  await tableMarkdown(rest);
 } else if (cmd === "bench" && sub === "table") {
   await robustnessTable(rest);
 } else if (cmd === "finetune") {
