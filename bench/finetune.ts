@@ -38,6 +38,7 @@ export async function finetuneCommand(args: string[]) {
       "attack-steps": { type: "string" },
       checkpoints: { type: "string" },
       "val-n": { type: "string", default: "64" },
+      pool: { type: "string", default: "0" },
       "val-seed": { type: "string", default: "0" },
       bundle: { type: "string" },
       surrogate: { type: "string", default: join(config.modelsDir, "resnet14-fmnist") },
@@ -87,6 +88,7 @@ export async function finetuneCommand(args: string[]) {
       ? values.checkpoints.split(",").map(Number)
       : paperCheckpoints(steps),
     validation: { n: Number(values["val-n"]), seed: Number(values["val-seed"]) },
+    pool: Number(values.pool),
     dc: settingsFor(model),
   };
   if (!spec.checkpoints.includes(steps)) spec.checkpoints.push(steps);

@@ -46,6 +46,7 @@ export async function runFinetuneUnit(
     attack: msg.finetune.attack as AttackConfig | null,
     checkpoints: msg.finetune.checkpoints,
     validation: msg.finetune.validation,
+    pool: msg.finetune.pool,
     dc: msg.settings as DCSettings,
   };
   const oracle = classifierOracle(surrogate);

@@ -34,6 +34,7 @@ export const FinetuneSpecSchema = z.object({
   source: z.object({ kind: z.literal("surrogate"), bundle: z.string() }),
   checkpoints: z.array(z.number().int()),
   validation: z.object({ n: z.number().int(), seed: z.number().int() }),
+  pool: z.number().int().optional(),
 });
 export type FinetuneSpecMsg = z.infer<typeof FinetuneSpecSchema>;
 

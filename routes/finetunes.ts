@@ -55,6 +55,8 @@ export const FinetuneRequest = z.object({
   }).strict().default({ kind: "surrogate", bundle: "resnet14-fmnist" }),
   /** steps at which to checkpoint; default: the paper's (every 100 to 500, then every 1,000) */
   checkpoints: z.array(z.number().int().positive()).min(1).max(200).optional(),
+  /** 0: attack each batch online; P: attack P training images once and draw batches from them */
+  pool: z.number().int().min(0).max(55_000).default(0),
   validation: z.object({
     n: z.number().int().min(1).max(512).default(64),
     seed: z.number().int().min(0).max(2 ** 32 - 1).default(0),
@@ -145,6 +147,7 @@ export function finetuneRoutes(
       source: { kind: "surrogate", bundle: source.id },
       checkpoints,
       validation: req.validation,
+      pool: req.pool,
     };
     const settings: DCSettings = defaultSettings(manifest);
     const job = await store.createJob({

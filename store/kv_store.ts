@@ -75,6 +75,8 @@ export interface FinetuneJobSpec {
   source: { kind: "surrogate"; bundle: string };
   checkpoints: number[];
   validation: { n: number; seed: number };
+  /** 0/absent: attack every batch online; P: draw batches from P training images attacked once */
+  pool?: number;
 }
 
 export interface CheckpointScore {

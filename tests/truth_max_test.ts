@@ -82,3 +82,43 @@ Deno.test("adapter state packs and unpacks losslessly; a wrong layout is refused
   assertEquals(back.m[0][0], 0.25);
   assertThrows(() => unpackState(new Uint8Array(12), model.loraLayout, 0), RangeError);
 });
+
+Deno.test("adversarial pool: a seeded subset of the training split, attacked once within ε", async () => {
+  const { adversarialPool } = await import("../lib/finetune.ts");
+  const { loadTrainSplit } = await import("../lib/fashion_mnist.ts");
+  const { classifierOracle } = await import("../lib/attacks/oracle.ts");
+  const { OnnxClassifier } = await import("../gpu-worker/onnx_model.ts");
+  const { REPO, TINY_SURROGATE } = await import("./helpers.ts");
+  const sb = await loadBundle(TINY_SURROGATE);
+  const sur = new OnnxClassifier(sb as never, { threads: 1 });
+  const train = await loadTrainSplit(REPO, "train");
+  assertEquals(train.n, 55000);
+  const spec = {
+    hyper: ref.hyper,
+    seed: 4,
+    attack: { attack: "fgsm", norm: "linf" as const, eps: 0.05, seed: 0, steps: 1, restarts: 1 },
+    checkpoints: [],
+    validation: { n: 1, seed: 0 },
+    dc: {} as never,
+    pool: 10,
+  };
+  const shape = { channels: 1, height: 28, width: 28 };
+  const a = await adversarialPool(classifierOracle(sur), train, spec, shape, 4);
+  const b = await adversarialPool(classifierOracle(sur), train, spec, shape, 4);
+  assertEquals(a.n, 10);
+  assertEquals(Array.from(a.images), Array.from(b.images)); // deterministic
+  const clean = await adversarialPool(
+    classifierOracle(sur),
+    train,
+    { ...spec, attack: null },
+    shape,
+  );
+  let maxd = 0;
+  let moved = 0;
+  a.images.forEach((v, i) => {
+    maxd = Math.max(maxd, Math.abs(v - clean.images[i]));
+    if (v !== clean.images[i]) moved++;
+  });
+  assertEquals(Array.from(a.labels), Array.from(clean.labels));
+  if (!(maxd <= 0.05 + 1e-6 && moved > 1000)) throw new Error(`max ${maxd}, moved ${moved}`);
+});
