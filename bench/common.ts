@@ -1,5 +1,5 @@
 /** What the CLI's benchmarks share: opening bundles, the default DC settings, machine facts. */
-import { join } from "node:path";
+import { dirname, join } from "node:path";
 import { config } from "../config.ts";
 import type { ClassifierManifest, DiffusionManifest } from "../lib/bundle_manifest.ts";
 import type { DCSettings } from "../lib/diffusion_classifier.ts";
@@ -67,4 +67,12 @@ export async function loadAdapter(id: string, model: OnnxDiffusionModel) {
   } finally {
     store.close();
   }
+}
+
+/** Print a report (`-`) or write it to a file, creating its folder. */
+export async function writeReport(path: string, report: unknown, indent = 2): Promise<void> {
+  const text = JSON.stringify(report, null, indent);
+  if (path === "-") return console.log(text);
+  await Deno.mkdir(dirname(path), { recursive: true });
+  await Deno.writeTextFile(path, text + "\n");
 }

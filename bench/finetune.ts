@@ -5,7 +5,7 @@
  * a stopped run from its last checkpoint.
  */
 import { parseArgs } from "node:util";
-import { dirname, join } from "node:path";
+import { join } from "node:path";
 import { config } from "../config.ts";
 import { classifierOracle } from "../lib/attacks/oracle.ts";
 import { type AttackConfig, AttackConfigError, validateAttack } from "../lib/attacks/registry.ts";
@@ -19,7 +19,14 @@ import {
 } from "../lib/finetune.ts";
 import { initState, packState, PAPER_TM, paperCheckpoints, unpackState } from "../lib/truth_max.ts";
 import { Store } from "../store/kv_store.ts";
-import { machine, openDiffusion, openSurrogate, settingsFor, usageError } from "./common.ts";
+import {
+  machine,
+  openDiffusion,
+  openSurrogate,
+  settingsFor,
+  usageError,
+  writeReport,
+} from "./common.ts";
 
 export async function finetuneCommand(args: string[]) {
   const { values } = parseArgs({
@@ -162,10 +169,5 @@ export async function finetuneCommand(args: string[]) {
     kv: config.kvPath,
     machine: machine(),
   };
-  const text = JSON.stringify(out, null, 2);
-  if (values.json === "-") console.log(text);
-  else {
-    await Deno.mkdir(dirname(values.json!), { recursive: true });
-    await Deno.writeTextFile(values.json!, text + "\n");
-  }
+  await writeReport(values.json!, out);
 }

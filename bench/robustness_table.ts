@@ -12,7 +12,7 @@
  * was right (robust = right on both) and the attack changed the image.
  */
 import { parseArgs } from "node:util";
-import { dirname, join } from "node:path";
+import { join } from "node:path";
 import { config } from "../config.ts";
 import { classifyImages, type DCSettings, unetCalls } from "../lib/diffusion_classifier.ts";
 import { gather, loadTest, seededSubset } from "../lib/fashion_mnist.ts";
@@ -35,6 +35,7 @@ import {
   openSurrogate,
   settingsFor,
   usageError,
+  writeReport,
 } from "./common.ts";
 
 const DEFAULT_CELLS = {
@@ -432,10 +433,5 @@ export async function robustnessTable(args: string[]) {
     sanity: global,
     machine: machine(),
   };
-  const text = JSON.stringify(report, null, 1);
-  if (values.json === "-") console.log(text);
-  else {
-    await Deno.mkdir(dirname(values.json!), { recursive: true });
-    await Deno.writeTextFile(values.json!, text + "\n");
-  }
+  await writeReport(values.json!, report, 1);
 }

@@ -8,13 +8,12 @@ import {
   unetCalls,
   validateSettings,
 } from "../lib/diffusion_classifier.ts";
-import { decodeImage, ImageError } from "../lib/image_decode.ts";
 import type { DiffusionManifest } from "../lib/bundle_manifest.ts";
 import type { Store } from "../store/kv_store.ts";
 import type { AuthEnv } from "./auth.ts";
 import { jobView } from "./jobs.ts";
 import { problem } from "./problem.ts";
-import { parseJson, readMultipart } from "./upload.ts";
+import { decodeAll, parseJson, readMultipart } from "./upload.ts";
 import { resolveAdapter } from "./finetunes.ts";
 import type { Registry } from "./registry.ts";
 import { ClassifyOptions } from "./schemas.ts";
@@ -139,23 +138,15 @@ export function classifyRoutes(
       height: manifest.image.height,
       width: manifest.image.width,
     };
-    const inputs = [];
-    for (const [index, f] of files.entries()) {
-      try {
-        const d = await decodeImage(f.bytes, shape, limits.maxImagePixels);
-        inputs.push({
-          pixels: new Uint8Array(d.pixels.buffer),
-          input: { name: f.name, source: d.source, conversion: d.conversion, decoder: d.decoder },
-        });
-      } catch (e) {
-        if (!(e instanceof ImageError)) throw e;
-        throw problem(422, `image ${index} ('${f.name}'): ${e.message}`, {
-          code: "invalid-image",
-          index,
-          name: f.name,
-        });
-      }
-    }
+    const inputs = (await decodeAll(files, shape, limits.maxImagePixels)).map((d, i) => ({
+      pixels: new Uint8Array(d.pixels.buffer),
+      input: {
+        name: files[i].name,
+        source: d.source,
+        conversion: d.conversion,
+        decoder: d.decoder,
+      },
+    }));
 
     // 4. store, dispatch, maybe wait
     const job = await store.createJob(

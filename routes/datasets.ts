@@ -7,12 +7,11 @@
 import { Hono } from "hono";
 import { z } from "zod";
 import type { Config } from "../config.ts";
-import { decodeImage, ImageError } from "../lib/image_decode.ts";
 import type { Store } from "../store/kv_store.ts";
 import type { AuthEnv } from "./auth.ts";
 import { problem } from "./problem.ts";
 import type { Registry } from "./registry.ts";
-import { parseJson, readMultipart } from "./upload.ts";
+import { decodeAll, parseJson, readMultipart } from "./upload.ts";
 
 export function datasetRoutes(deps: { store: Store; registry: Registry; config: Config }) {
   const { store, registry, config } = deps;
@@ -74,19 +73,9 @@ export function datasetRoutes(deps: { store: Store; registry: Registry; config: 
     const shape = bundle.manifest.image;
     const D = shape.channels * shape.height * shape.width;
     const pixels = new Float32Array(files.length * D);
-    for (const [index, f] of files.entries()) {
-      try {
-        const d = await decodeImage(f.bytes, shape, limits.maxImagePixels);
-        pixels.set(d.pixels, index * D);
-      } catch (e) {
-        if (!(e instanceof ImageError)) throw e;
-        throw problem(422, `image ${index} ('${f.name}'): ${e.message}`, {
-          code: "invalid-image",
-          index,
-          name: f.name,
-        });
-      }
-    }
+    (await decodeAll(files, shape, limits.maxImagePixels)).forEach((d, i) =>
+      pixels.set(d.pixels, i * D)
+    );
     const rec = await store.putDataset({
       name: name.data,
       owner: c.get("apiKey").id,

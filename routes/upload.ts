@@ -1,5 +1,7 @@
 /** Multipart uploads of images (classify, datasets): size limits enforced per file, as problem+json. */
 import type { Context } from "hono";
+import { type DecodedImage, decodeImage, ImageError } from "../lib/image_decode.ts";
+import type { ImageShape } from "../lib/model.ts";
 import { problem } from "./problem.ts";
 
 export interface UploadedFile {
@@ -52,4 +54,26 @@ export function parseJson(s: string, what: string): unknown {
   } catch {
     throw problem(400, `${what} is not valid JSON`, { code: "invalid-request" });
   }
+}
+
+/** Decode every upload to the bundle's shape; the first bad one is a 422 naming it. */
+export async function decodeAll(
+  files: UploadedFile[],
+  shape: ImageShape,
+  maxPixels: number,
+): Promise<DecodedImage[]> {
+  const out: DecodedImage[] = [];
+  for (const [index, f] of files.entries()) {
+    try {
+      out.push(await decodeImage(f.bytes, shape, maxPixels));
+    } catch (e) {
+      if (!(e instanceof ImageError)) throw e;
+      throw problem(422, `image ${index} ('${f.name}'): ${e.message}`, {
+        code: "invalid-image",
+        index,
+        name: f.name,
+      });
+    }
+  }
+  return out;
 }

@@ -23,6 +23,7 @@
 import { createHash } from "node:crypto";
 import { dirname } from "node:path";
 import type { DCSettings } from "../lib/diffusion_classifier.ts";
+import type { TMHyper } from "../lib/truth_max.ts";
 
 export type JobStatus = "creating" | "queued" | "running" | "done" | "failed";
 
@@ -60,16 +61,7 @@ export interface AdvRecord {
 }
 
 export interface FinetuneJobSpec {
-  hyper: {
-    lr: number;
-    beta1: number;
-    beta2: number;
-    weightDecay: number;
-    adamEps: number;
-    warmupSteps: number;
-    batchSize: number;
-    steps: number;
-  };
+  hyper: TMHyper;
   seed: number;
   attack: (Record<string, unknown> & { attack: string; norm: string; eps: number }) | null;
   source: { kind: "surrogate"; bundle: string };
