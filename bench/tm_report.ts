@@ -14,7 +14,14 @@ import { classifyImages } from "../lib/diffusion_classifier.ts";
 import { gather, loadTest, seededSubset } from "../lib/fashion_mnist.ts";
 import { signTestP } from "../lib/sanity.ts";
 import { wilson } from "../lib/stats.ts";
-import { loadAdapter, machine, openDiffusion, settingsFor, usageError } from "./common.ts";
+import {
+  loadAdapter,
+  machine,
+  openDiffusion,
+  settingsFor,
+  usageError,
+  writeReport,
+} from "./common.ts";
 import { cellFile } from "./robustness_table.ts";
 import { lineChart } from "./svg_plot.ts";
 
@@ -32,9 +39,11 @@ export async function tmCurve(args: string[]) {
       threads: { type: "string", default: "0" },
       json: { type: "string" },
       svg: { type: "string" },
+      "test-from": { type: "string" },
     },
   });
   if (!values.finetune || !values.json) usageError("tm-curve needs --finetune and --json");
+  if (values["test-from"]) return await curveFromTables(values, args);
   const ft = JSON.parse(await Deno.readTextFile(values.finetune));
   const model = await openDiffusion(undefined, Number(values.threads));
   const dc = settingsFor(model);
@@ -113,6 +122,91 @@ export async function tmCurve(args: string[]) {
             })),
           },
         ],
+      ),
+    );
+  }
+}
+
+/**
+ * The curve without new classifications: validation per checkpoint from the fine-tune, test
+ * where `bench table` reports exist (the base DC = step 0, and the adapters they name).
+ */
+async function curveFromTables(values: Record<string, string | undefined>, args: string[]) {
+  const ft = JSON.parse(await Deno.readTextFile(values.finetune!));
+  const tables: TableReport[] = await Promise.all(
+    values["test-from"]!.split(",").map(async (f) => JSON.parse(await Deno.readTextFile(f))),
+  );
+  const testAt = (step: number, adapterId: string | null) => {
+    const t = tables.find((r) =>
+      ((r.target.adapter as { id: string } | null)?.id ?? null) === adapterId
+    );
+    const cell = t?.cells.find((c) => c.key === values.cell);
+    if (!t || !cell || !t.clean.dc_correct_flags) return null;
+    const k = sum(cell.dc_robust_flags);
+    return {
+      n: t.n,
+      clean_accuracy: sum(t.clean.dc_correct_flags) / t.n,
+      robust_accuracy: k / t.n,
+      ci95: wilson(k, t.n),
+      step,
+    };
+  };
+  const rows = [
+    {
+      step: 0,
+      adapter_id: null,
+      validation_robust_accuracy: ft.validation_base_dc.robust_accuracy,
+      test: testAt(0, null),
+    },
+    ...ft.checkpoints.map((
+      cp: { step: number; adapter_id: string; validation_robust_accuracy: number },
+    ) => ({
+      step: cp.step,
+      adapter_id: cp.adapter_id,
+      validation_robust_accuracy: cp.validation_robust_accuracy,
+      test: testAt(cp.step, cp.adapter_id),
+    })),
+  ];
+  const out = {
+    benchmark: "tm-curve",
+    command: `deno task cli bench tm-curve ${args.join(" ")}`,
+    what:
+      "TMDC checkpoints: validation robust accuracy at every checkpoint (from the fine-tune); test robust accuracy where a `bench table` run exists (step 0 = base DC). Attack TRANSFERRED from the surrogate.",
+    attack: values.cell,
+    finetune: values.finetune,
+    best_step_on_validation: ft.best_step,
+    validation_n: ft.validation_base_dc.n,
+    test_from: values["test-from"],
+    rows,
+    machine: machine(),
+  };
+  await writeReport(values.json!, out);
+  if (values.svg) {
+    const tested = rows.filter((r) => r.test);
+    await Deno.writeTextFile(
+      values.svg,
+      lineChart(
+        `TMDC checkpoints, transfer ${values.cell}`,
+        "fine-tuning step (0 = base DC)",
+        "robust accuracy",
+        [
+          {
+            name: `validation (n=${out.validation_n})`,
+            color: "#1f77b4",
+            points: rows.map((r) => ({ x: r.step, y: r.validation_robust_accuracy })),
+          },
+          {
+            name: `test (n=${tested[0]?.test?.n}), 95% CI`,
+            color: "#d62728",
+            points: tested.map((r) => ({
+              x: r.step,
+              y: r.test!.robust_accuracy,
+              lo: r.test!.ci95[0],
+              hi: r.test!.ci95[1],
+            })),
+          },
+        ],
+        [0.6, 1],
       ),
     );
   }
