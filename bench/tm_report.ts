@@ -61,6 +61,7 @@ export async function tmCurve(args: string[]) {
     const clean = c.map((v, i) => (v.label === set.labels[i] ? 1 : 0));
     const robust = a.map((v, i) => (v.label === set.labels[i] && clean[i] ? 1 : 0));
     return {
+      n,
       clean_accuracy: sum(clean) / n,
       robust_accuracy: sum(robust) / n,
       ci95: wilson(sum(robust), n),
@@ -97,34 +98,44 @@ export async function tmCurve(args: string[]) {
     seconds: (performance.now() - t0) / 1000,
     machine: machine(),
   };
-  await Deno.writeTextFile(values.json!, JSON.stringify(out, null, 2) + "\n");
+  await writeReport(values.json!, out);
   if (values.svg) {
-    await Deno.writeTextFile(
-      values.svg,
-      lineChart(
-        `TMDC checkpoints, transfer ${values.cell}`,
-        "fine-tuning step (0 = base DC)",
-        "robust accuracy",
-        [
-          {
-            name: `validation (n=${out.validation_n})`,
-            color: "#1f77b4",
-            points: rows.map((r) => ({ x: r.step, y: r.validation_robust_accuracy })),
-          },
-          {
-            name: `test (n=${n}), 95% CI`,
-            color: "#d62728",
-            points: rows.map((r) => ({
-              x: r.step,
-              y: r.test.robust_accuracy,
-              lo: r.test.ci95[0],
-              hi: r.test.ci95[1],
-            })),
-          },
-        ],
-      ),
-    );
+    await Deno.writeTextFile(values.svg, curveSvg(values.cell!, out.validation_n, rows, [0, 1]));
   }
+}
+
+interface CurveRow {
+  step: number;
+  validation_robust_accuracy: number;
+  test: { n?: number; robust_accuracy: number; ci95: [number, number] } | null;
+}
+
+/** Validation at every checkpoint, test (with its interval) where it was measured. */
+function curveSvg(cell: string, validationN: number, rows: CurveRow[], yRange: [number, number]) {
+  const tested = rows.filter((r) => r.test);
+  return lineChart(
+    `TMDC checkpoints, transfer ${cell}`,
+    "fine-tuning step (0 = base DC)",
+    "robust accuracy",
+    [
+      {
+        name: `validation (n=${validationN})`,
+        color: "#1f77b4",
+        points: rows.map((r) => ({ x: r.step, y: r.validation_robust_accuracy })),
+      },
+      {
+        name: `test (n=${tested[0]?.test?.n}), 95% CI`,
+        color: "#d62728",
+        points: tested.map((r) => ({
+          x: r.step,
+          y: r.test!.robust_accuracy,
+          lo: r.test!.ci95[0],
+          hi: r.test!.ci95[1],
+        })),
+      },
+    ],
+    yRange,
+  );
 }
 
 /**
@@ -182,33 +193,7 @@ async function curveFromTables(values: Record<string, string | undefined>, args:
   };
   await writeReport(values.json!, out);
   if (values.svg) {
-    const tested = rows.filter((r) => r.test);
-    await Deno.writeTextFile(
-      values.svg,
-      lineChart(
-        `TMDC checkpoints, transfer ${values.cell}`,
-        "fine-tuning step (0 = base DC)",
-        "robust accuracy",
-        [
-          {
-            name: `validation (n=${out.validation_n})`,
-            color: "#1f77b4",
-            points: rows.map((r) => ({ x: r.step, y: r.validation_robust_accuracy })),
-          },
-          {
-            name: `test (n=${tested[0]?.test?.n}), 95% CI`,
-            color: "#d62728",
-            points: tested.map((r) => ({
-              x: r.step,
-              y: r.test!.robust_accuracy,
-              lo: r.test!.ci95[0],
-              hi: r.test!.ci95[1],
-            })),
-          },
-        ],
-        [0.6, 1],
-      ),
-    );
+    await Deno.writeTextFile(values.svg, curveSvg(values.cell!, out.validation_n, rows, [0.6, 1]));
   }
 }
 
