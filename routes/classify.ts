@@ -1,6 +1,5 @@
 /** POST /v1/classify: PNG/JPEG upload (multipart or raw body) → verdicts or a job. */
 import { Hono } from "hono";
-import type { z } from "zod";
 import type { Config } from "../config.ts";
 import {
   type DCSettings,
@@ -12,7 +11,7 @@ import type { DiffusionManifest } from "../lib/bundle_manifest.ts";
 import type { Store } from "../store/kv_store.ts";
 import type { AuthEnv } from "./auth.ts";
 import { jobView } from "./jobs.ts";
-import { problem } from "./problem.ts";
+import { problem, zodProblem } from "./problem.ts";
 import { decodeAll, parseJson, readMultipart } from "./upload.ts";
 import { resolveAdapter } from "./finetunes.ts";
 import type { Registry } from "./registry.ts";
@@ -20,19 +19,6 @@ import { ClassifyOptions } from "./schemas.ts";
 import type { Dispatcher } from "./workers.ts";
 
 const IMAGE_TYPES = new Set(["image/png", "image/jpeg"]);
-
-export function zodProblem(what: string, error: z.ZodError) {
-  return problem(
-    400,
-    `${what} is invalid: ${
-      error.issues.map((i) => `${i.path.join(".") || "(root)"}: ${i.message}`).join("; ")
-    }`,
-    {
-      code: "invalid-request",
-      errors: error.issues.map((i) => ({ path: i.path.join("."), message: i.message })),
-    },
-  );
-}
 
 /** The bundle's documented default settings, completed with the paper's where absent. */
 export function defaultSettings(m: DiffusionManifest): DCSettings {

@@ -24,9 +24,10 @@ import {
 } from "../store/kv_store.ts";
 import { type EvalRun, evaluationChecks } from "../lib/evaluation_checks.ts";
 import type { AuthEnv } from "./auth.ts";
-import { defaultSettings, zodProblem } from "./classify.ts";
+import { defaultSettings } from "./classify.ts";
 import { jobView } from "./jobs.ts";
 import { problem } from "./problem.ts";
+import { jsonBody } from "./upload.ts";
 import { resolveAdapter } from "./finetunes.ts";
 import type { Registry } from "./registry.ts";
 import { DCSettingsInput } from "./schemas.ts";
@@ -88,15 +89,7 @@ export function evaluationRoutes(
   const app = new Hono<AuthEnv>();
 
   app.post("/", async (c) => {
-    let body: unknown;
-    try {
-      body = await c.req.json();
-    } catch {
-      throw problem(400, "the body must be JSON", { code: "invalid-request" });
-    }
-    const parsed = EvaluationRequest.safeParse(body);
-    if (!parsed.success) throw zodProblem("the evaluation request", parsed.error);
-    const req = parsed.data;
+    const req = await jsonBody(c, EvaluationRequest, "the evaluation request");
 
     const resolve = (ref: string, role: string) => {
       const b = registry.resolve(ref);

@@ -12,9 +12,10 @@ import { PAPER_TM, paperCheckpoints } from "../lib/truth_max.ts";
 import { type AttackConfig, AttackConfigError, validateAttack } from "../lib/attacks/registry.ts";
 import type { AdapterRecord, FinetuneJobSpec, Job, Store } from "../store/kv_store.ts";
 import type { AuthEnv } from "./auth.ts";
-import { defaultSettings, zodProblem } from "./classify.ts";
+import { defaultSettings } from "./classify.ts";
 import { jobView } from "./jobs.ts";
 import { problem } from "./problem.ts";
+import { jsonBody } from "./upload.ts";
 import type { Registry } from "./registry.ts";
 import type { Dispatcher } from "./workers.ts";
 
@@ -86,15 +87,7 @@ export function finetuneRoutes(
   const app = new Hono<AuthEnv>();
 
   app.post("/finetunes", async (c) => {
-    let body: unknown;
-    try {
-      body = await c.req.json();
-    } catch {
-      throw problem(400, "the body must be JSON", { code: "invalid-request" });
-    }
-    const parsed = FinetuneRequest.safeParse(body);
-    if (!parsed.success) throw zodProblem("the fine-tune request", parsed.error);
-    const req = parsed.data;
+    const req = await jsonBody(c, FinetuneRequest, "the fine-tune request");
     const bundle = registry.resolve(req.bundle ?? config.defaultBundle);
     if (!bundle || bundle.manifest.kind !== "diffusion") {
       throw problem(

@@ -1,4 +1,5 @@
 /** RFC 9457 problem details: every error the API returns is application/problem+json. */
+import type { z } from "zod";
 import { HTTPException } from "hono/http-exception";
 import type { ContentfulStatusCode } from "hono/utils/http-status";
 
@@ -48,4 +49,18 @@ export function problem(
   headers?: HeadersInit,
 ): HTTPException {
   return new HTTPException(status, { res: problemResponse(status, detail, extra, headers) });
+}
+
+/** A zod validation failure as a 400 naming every offending field. */
+export function zodProblem(what: string, error: z.ZodError) {
+  return problem(
+    400,
+    `${what} is invalid: ${
+      error.issues.map((i) => `${i.path.join(".") || "(root)"}: ${i.message}`).join("; ")
+    }`,
+    {
+      code: "invalid-request",
+      errors: error.issues.map((i) => ({ path: i.path.join("."), message: i.message })),
+    },
+  );
 }

@@ -1,8 +1,12 @@
-/** Multipart uploads of images (classify, datasets): size limits enforced per file, as problem+json. */
+/**
+ * Request bodies: multipart uploads of images (classify, datasets) with per-file size limits, and
+ * JSON bodies validated by a zod schema (evaluations, fine-tunes); every failure is problem+json.
+ */
 import type { Context } from "hono";
+import type { z } from "zod";
 import { type DecodedImage, decodeImage, ImageError } from "../lib/image_decode.ts";
 import type { ImageShape } from "../lib/model.ts";
-import { problem } from "./problem.ts";
+import { problem, zodProblem } from "./problem.ts";
 
 export interface UploadedFile {
   name: string;
@@ -76,4 +80,21 @@ export async function decodeAll(
     }
   }
   return out;
+}
+
+/** A JSON body parsed by `schema`: 400 when it is not JSON or does not match. */
+export async function jsonBody<S extends z.ZodType>(
+  c: Context,
+  schema: S,
+  what: string,
+): Promise<z.infer<S>> {
+  let body: unknown;
+  try {
+    body = await c.req.json();
+  } catch {
+    throw problem(400, "the body must be JSON", { code: "invalid-request" });
+  }
+  const parsed = schema.safeParse(body);
+  if (!parsed.success) throw zodProblem(what, parsed.error);
+  return parsed.data;
 }
