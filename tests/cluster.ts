@@ -6,6 +6,19 @@ import { tinyModelsDir } from "./service_helpers.ts";
 const DENO = Deno.execPath();
 const TOKEN = "e2e-worker-token";
 
+/** `deno run` of a repository script with the project's config and permissions. */
+function runArgs(script: string, ...rest: string[]): string[] {
+  return [
+    "run",
+    "--allow-all",
+    "--unstable-kv",
+    "--config",
+    join(REPO, "deno.json"),
+    join(REPO, script),
+    ...rest,
+  ];
+}
+
 function freePort(): number {
   const l = Deno.listen({ hostname: "127.0.0.1", port: 0 });
   const port = (l.addr as Deno.NetAddr).port;
@@ -39,14 +52,7 @@ export class Cluster {
 
   spawn(script: string, extra: Record<string, string> = {}): Deno.ChildProcess {
     return new Deno.Command(DENO, {
-      args: [
-        "run",
-        "--allow-all",
-        "--unstable-kv",
-        "--config",
-        join(REPO, "deno.json"),
-        join(REPO, script),
-      ],
+      args: runArgs(script),
       env: { ...this.env, ...extra },
       stdout: "null",
       stderr: Deno.env.get("TMDC_TEST_LOGS") ? "inherit" : "null",
@@ -84,18 +90,7 @@ export class Cluster {
 
   async apiKey(): Promise<string> {
     const out = await new Deno.Command(DENO, {
-      args: [
-        "run",
-        "--allow-all",
-        "--unstable-kv",
-        "--config",
-        join(REPO, "deno.json"),
-        join(REPO, "cli.ts"),
-        "keys",
-        "create",
-        "--name",
-        "e2e",
-      ],
+      args: runArgs("cli.ts", "keys", "create", "--name", "e2e"),
       env: this.env,
     }).output();
     return JSON.parse(new TextDecoder().decode(out.stdout)).key;
@@ -119,4 +114,22 @@ export async function waitFor<T>(
     await new Promise((r) => setTimeout(r, 100));
   }
   throw new Error(`timed out waiting for ${what}`);
+}
+
+/** An end-to-end test: a fresh cluster with its frontend up and an API key; always shut down. */
+export function clusterTest(name: string, fn: (c: Cluster, key: string) => Promise<void>): void {
+  Deno.test({
+    name,
+    sanitizeResources: false,
+    sanitizeOps: false,
+    fn: async () => {
+      const c = await Cluster.create();
+      try {
+        await c.startFrontend();
+        await fn(c, await c.apiKey());
+      } finally {
+        await c.shutdown();
+      }
+    },
+  });
 }

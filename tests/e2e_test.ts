@@ -6,7 +6,7 @@
 import { join } from "node:path";
 import { assert_, assertEquals } from "./assert.ts";
 import { fashionPngs } from "./service_helpers.ts";
-import { Cluster, waitFor } from "./cluster.ts";
+import { clusterTest, waitFor } from "./cluster.ts";
 import { classifyImages, type DCSettings } from "../lib/diffusion_classifier.ts";
 import { decodeImage } from "../lib/image_decode.ts";
 import { loadBundle, OnnxClassifier, OnnxDiffusionModel } from "../gpu-worker/onnx_model.ts";
@@ -19,236 +19,207 @@ const SMALL = { stages: [{ nSamples: 4, keep: 2 }, { nSamples: 8, keep: 1 }], gr
 // ~2,000 UNet calls per image: long enough to kill a worker in the middle of a job.
 const SLOW = { stages: [{ nSamples: 100, keep: 5 }, { nSamples: 250, keep: 1 }], gridSize: 250 };
 
-Deno.test({
-  name: "e2e: upload a real PNG, get a verdict, restart the frontend, read it again",
-  sanitizeResources: false,
-  sanitizeOps: false,
-  fn: async () => {
-    const c = await Cluster.create();
-    try {
-      await c.startFrontend();
-      const key = await c.apiKey();
-      c.startWorker("w1");
-      const [{ png, label }] = await fashionPngs(1);
-      const fd = new FormData();
-      fd.append("image", new Blob([png.slice()], { type: "image/png" }), "fmnist-0.png");
-      fd.append("options", JSON.stringify({ settings: SMALL }));
-      const r = await fetch(`${c.url}/v1/classify`, {
-        method: "POST",
-        body: fd,
-        headers: { authorization: `Bearer ${key}` },
-      });
-      assertEquals(r.status, 200);
-      const body = await r.json();
-      assertEquals(body.job.status, "done");
-      const v = body.verdicts[0];
-      assertEquals(v.input.name, "fmnist-0.png");
-      assertEquals(v.worker.id, "w1");
-      assertEquals(v.unetCalls, 10 * 4 + 2 * 4);
-      assert_(
-        Number.isInteger(v.label) && v.classNames.length === 10,
-        `label ${v.label} (true ${label})`,
-      );
+clusterTest(
+  "e2e: upload a real PNG, get a verdict, restart the frontend, read it again",
+  async (c, key) => {
+    c.startWorker("w1");
+    const [{ png, label }] = await fashionPngs(1);
+    const fd = new FormData();
+    fd.append("image", new Blob([png.slice()], { type: "image/png" }), "fmnist-0.png");
+    fd.append("options", JSON.stringify({ settings: SMALL }));
+    const r = await fetch(`${c.url}/v1/classify`, {
+      method: "POST",
+      body: fd,
+      headers: { authorization: `Bearer ${key}` },
+    });
+    assertEquals(r.status, 200);
+    const body = await r.json();
+    assertEquals(body.job.status, "done");
+    const v = body.verdicts[0];
+    assertEquals(v.input.name, "fmnist-0.png");
+    assertEquals(v.worker.id, "w1");
+    assertEquals(v.unetCalls, 10 * 4 + 2 * 4);
+    assert_(
+      Number.isInteger(v.label) && v.classNames.length === 10,
+      `label ${v.label} (true ${label})`,
+    );
 
-      await c.stopFrontend();
-      await c.startFrontend();
-      const again = await (await fetch(`${c.url}/v1/verdicts/${v.id}`, {
-        headers: { authorization: `Bearer ${key}` },
-      })).json();
-      assertEquals(again, v);
-    } finally {
-      await c.shutdown();
+    await c.stopFrontend();
+    await c.startFrontend();
+    const again = await (await fetch(`${c.url}/v1/verdicts/${v.id}`, {
+      headers: { authorization: `Bearer ${key}` },
+    })).json();
+    assertEquals(again, v);
+  },
+);
+
+clusterTest(
+  "e2e: worker killed mid-job and frontend restarted; the job completes with every image classified exactly once",
+  async (c, key) => {
+    const auth = { authorization: `Bearer ${key}` };
+    const images = await fashionPngs(8);
+    const fd = new FormData();
+    images.forEach((im, i) =>
+      fd.append("image", new Blob([im.png.slice()], { type: "image/png" }), `img-${i}.png`)
+    );
+    fd.append("options", JSON.stringify({ settings: SLOW }));
+    const r = await fetch(`${c.url}/v1/classify?wait=false`, {
+      method: "POST",
+      body: fd,
+      headers: auth,
+    });
+    assertEquals(r.status, 202);
+    const jobUrl = c.url + r.headers.get("location");
+    const job = async () => await (await fetch(jobUrl, { headers: auth })).json();
+
+    c.startWorker("w1");
+    await waitFor(
+      async () => ((await job()).done >= 2 ? true : undefined),
+      "w1 to finish two images",
+    );
+    await c.killWorker("w1"); // it holds a leased unit now
+    await c.stopFrontend(); // and the frontend goes down too
+    await c.startFrontend();
+    c.startWorker("w2");
+    const final = await waitFor(
+      async () => {
+        const j = await job();
+        return j.status === "done" ? j : undefined;
+      },
+      "the job to finish",
+      120_000,
+    );
+    assertEquals([final.total, final.done, final.failed], [8, 8, 0]);
+
+    const { verdicts } = await (await fetch(`${jobUrl}/verdicts`, { headers: auth })).json();
+    assertEquals(
+      verdicts.map((v: { index: number }) => v.index).sort((a: number, b: number) => a - b),
+      [0, 1, 2, 3, 4, 5, 6, 7],
+    );
+    const byWorker = new Set(verdicts.map((v: { worker: { id: string } }) => v.worker.id));
+    assertEquals([...byWorker].sort(), ["w1", "w2"]);
+
+    // Exactly once: every unit done once; the unit w1 held was leased again.
+    await c.shutdown();
+    const kv = await Deno.openKv(c.env.TMDC_KV_PATH);
+    const units: Unit[] = [];
+    for await (const e of kv.list<Unit>({ prefix: ["unit", final.id] })) units.push(e.value);
+    kv.close();
+    assert_(units.every((u) => u.status === "done"));
+    assert_(units.some((u) => u.attempts === 2), "the interrupted unit was leased a second time");
+
+    // The verdicts equal an in-process run on the same pixels (nothing mixed up on the way).
+    const b = await loadBundle(join(c.env.TMDC_MODELS_DIR, "tiny-diffusion"));
+    const model = new OnnxDiffusionModel(b as typeof b & { manifest: DiffusionManifest }, {
+      threads: 1,
+    });
+    const settings = verdicts[0].settings as DCSettings;
+    for (const v of verdicts) {
+      const d = await decodeImage(images[v.index].png, model.imageShape, 1e6);
+      const [ref] = await classifyImages(model, d.pixels, 1, settings);
+      assertEquals(v.label, ref.label);
+      assertEquals(v.meanError, Array.from(ref.meanError));
     }
   },
-});
+);
 
-Deno.test({
-  name:
-    "e2e: worker killed mid-job and frontend restarted; the job completes with every image classified exactly once",
-  sanitizeResources: false,
-  sanitizeOps: false,
-  fn: async () => {
-    const c = await Cluster.create();
-    try {
-      await c.startFrontend();
-      const key = await c.apiKey();
-      const auth = { authorization: `Bearer ${key}` };
-      const images = await fashionPngs(8);
-      const fd = new FormData();
-      images.forEach((im, i) =>
-        fd.append("image", new Blob([im.png.slice()], { type: "image/png" }), `img-${i}.png`)
-      );
-      fd.append("options", JSON.stringify({ settings: SLOW }));
-      const r = await fetch(`${c.url}/v1/classify?wait=false`, {
-        method: "POST",
-        body: fd,
-        headers: auth,
-      });
-      assertEquals(r.status, 202);
-      const jobUrl = c.url + r.headers.get("location");
-      const job = async () => await (await fetch(jobUrl, { headers: auth })).json();
-
-      c.startWorker("w1");
-      await waitFor(
-        async () => ((await job()).done >= 2 ? true : undefined),
-        "w1 to finish two images",
-      );
-      await c.killWorker("w1"); // it holds a leased unit now
-      await c.stopFrontend(); // and the frontend goes down too
-      await c.startFrontend();
-      c.startWorker("w2");
-      const final = await waitFor(
-        async () => {
-          const j = await job();
-          return j.status === "done" ? j : undefined;
-        },
-        "the job to finish",
-        120_000,
-      );
-      assertEquals([final.total, final.done, final.failed], [8, 8, 0]);
-
-      const { verdicts } = await (await fetch(`${jobUrl}/verdicts`, { headers: auth })).json();
-      assertEquals(
-        verdicts.map((v: { index: number }) => v.index).sort((a: number, b: number) => a - b),
-        [0, 1, 2, 3, 4, 5, 6, 7],
-      );
-      const byWorker = new Set(verdicts.map((v: { worker: { id: string } }) => v.worker.id));
-      assertEquals([...byWorker].sort(), ["w1", "w2"]);
-
-      // Exactly once: every unit done once; the unit w1 held was leased again.
-      await c.shutdown();
-      const kv = await Deno.openKv(c.env.TMDC_KV_PATH);
-      const units: Unit[] = [];
-      for await (const e of kv.list<Unit>({ prefix: ["unit", final.id] })) units.push(e.value);
-      kv.close();
-      assert_(units.every((u) => u.status === "done"));
-      assert_(units.some((u) => u.attempts === 2), "the interrupted unit was leased a second time");
-
-      // The verdicts equal an in-process run on the same pixels (nothing mixed up on the way).
-      const b = await loadBundle(join(c.env.TMDC_MODELS_DIR, "tiny-diffusion"));
-      const model = new OnnxDiffusionModel(b as typeof b & { manifest: DiffusionManifest }, {
-        threads: 1,
-      });
-      const settings = verdicts[0].settings as DCSettings;
-      for (const v of verdicts) {
-        const d = await decodeImage(images[v.index].png, model.imageShape, 1e6);
-        const [ref] = await classifyImages(model, d.pixels, 1, settings);
-        assertEquals(v.label, ref.label);
-        assertEquals(v.meanError, Array.from(ref.meanError));
-      }
-    } finally {
-      await c.shutdown();
-    }
-  },
-});
-
-Deno.test({
-  name:
-    "e2e: an evaluation runs on a worker; a second target reuses the stored adversarial examples; PNGs download",
-  sanitizeResources: false,
-  sanitizeOps: false,
-  fn: async () => {
-    const c = await Cluster.create();
-    try {
-      await c.startFrontend();
-      const key = await c.apiKey();
-      const auth = { authorization: `Bearer ${key}`, "content-type": "application/json" };
-      c.startWorker("w1");
-      const body = (target: string) => ({
-        target: { bundle: target, settings: SMALL },
-        source: { kind: "surrogate", bundle: "resnet8-fmnist" },
-        attack: { attack: "pgd", norm: "linf", eps: 0.1, steps: 5 },
-        dataset: { name: "fashion-mnist-test", n: 12, seed: 3 },
-        shardSize: 5,
-      });
-      const run = async (target: string) => {
-        const r = await fetch(`${c.url}/v1/evaluations`, {
-          method: "POST",
-          headers: auth,
-          body: JSON.stringify(body(target)),
-        });
-        assertEquals(r.status, 202);
-        const url = c.url + r.headers.get("location");
-        return await waitFor(
-          async () => {
-            const e = await (await fetch(url, { headers: auth })).json();
-            return e.job.status === "done" ? e : undefined;
-          },
-          "the evaluation to finish",
-          120_000,
-        );
-      };
-      const onDc = await run("tiny-diffusion");
-      assertEquals([onDc.job.total, onDc.job.done], [3, 3]); // shards of 5, 5, 2
-      assertEquals(onDc.report.n, 12);
-      assertEquals(onDc.report.mode, "transfer");
-      assertEquals(onDc.report.reused_adversarial_examples, false);
-      assert_(onDc.report.robust_accuracy <= onDc.report.clean_accuracy);
-      assertEquals(onDc.report.attack.steps, 5);
-      const checks = onDc.report.sanity as { name: string; status: string }[];
-      assertEquals(checks[0].name, "perturbation within ε");
-      assertEquals(checks[0].status, "passed");
-      assert_(checks.slice(1).every((k) => k.status === "not-run"), "no sibling evaluations yet");
-
-      const onSurrogate = await run("resnet8-fmnist");
-      assertEquals(onSurrogate.report.mode, "white-box");
-      assertEquals(onSurrogate.report.reused_adversarial_examples, true);
-      assertEquals(onSurrogate.report.adversarial_set, onDc.report.adversarial_set);
-
-      const idx = (await import("../lib/fashion_mnist.ts")).seededSubset(10000, 12, 3)[0];
-      const png = await fetch(`${c.url}/v1/evaluations/${onDc.job.id}/adversarial/${idx}.png`, {
-        headers: auth,
-      });
-      assertEquals(png.headers.get("content-type"), "image/png");
-      const bytes = new Uint8Array(await png.arrayBuffer());
-      assertEquals(Array.from(bytes.subarray(1, 4)), [0x50, 0x4e, 0x47]); // "PNG"
-      const missing = await fetch(`${c.url}/v1/evaluations/${onDc.job.id}/adversarial/99999.png`, {
-        headers: auth,
-      });
-      assertEquals(missing.status, 404);
-      await missing.body?.cancel();
-
-      // an uploaded labelled set, evaluated through the worker (clean images travel with the unit)
-      const pngs = await fashionPngs(4);
-      const fd = new FormData();
-      pngs.forEach((p, i) =>
-        fd.append("image", new Blob([p.png.slice()], { type: "image/png" }), `${i}.png`)
-      );
-      fd.append("labels", JSON.stringify(pngs.map((p) => p.label)));
-      const up = await fetch(`${c.url}/v1/datasets`, {
-        method: "POST",
-        body: fd,
-        headers: { authorization: auth.authorization },
-      });
-      assertEquals(up.status, 201);
-      const ds = await up.json();
+clusterTest(
+  "e2e: an evaluation runs on a worker; a second target reuses the stored adversarial examples; PNGs download",
+  async (c, key) => {
+    const auth = { authorization: `Bearer ${key}`, "content-type": "application/json" };
+    c.startWorker("w1");
+    const body = (target: string) => ({
+      target: { bundle: target, settings: SMALL },
+      source: { kind: "surrogate", bundle: "resnet8-fmnist" },
+      attack: { attack: "pgd", norm: "linf", eps: 0.1, steps: 5 },
+      dataset: { name: "fashion-mnist-test", n: 12, seed: 3 },
+      shardSize: 5,
+    });
+    const run = async (target: string) => {
       const r = await fetch(`${c.url}/v1/evaluations`, {
         method: "POST",
         headers: auth,
-        body: JSON.stringify({
-          ...body("resnet8-fmnist"),
-          dataset: { name: "uploaded", id: ds.id },
-        }),
+        body: JSON.stringify(body(target)),
       });
       assertEquals(r.status, 202);
       const url = c.url + r.headers.get("location");
-      const up4 = await waitFor(async () => {
-        const e = await (await fetch(url, { headers: auth })).json();
-        return e.job.status === "done" ? e : undefined;
-      }, "the uploaded-set evaluation");
-      assertEquals([up4.report.n, up4.report.dataset.name], [4, "uploaded"]);
-      // same images as the first 4 of the test split: the surrogate's clean accuracy must agree
-      const { predictions } = await import("../lib/attacks/oracle.ts");
-      const sb = await loadBundle(join(c.env.TMDC_MODELS_DIR, "tiny-surrogate"));
-      const sur = new OnnxClassifier(sb as typeof sb & { manifest: ClassifierManifest }, {
-        threads: 1,
-      });
-      const t = await loadTest(REPO);
-      const p = predictions(await sur.logits(t.images.slice(0, 4 * 784), 4), 4, 10);
-      const right = Array.from(p).filter((v, i) => v === t.labels[i]).length;
-      assertEquals(up4.report.clean_accuracy, right / 4);
-    } finally {
-      await c.shutdown();
-    }
+      return await waitFor(
+        async () => {
+          const e = await (await fetch(url, { headers: auth })).json();
+          return e.job.status === "done" ? e : undefined;
+        },
+        "the evaluation to finish",
+        120_000,
+      );
+    };
+    const onDc = await run("tiny-diffusion");
+    assertEquals([onDc.job.total, onDc.job.done], [3, 3]); // shards of 5, 5, 2
+    assertEquals(onDc.report.n, 12);
+    assertEquals(onDc.report.mode, "transfer");
+    assertEquals(onDc.report.reused_adversarial_examples, false);
+    assert_(onDc.report.robust_accuracy <= onDc.report.clean_accuracy);
+    assertEquals(onDc.report.attack.steps, 5);
+    const checks = onDc.report.sanity as { name: string; status: string }[];
+    assertEquals(checks[0].name, "perturbation within ε");
+    assertEquals(checks[0].status, "passed");
+    assert_(checks.slice(1).every((k) => k.status === "not-run"), "no sibling evaluations yet");
+
+    const onSurrogate = await run("resnet8-fmnist");
+    assertEquals(onSurrogate.report.mode, "white-box");
+    assertEquals(onSurrogate.report.reused_adversarial_examples, true);
+    assertEquals(onSurrogate.report.adversarial_set, onDc.report.adversarial_set);
+
+    const idx = (await import("../lib/fashion_mnist.ts")).seededSubset(10000, 12, 3)[0];
+    const png = await fetch(`${c.url}/v1/evaluations/${onDc.job.id}/adversarial/${idx}.png`, {
+      headers: auth,
+    });
+    assertEquals(png.headers.get("content-type"), "image/png");
+    const bytes = new Uint8Array(await png.arrayBuffer());
+    assertEquals(Array.from(bytes.subarray(1, 4)), [0x50, 0x4e, 0x47]); // "PNG"
+    const missing = await fetch(`${c.url}/v1/evaluations/${onDc.job.id}/adversarial/99999.png`, {
+      headers: auth,
+    });
+    assertEquals(missing.status, 404);
+    await missing.body?.cancel();
+
+    // an uploaded labelled set, evaluated through the worker (clean images travel with the unit)
+    const pngs = await fashionPngs(4);
+    const fd = new FormData();
+    pngs.forEach((p, i) =>
+      fd.append("image", new Blob([p.png.slice()], { type: "image/png" }), `${i}.png`)
+    );
+    fd.append("labels", JSON.stringify(pngs.map((p) => p.label)));
+    const up = await fetch(`${c.url}/v1/datasets`, {
+      method: "POST",
+      body: fd,
+      headers: { authorization: auth.authorization },
+    });
+    assertEquals(up.status, 201);
+    const ds = await up.json();
+    const r = await fetch(`${c.url}/v1/evaluations`, {
+      method: "POST",
+      headers: auth,
+      body: JSON.stringify({
+        ...body("resnet8-fmnist"),
+        dataset: { name: "uploaded", id: ds.id },
+      }),
+    });
+    assertEquals(r.status, 202);
+    const url = c.url + r.headers.get("location");
+    const up4 = await waitFor(async () => {
+      const e = await (await fetch(url, { headers: auth })).json();
+      return e.job.status === "done" ? e : undefined;
+    }, "the uploaded-set evaluation");
+    assertEquals([up4.report.n, up4.report.dataset.name], [4, "uploaded"]);
+    // same images as the first 4 of the test split: the surrogate's clean accuracy must agree
+    const { predictions } = await import("../lib/attacks/oracle.ts");
+    const sb = await loadBundle(join(c.env.TMDC_MODELS_DIR, "tiny-surrogate"));
+    const sur = new OnnxClassifier(sb as typeof sb & { manifest: ClassifierManifest }, {
+      threads: 1,
+    });
+    const t = await loadTest(REPO);
+    const p = predictions(await sur.logits(t.images.slice(0, 4 * 784), 4), 4, 10);
+    const right = Array.from(p).filter((v, i) => v === t.labels[i]).length;
+    assertEquals(up4.report.clean_accuracy, right / 4);
   },
-});
+);

@@ -6,7 +6,7 @@
 import { join } from "node:path";
 import { assert_, assertEquals } from "./assert.ts";
 import { relErr, REPO } from "./helpers.ts";
-import { Cluster, waitFor } from "./cluster.ts";
+import { clusterTest, waitFor } from "./cluster.ts";
 import { fashionPngs } from "./service_helpers.ts";
 import { loadBundle, OnnxClassifier, OnnxDiffusionModel } from "../gpu-worker/onnx_model.ts";
 import type { ClassifierManifest, DiffusionManifest } from "../lib/bundle_manifest.ts";
@@ -29,84 +29,74 @@ const REQUEST = {
   validation: { n: 4, seed: 0 },
 };
 
-Deno.test({
-  name:
-    "e2e: a fine-tune's worker is killed after a checkpoint; another resumes it and ends with the uninterrupted run's adapter",
-  sanitizeResources: false,
-  sanitizeOps: false,
-  fn: async () => {
-    const c = await Cluster.create();
-    try {
-      await c.startFrontend();
-      const key = await c.apiKey();
-      const auth = { authorization: `Bearer ${key}`, "content-type": "application/json" };
-      const r = await fetch(`${c.url}/v1/finetunes`, {
-        method: "POST",
-        body: JSON.stringify(REQUEST),
-        headers: auth,
-      });
-      assertEquals(r.status, 202);
-      const url = c.url + r.headers.get("location");
-      const view = async () => await (await fetch(url, { headers: auth })).json();
+clusterTest(
+  "e2e: a fine-tune's worker is killed after a checkpoint; another resumes it and ends with the uninterrupted run's adapter",
+  async (c, key) => {
+    const auth = { authorization: `Bearer ${key}`, "content-type": "application/json" };
+    const r = await fetch(`${c.url}/v1/finetunes`, {
+      method: "POST",
+      body: JSON.stringify(REQUEST),
+      headers: auth,
+    });
+    assertEquals(r.status, 202);
+    const url = c.url + r.headers.get("location");
+    const view = async () => await (await fetch(url, { headers: auth })).json();
 
-      c.startWorker("w1");
-      const first = await waitFor(
-        async () => {
-          const v = await view();
-          return v.checkpoints.length >= 1 ? v : undefined;
-        },
-        "the first checkpoint",
-        120_000,
-      );
-      await c.killWorker("w1");
-      assert_(!first.final, "the run must still be going when its worker is killed");
-      c.startWorker("w2");
-      const done = await waitFor(
-        async () => {
-          const v = await view();
-          return v.job.status === "done" || v.job.status === "failed" ? v : undefined;
-        },
-        "the fine-tune to finish",
-        240_000,
-      );
-      assertEquals(done.job.status, "done");
-      assertEquals(done.attempts, 2);
-      assertEquals(done.checkpoints.map((p: { step: number }) => p.step), [10, 20, STEPS]);
-      assert_(done.best_adapter !== null, "a best checkpoint is marked");
-      const finalId = done.checkpoints.at(-1).adapter;
+    c.startWorker("w1");
+    const first = await waitFor(
+      async () => {
+        const v = await view();
+        return v.checkpoints.length >= 1 ? v : undefined;
+      },
+      "the first checkpoint",
+      120_000,
+    );
+    await c.killWorker("w1");
+    assert_(!first.final, "the run must still be going when its worker is killed");
+    c.startWorker("w2");
+    const done = await waitFor(
+      async () => {
+        const v = await view();
+        return v.job.status === "done" || v.job.status === "failed" ? v : undefined;
+      },
+      "the fine-tune to finish",
+      240_000,
+    );
+    assertEquals(done.job.status, "done");
+    assertEquals(done.attempts, 2);
+    assertEquals(done.checkpoints.map((p: { step: number }) => p.step), [10, 20, STEPS]);
+    assert_(done.best_adapter !== null, "a best checkpoint is marked");
+    const finalId = done.checkpoints.at(-1).adapter;
 
-      // the adapter's record is served; its state equals an uninterrupted in-process run
-      const rec = await (await fetch(`${c.url}/v1/adapters/${finalId}`, { headers: auth })).json();
-      assertEquals([rec.step, rec.bundle.startsWith("tiny-diffusion")], [STEPS, true]);
-      const store = await Store.open(c.env.TMDC_KV_PATH);
-      const stored = (await store.getAdapter(finalId))!;
-      const bytes = (await store.getBlob(stored.stateBlob))!;
-      store.close();
+    // the adapter's record is served; its state equals an uninterrupted in-process run
+    const rec = await (await fetch(`${c.url}/v1/adapters/${finalId}`, { headers: auth })).json();
+    assertEquals([rec.step, rec.bundle.startsWith("tiny-diffusion")], [STEPS, true]);
+    const store = await Store.open(c.env.TMDC_KV_PATH);
+    const stored = (await store.getAdapter(finalId))!;
+    const bytes = (await store.getBlob(stored.stateBlob))!;
+    store.close();
 
-      const reference = await uninterrupted(c.env.TMDC_MODELS_DIR, stored);
-      const got = new Float32Array(bytes.buffer);
-      assertEquals(got.length, reference.length);
-      const e = relErr(got, reference);
-      assert_(e <= 1e-6, `resumed adapter differs from the uninterrupted run: rel ${e}`);
-      assert_(got.some((v, i) => v !== 0 && i > got.length / 3), "optimizer state stored");
+    const reference = await uninterrupted(c.env.TMDC_MODELS_DIR, stored);
+    const got = new Float32Array(bytes.buffer);
+    assertEquals(got.length, reference.length);
+    const e = relErr(got, reference);
+    assert_(e <= 1e-6, `resumed adapter differs from the uninterrupted run: rel ${e}`);
+    assert_(got.some((v, i) => v !== 0 && i > got.length / 3), "optimizer state stored");
 
-      // the adapter is usable by id in a verdict, and recorded there
-      const [img] = await fashionPngs(1);
-      const fd = new FormData();
-      fd.append("image", new Blob([img.png.slice()], { type: "image/png" }), "x.png");
-      fd.append("options", JSON.stringify({ adapter: finalId }));
-      const v = await fetch(`${c.url}/v1/classify`, {
-        method: "POST",
-        body: fd,
-        headers: { authorization: auth.authorization },
-      });
-      assertEquals(v.status, 200);
-      assertEquals((await v.json()).verdicts[0].adapter, finalId);
-    } finally {
-      await c.shutdown();
-    }
+    // the adapter is usable by id in a verdict, and recorded there
+    const [img] = await fashionPngs(1);
+    const fd = new FormData();
+    fd.append("image", new Blob([img.png.slice()], { type: "image/png" }), "x.png");
+    fd.append("options", JSON.stringify({ adapter: finalId }));
+    const v = await fetch(`${c.url}/v1/classify`, {
+      method: "POST",
+      body: fd,
+      headers: { authorization: auth.authorization },
+    });
+    assertEquals(v.status, 200);
+    assertEquals((await v.json()).verdicts[0].adapter, finalId);
   },
-});
+);
 
 async function uninterrupted(modelsDir: string, rec: AdapterRecord): Promise<Float32Array> {
   const b = await loadBundle(join(modelsDir, "tiny-diffusion"));
