@@ -25,8 +25,6 @@ async function loadModels(dir: string): Promise<WorkerModels> {
   const classifiers = new Map<string, OnnxClassifier>();
   for await (const e of Deno.readDir(dir)) {
     if (!e.isDirectory) continue;
-    // a folder without a manifest is not a bundle (models/splits holds the data split)
-    if (!(await Deno.stat(join(dir, e.name, "manifest.json")).catch(() => null))) continue;
     try {
       const b = await loadBundle(join(dir, e.name));
       if (b.manifest.kind === "classifier") {

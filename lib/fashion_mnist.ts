@@ -56,7 +56,7 @@ export function loadTest(root: string): Promise<LabelledImages> {
 }
 
 /**
- * The official training set split as the compiler split it (models/splits/fashion-mnist.json,
+ * The official training set split as the compiler split it (lib/fashion_mnist_split.json,
  * written by `python -m tmdc_compiler.data --export-split`): `train` (55,000) for
  * Truth Maximization, `validation` (5,000) for choosing its checkpoints.
  */
@@ -66,7 +66,7 @@ export async function loadTrainSplit(
 ): Promise<LabelledImages> {
   const all = await loadIdxPair(root, "train");
   const doc = JSON.parse(
-    await Deno.readTextFile(join(root, "models", "splits", "fashion-mnist.json")),
+    await Deno.readTextFile(join(root, "lib", "fashion_mnist_split.json")),
   ) as { validation: number[] };
   const isVal = new Uint8Array(all.n);
   for (const i of doc.validation) isVal[i] = 1;

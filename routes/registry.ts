@@ -19,8 +19,6 @@ export class Registry {
     for (
       const e of entries.filter((e) => e.isDirectory).sort((a, b) => a.name.localeCompare(b.name))
     ) {
-      // a folder without a manifest is not a bundle (models/splits holds the data split)
-      if (!(await exists(join(modelsDir, e.name, "manifest.json")))) continue;
       try {
         r.add(await loadBundle(join(modelsDir, e.name)));
       } catch (err) {
@@ -42,14 +40,5 @@ export class Registry {
     return matches.sort((a, b) =>
       b.manifest.version.localeCompare(a.manifest.version, undefined, { numeric: true })
     )[0];
-  }
-}
-
-async function exists(path: string): Promise<boolean> {
-  try {
-    await Deno.stat(path);
-    return true;
-  } catch {
-    return false;
   }
 }

@@ -122,7 +122,7 @@ def main(argv: list[str] | None = None) -> None:
     import json
 
     ap = argparse.ArgumentParser(description="Write the train/validation split for the TypeScript side.")
-    ap.add_argument("--export-split", required=True, help="JSON path (models/splits/fashion-mnist.json)")
+    ap.add_argument("--export-split", required=True, help="JSON path (lib/fashion_mnist_split.json)")
     args = ap.parse_args(argv)
     out = Path(args.export_split)
     out.parent.mkdir(parents=True, exist_ok=True)
