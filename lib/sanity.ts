@@ -109,3 +109,21 @@ export function singleStepNotStronger(
     }%`,
   };
 }
+
+/**
+ * Spec §7, stochastic models: the adversarial points are re-scored with fresh noise draws. The
+ * reported figure uses one fixed draw (the deployed DC is deterministic); it must not be
+ * optimistic, i.e. not above the fresh-draw mean by more than 1.96 standard errors.
+ */
+export function freshNoiseNotOptimistic(fixed: number, fresh: number[], m: number): Check {
+  const mean = fresh.reduce((s, v) => s + v, 0) / fresh.length;
+  const se = Math.sqrt(Math.max(mean * (1 - mean), 1 / (4 * m)) / m);
+  const pct = (v: number) => `${(v * 100).toFixed(1)}%`;
+  return {
+    name: `fixed-noise accuracy not above ${fresh.length} fresh noise draws`,
+    ok: fresh.length >= 1 && fixed <= mean + 1.96 * se,
+    detail: `fixed ${pct(fixed)}; fresh mean ${pct(mean)} (min ${pct(Math.min(...fresh))}, max ${
+      pct(Math.max(...fresh))
+    }) on ${m} images`,
+  };
+}

@@ -2,6 +2,7 @@ import { assert_, assertEquals } from "./assert.ts";
 import {
   budgetMonotone,
   doublingStable,
+  freshNoiseNotOptimistic,
   signTestP,
   singleStepNotStronger,
   transferNotStronger,
@@ -36,6 +37,11 @@ Deno.test("sanity checks flag what they should", () => {
   assert_(!transferNotStronger(wb, tr).ok);
   assert_(transferNotStronger(tr, wb).ok);
   assert_(singleStepNotStronger(0.5, 0.4).ok && !singleStepNotStronger(0.3, 0.4).ok);
+  // 16 images: fixed 80% vs fresh draws around 50% is optimistic; vs around 70% it is not.
+  assert_(!freshNoiseNotOptimistic(0.8, Array(10).fill(0.5), 16).ok);
+  assert_(freshNoiseNotOptimistic(0.75, Array(10).fill(0.7), 16).ok);
+  assert_(freshNoiseNotOptimistic(0.5, Array(10).fill(0.75), 16).ok);
+  assert_(!freshNoiseNotOptimistic(0.5, [], 16).ok);
 });
 
 Deno.test("evaluation reports: checks against sibling runs, and what is not run says what to submit", async () => {
