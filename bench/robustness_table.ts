@@ -17,7 +17,12 @@ import { config } from "../config.ts";
 import { classifyImages, type DCSettings, unetCalls } from "../lib/diffusion_classifier.ts";
 import { gather, loadTest, seededSubset } from "../lib/fashion_mnist.ts";
 import { wilson } from "../lib/stats.ts";
-import { type AttackConfig, runAttack, validateAttack } from "../lib/attacks/registry.ts";
+import {
+  type AttackConfig,
+  attackCost,
+  runAttack,
+  validateAttack,
+} from "../lib/attacks/registry.ts";
 import { classifierOracle, type GradientOracle, predictions } from "../lib/attacks/oracle.ts";
 import { dcOracle, evenTimesteps } from "../lib/attacks/dc_oracle.ts";
 import { lpDistance, type Norm } from "../lib/attacks/projections.ts";
@@ -39,7 +44,7 @@ import {
   writeReport,
 } from "./common.ts";
 
-const DEFAULT_CELLS = {
+export const DEFAULT_CELLS = {
   transfer: "fgsm@linf:0.05,pgd:40@linf:0.05,autoattack:plus@linf:0.05," +
     "fgsm@linf:0.1,pgd:40@linf:0.1,autoattack:plus@linf:0.1," +
     "fgm@l2:0.05,pgd:40@l2:0.05,autoattack:plus@l2:0.05," +
@@ -427,6 +432,13 @@ export async function robustnessTable(args: string[]) {
       });
     }
   }
+  /** The attack's budget per image (an upper bound: AutoAttack stops on broken points). */
+  const evaluationsPerImage = (cfg: AttackConfig) => {
+    const calls = attackCost(cfg, K);
+    return mode === "transfer"
+      ? { surrogate_calls: calls }
+      : { dc_gradient_calls: calls, unet_rows: calls * timesteps.length * K };
+  };
   const dcAcc = sum(dcClean) / n;
   const report = {
     benchmark: "robustness-table",
@@ -461,7 +473,7 @@ export async function robustnessTable(args: string[]) {
       dc_seconds: clean.dc_seconds,
       dc_correct_flags: dcClean,
     },
-    cells: done.map(({ r }) => r),
+    cells: done.map(({ r }) => ({ ...r, evaluations_per_image: evaluationsPerImage(r.attack) })),
     unbounded: u,
     sanity: global,
     machine: machine(),

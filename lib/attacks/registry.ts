@@ -222,3 +222,10 @@ export function runAttack(
 ) {
   return ATTACKS[c.attack].run(o, x, y, c, shape);
 }
+
+/** Model evaluations per image of a validated config (what the quota counts). */
+export function attackCost(c: AttackConfig, numClasses: number): number {
+  const e = ATTACKS[c.attack];
+  const full = { steps: 1, restarts: 1, eotIter: 1, ...e.defaults(c.norm), ...c };
+  return e.cost(full as Parameters<AttackEntry["cost"]>[0], numClasses);
+}
