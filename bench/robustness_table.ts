@@ -355,10 +355,14 @@ export async function robustnessTable(args: string[]) {
     const m = sanityN;
     log(`${c.key}: re-scoring ${m} adversarial points with ${R} fresh noise draws`);
     const seeds = Array.from({ length: R }, (_, j) => dc.seed + 1 + j);
+    // Only images right on the clean image can count as robust: score just those.
+    const idx = Array.from({ length: m }, (_, i) => i).filter((i) => dcClean[i]);
+    const x = new Float32Array(idx.length * D);
+    idx.forEach((i, r) => x.set(xAdv.subarray(i * D, (i + 1) * D), r * D));
     const accuracy: number[] = [];
     for (const s of seeds) {
-      const labels = await dcLabels(xAdv.subarray(0, m * D), m, s);
-      accuracy.push(sum(labels.map((p, i) => (p === set.labels[i] && dcClean[i] ? 1 : 0))) / m);
+      const labels = await dcLabels(x, idx.length, s);
+      accuracy.push(sum(labels.map((p, r) => (p === set.labels[idx[r]] ? 1 : 0))) / m);
     }
     cell.rescored_with_fresh_noise = { seeds, images: m, accuracy };
     cell.sanity = (cell.sanity ?? []).filter((k) => !k.name.startsWith("fixed-noise accuracy"));
