@@ -31,6 +31,11 @@ export interface RuntimeOptions {
   threads?: number;
   /** preferred providers in order; CUDA is probed and skipped when unavailable */
   providers?: Provider[];
+  /**
+   * most rows per call of a dynamic-batch graph (default 1024): an adaptive attack on 100
+   * images is 4,000 UNet rows, whose activations and gradients would otherwise take ~15 GB
+   */
+  maxRows?: number;
 }
 
 export interface LoadedBundle {
@@ -161,7 +166,7 @@ class GraphSession {
     shared: Record<string, Float32Array>,
   ): Promise<Record<string, Float32Array>> {
     const s = await this.#open();
-    const chunk = this.fixedBatch ?? rows;
+    const chunk = this.fixedBatch ?? Math.max(1, Math.min(rows, this.options.maxRows ?? 1024));
     const outs: Record<string, Float32Array[]> = {};
     for (let start = 0; start < rows; start += chunk) {
       const n = Math.min(chunk, rows - start);

@@ -30,6 +30,18 @@ Deno.test("eps_loss through the adapter equals PyTorch (LoRA non-zero)", async (
   assertClose(o.l1, rows.l1, 1e-5, "l1");
 });
 
+Deno.test("a dynamic-batch graph capped at 2 rows per call (3 chunks) equals PyTorch", async () => {
+  const b = await loadBundle(TINY_DIFFUSION);
+  const m = new OnnxDiffusionModel(b as typeof b & { manifest: DiffusionManifest }, {
+    threads: 1,
+    maxRows: 2,
+  });
+  const o = await m.epsLoss(eps, lora);
+  assertEquals(o.l2.length, 5);
+  assertClose(o.l2, rows.l2, 1e-5, "l2");
+  assertClose(o.l1, rows.l1, 1e-5, "l1");
+});
+
 Deno.test("vjp_x over 5 rows with a fixed batch of 3 (padded second chunk) equals autograd", async () => {
   const m = await diffusion();
   const o = await m.epsLossVjpX(eps, f32(rows.w_l2), f32(rows.w_l1), lora);
