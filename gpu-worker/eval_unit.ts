@@ -103,6 +103,7 @@ export async function runEvalUnit(models: WorkerModels, msg: EvalUnit) {
   }
 
   let score: (x: Float32Array) => Promise<Int32Array>;
+  let rescore: ((x: Float32Array, m: number, seed: number) => Promise<Int32Array>) | undefined;
   let provider = "cpu";
   if (ev.target.kind === "surrogate") {
     const c = need(models.classifiers, ev.target.bundle, "target");
@@ -110,16 +111,29 @@ export async function runEvalUnit(models: WorkerModels, msg: EvalUnit) {
   } else {
     const m = need(models.diffusion, ev.target.bundle, "target");
     provider = m.provider;
-    score = async (x) =>
+    const lora = msg.lora ? loraTensors(m, msg.lora) : undefined;
+    rescore = async (x, k, seed) =>
       Int32Array.from(
-        (await classifyImages(m, x, n, settings, {
-          lora: msg.lora ? loraTensors(m, msg.lora) : undefined,
-        }))
-          .map((v) => v.label),
+        (await classifyImages(m, x, k, { ...settings, seed }, { lora })).map((v) => v.label),
       );
+    score = (x) => rescore!(x, n, settings.seed);
   }
   const clean = await score(set.images);
   const adv = await score(xAdv);
+  // Spec §7: re-score the adversarial points with fresh noise draws (only those right on the
+  // clean image can count as robust; the others are marked -1).
+  const R = ev.rescore ?? 0;
+  const fresh: number[][] = Array.from({ length: n }, () => []);
+  if (R > 0 && rescore) {
+    const idx = Array.from({ length: n }, (_, i) => i).filter((i) => clean[i] === set.labels[i]);
+    const x = new Float32Array(idx.length * D);
+    idx.forEach((i, r) => x.set(xAdv.subarray(i * D, (i + 1) * D), r * D));
+    for (let r = 1; r <= R; r++) {
+      const p = idx.length ? await rescore(x, idx.length, settings.seed + r) : new Int32Array();
+      fresh.forEach((f) => f.push(-1));
+      idx.forEach((i, k) => (fresh[i][r - 1] = p[k]));
+    }
+  }
   return {
     items: msg.indices.map((index, i) => ({
       index,
@@ -132,6 +146,7 @@ export async function runEvalUnit(models: WorkerModels, msg: EvalUnit) {
         xAdv.subarray(i * D, (i + 1) * D),
         set.images.subarray(i * D, (i + 1) * D),
       ),
+      fresh: R > 0 ? fresh[i] : undefined,
       adv: msg.adv
         ? null
         : toBase64(new Uint8Array(xAdv.buffer, xAdv.byteOffset + i * D * 4, D * 4)),

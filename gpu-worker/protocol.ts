@@ -105,6 +105,8 @@ export const WorkerMessage = z.discriminatedUnion("type", [
       advPred: z.number().int(),
       /** distance of the adversarial example from the clean image, in the attack's norm */
       dist: z.number(),
+      /** verdicts under fresh noise draws (-1: wrong on the clean image, not scored) */
+      fresh: z.array(z.number().int()).optional(),
       /** float32 CHW pixels, base64; null when the example was reused from the stored set */
       adv: z.string().nullable(),
     })),
@@ -152,6 +154,7 @@ export const FrontendMessage = z.discriminatedUnion("type", [
           sha256: z.string(),
         }),
       ]),
+      rescore: z.number().int().min(0).max(20).optional(),
     }),
     settings: Settings,
     /** the target adapter's LoRA tensors, base64; null = base model */

@@ -7,6 +7,7 @@ import { type AttackConfig, runAttack } from "./attacks/registry.ts";
 import type { GradientOracle } from "./attacks/oracle.ts";
 import type { ImageShape } from "./model.ts";
 import { wilson } from "./stats.ts";
+import { type Check, freshNoiseNotOptimistic } from "./sanity.ts";
 
 export type Scorer = (x: Float32Array, n: number) => Promise<Int32Array>;
 
@@ -43,7 +44,9 @@ export async function evaluate(inp: EvaluationInput) {
     advOnly += a ? 1 : 0;
     robustFlags[i] = c && a ? 1 : 0;
   }
-  let rescored: { seeds: number; mean_accuracy: number; per_seed: number[] } | undefined;
+  let rescored:
+    | { seeds: number; mean_accuracy: number; per_seed: number[]; check: Check }
+    | undefined;
   if (inp.target.rescore) {
     const runs = await inp.target.rescore(outcome.xAdv, n);
     const per = runs.map((p) =>
@@ -56,6 +59,7 @@ export async function evaluate(inp: EvaluationInput) {
       seeds: runs.length,
       mean_accuracy: per.reduce((a, v) => a + v, 0) / per.length,
       per_seed: per,
+      check: freshNoiseNotOptimistic(robust / n, per, n),
     };
   }
   return {

@@ -8,6 +8,7 @@ import {
   budgetMonotone,
   type Check,
   doublingStable,
+  freshNoiseNotOptimistic,
   singleStepNotStronger,
   transferNotStronger,
   unboundedBudget,
@@ -19,6 +20,8 @@ export interface EvalItemLike {
   cleanPred: number;
   advPred: number;
   dist?: number;
+  /** verdicts under fresh noise draws (-1 = not scored: wrong on the clean image) */
+  fresh?: number[];
 }
 
 export interface EvalRun {
@@ -62,7 +65,24 @@ const notRun = (name: string, detail: string): ReportCheck => ({
   detail,
 });
 
-export function evaluationChecks(self: EvalRun, siblings: EvalRun[], dims: number): ReportCheck[] {
+/** Robust accuracy under each fresh noise draw (right on the clean image and under that draw). */
+export function freshNoiseAccuracy(items: EvalItemLike[]): number[] {
+  if (items.length === 0) return [];
+  const R = Math.min(...items.map((it) => it.fresh?.length ?? 0));
+  return Array.from({ length: R }, (_, r) =>
+    items.reduce(
+      (a, it) => a + (it.cleanPred === it.label && it.fresh![r] === it.label ? 1 : 0),
+      0,
+    ) / items.length);
+}
+
+export function evaluationChecks(
+  self: EvalRun,
+  siblings: EvalRun[],
+  dims: number,
+  /** the target draws diffusion noise (a DC): its verdicts can be re-scored with fresh draws */
+  stochasticTarget = false,
+): ReportCheck[] {
   const out: ReportCheck[] = [];
   const a = self.attack;
   const unboundedEps = a.norm === "linf" ? 1 : Math.sqrt(dims);
@@ -136,6 +156,18 @@ export function evaluationChecks(self: EvalRun, siblings: EvalRun[], dims: numbe
         ? "submit an adaptive evaluation at the same ε"
         : "submit a transfer evaluation at the same ε",
     ));
+  }
+
+  if (stochasticTarget) {
+    const perDraw = freshNoiseAccuracy(self.items);
+    out.push(
+      perDraw.length
+        ? done(freshNoiseNotOptimistic(accuracy(self), perDraw, self.items.length))
+        : notRun(
+          "fixed-noise accuracy not above fresh noise draws",
+          "submit the evaluation again with rescore ≥ 10",
+        ),
+    );
   }
 
   const single = ["fgsm", "fgm"];

@@ -22,7 +22,7 @@ import {
   sha256hex,
   type Store,
 } from "../store/kv_store.ts";
-import { type EvalRun, evaluationChecks } from "../lib/evaluation_checks.ts";
+import { type EvalRun, evaluationChecks, freshNoiseAccuracy } from "../lib/evaluation_checks.ts";
 import type { AuthEnv } from "./auth.ts";
 import { defaultSettings } from "./classify.ts";
 import { jobView } from "./jobs.ts";
@@ -80,6 +80,8 @@ export const EvaluationRequest = z.object({
     }).strict(),
   ]),
   shardSize: z.number().int().min(1).max(64).default(8),
+  /** spec §7: re-score the adversarial points with this many fresh noise draws (DC targets) */
+  rescore: z.number().int().min(0).max(20).default(0),
 }).strict();
 
 export function evaluationRoutes(
@@ -180,6 +182,13 @@ export function evaluationRoutes(
       : req.source.kind === "surrogate" && targetKind === "surrogate" && source.id === target.id
       ? "white-box" as const
       : "transfer" as const;
+    if (req.rescore > 0 && targetKind !== "dc") {
+      throw problem(
+        422,
+        `rescore draws fresh diffusion noise; the target '${target.id}' is a deterministic classifier`,
+        { code: "invalid-rescore" },
+      );
+    }
     const evaluation: EvaluationSpec = {
       attack: attack as EvaluationSpec["attack"],
       source: sourceSpec,
@@ -187,6 +196,7 @@ export function evaluationRoutes(
       dataset,
       setKey,
       mode,
+      ...(req.rescore > 0 ? { rescore: req.rescore } : {}),
     };
     const indices = dataset.name === "uploaded"
       ? Array.from({ length: dataset.n }, (_, i) => i)
@@ -289,6 +299,13 @@ export async function evaluationReport(store: Store, job: Job) {
         n: v.total,
       }))
       : null,
+    rescored_with_fresh_noise: ev.rescore
+      ? {
+        draws: ev.rescore,
+        seeds: Array.from({ length: ev.rescore }, (_, r) => job.settings.seed + r + 1),
+        robust_accuracy_per_draw: freshNoiseAccuracy(items),
+      }
+      : null,
     sanity: await sanityChecks(store, job, items),
     adversarial_set: ev.setKey,
     reused_adversarial_examples: shards.length > 0 && shards.every((s) => s.reusedAdversarial),
@@ -318,6 +335,7 @@ async function sanityChecks(store: Store, job: Job, items: EvalItem[]) {
     { id: job.id, mode: ev.mode, attack: asAttack(ev), items },
     siblings,
     28 * 28,
+    ev.target.kind === "dc",
   );
 }
 

@@ -37,6 +37,8 @@ export interface EvaluationSpec {
   /** sha256 of (attack, source, dataset): adversarial examples are shared across targets */
   setKey: string;
   mode: "transfer" | "adaptive" | "white-box";
+  /** fresh noise draws (DC seeds settings.seed + 1 … + R) the adversarial points are re-scored with */
+  rescore?: number;
 }
 
 export interface EvalItem {
@@ -45,6 +47,8 @@ export interface EvalItem {
   cleanPred: number;
   advPred: number;
   dist?: number;
+  /** the DC's verdicts on the adversarial example under each fresh noise draw (-1: not scored) */
+  fresh?: number[];
 }
 
 export interface EvalShardResult {

@@ -135,11 +135,11 @@ clusterTest(
       dataset: { name: "fashion-mnist-test", n: 12, seed: 3 },
       shardSize: 5,
     });
-    const run = async (target: string) => {
+    const run = async (target: string, extra = {}) => {
       const r = await fetch(`${c.url}/v1/evaluations`, {
         method: "POST",
         headers: auth,
-        body: JSON.stringify(body(target)),
+        body: JSON.stringify({ ...body(target), ...extra }),
       });
       assertEquals(r.status, 202);
       const url = c.url + r.headers.get("location");
@@ -152,7 +152,7 @@ clusterTest(
         120_000,
       );
     };
-    const onDc = await run("tiny-diffusion");
+    const onDc = await run("tiny-diffusion", { rescore: 2 });
     assertEquals([onDc.job.total, onDc.job.done], [3, 3]); // shards of 5, 5, 2
     assertEquals(onDc.report.n, 12);
     assertEquals(onDc.report.mode, "transfer");
@@ -162,7 +162,15 @@ clusterTest(
     const checks = onDc.report.sanity as { name: string; status: string }[];
     assertEquals(checks[0].name, "perturbation within ε");
     assertEquals(checks[0].status, "passed");
-    assert_(checks.slice(1).every((k) => k.status === "not-run"), "no sibling evaluations yet");
+    const sib = checks.slice(1).filter((k) => !k.name.startsWith("fixed-noise"));
+    assert_(sib.every((k) => k.status === "not-run"), "no sibling evaluations yet");
+    // re-scored with 2 fresh noise draws: the worker's verdicts under DC seeds +1, +2
+    const fr = onDc.report.rescored_with_fresh_noise;
+    const seed0 = onDc.report.target.settings.seed;
+    assertEquals([fr.draws, fr.seeds], [2, [seed0 + 1, seed0 + 2]]);
+    assertEquals(fr.robust_accuracy_per_draw.length, 2);
+    assert_(fr.robust_accuracy_per_draw.every((a: number) => a <= onDc.report.clean_accuracy));
+    assert_(checks.some((k) => k.name.startsWith("fixed-noise") && k.status !== "not-run"));
 
     const onSurrogate = await run("resnet8-fmnist");
     assertEquals(onSurrogate.report.mode, "white-box");

@@ -89,6 +89,13 @@ Deno.test("bad evaluation configurations are refused with problem+json and nothi
       422,
       "invalid-settings",
     ],
+    [
+      "fresh-noise re-scoring of a deterministic target",
+      { ...good, target: { bundle: "resnet8-fmnist" }, rescore: 10 },
+      422,
+      "invalid-rescore",
+    ],
+    ["too many fresh-noise draws", { ...good, rescore: 21 }, 400, "invalid-request"],
     ["not JSON", "{nope", 400, "invalid-request"],
     ["extra fields", { ...good, priority: "high" }, 400, "invalid-request"],
   ];

@@ -82,4 +82,26 @@ Deno.test("evaluation reports: checks against sibling runs, and what is not run 
 
   const far = { ...self, items: items([1, 0], 0.2) };
   assertEquals(evaluationChecks(far, [], 784)[0].status, "failed");
+
+  // A DC target: fresh-noise re-scoring is a check of its own (not-run until submitted with it).
+  const fresh = (name: string) =>
+    evaluationChecks(self, [], 784, true).find((c) => c.name.startsWith(name));
+  assertEquals(fresh("fixed-noise")!.status, "not-run");
+  const withDraws = (draws: number[][]) => ({
+    ...self,
+    items: self.items.map((it, i) => ({ ...it, fresh: draws[i] })),
+  });
+  // self is robust on 4 of 8 points; under both fresh draws only point 0 stays robust (1/8):
+  // the fixed-noise 50% would be optimistic.
+  const lucky = withDraws(self.items.map((_, i) => [i === 0 ? 1 : 0, i === 0 ? 1 : 0]));
+  const k = evaluationChecks(lucky, [], 784, true).find((c) => c.name.startsWith("fixed-noise"))!;
+  assertEquals(k.status, "failed");
+  const { freshNoiseAccuracy } = await import("../lib/evaluation_checks.ts");
+  assertEquals(freshNoiseAccuracy(lucky.items), [0.125, 0.125]);
+  const steady = withDraws(self.items.map((it) => [it.advPred, it.advPred, 0]));
+  assertEquals(
+    evaluationChecks(steady, [], 784, true).find((c) => c.name.startsWith("fixed-noise"))!.status,
+    "passed",
+  );
+  assertEquals(freshNoiseAccuracy([]), []);
 });
