@@ -39,7 +39,7 @@ function usage(msg?: string): never {
   deno task cli finetune [--steps K] [--seed S] [--lr LR] [--batch B] [--warmup W] [--attack NAME|none] [--version V]
                          [--norm linf|l2] [--eps E] [--checkpoints 100,200,...] [--val-n N] [--resume RUN] [--json PATH|-]
   deno task cli bench table --mode transfer|adaptive [--n N] [--seed S] [--cells LIST] [--attack-timesteps T]
-                         [--sanity-n M] [--rescore R] [--checkpoint DIR] [--json PATH|-]
+                         [--sanity-n M] [--rescore R [--rescore-cells K,…]] [--checkpoint DIR] [--json PATH|-]
   deno task cli bench tm-curve --finetune JSON [--adv DIR] [--cell KEY] [--n N] --json PATH [--svg PATH]
   deno task cli bench tm-ablation --base TABLE.json --tmdc TABLE.json [--folds 5] --json PATH
   deno task cli evaluate --attack fgsm|pgd|apgd-ce|apgd-dlr|apgd-t|fab|fab-t|square|autoattack --norm linf|l2 --eps E

@@ -128,6 +128,7 @@ export async function robustnessTable(args: string[]) {
       threads: { type: "string", default: "0" },
       "sanity-n": { type: "string", default: "16" },
       rescore: { type: "string", default: "0" },
+      "rescore-cells": { type: "string" },
       checkpoint: { type: "string" },
       "reuse-adv": { type: "string" },
       adapter: { type: "string" },
@@ -348,7 +349,8 @@ export async function robustnessTable(args: string[]) {
 
   // Spec §7, stochastic models: re-score each cell's first sanity-n adversarial points with R
   // fresh noise draws (a pass of its own, so finished cells can be re-scored later).
-  for (const c of R > 0 ? cells : []) {
+  const rescoreKeys = values["rescore-cells"]?.split(",").map((k) => k.trim());
+  for (const c of R > 0 ? cells.filter((c) => !rescoreKeys || rescoreKeys.includes(c.key)) : []) {
     const cell = state.cells[c.key];
     if (cell.rescored_with_fresh_noise?.accuracy.length === R) continue;
     const xAdv = new Float32Array((await Deno.readFile(join(ckPath, cellFile(c.key)))).buffer);
