@@ -184,7 +184,7 @@ export async function robustnessTable(args: string[]) {
     config: {},
     cells: {},
   }));
-  state.config = {
+  const runConfig: Record<string, unknown> = {
     mode,
     n,
     seed,
@@ -192,12 +192,25 @@ export async function robustnessTable(args: string[]) {
     surrogate: surrogate.id,
     dc_settings: dc,
     adapter: adapter?.rec.id ?? null,
+    ...(mode === "adaptive" ? { attack_timesteps: timesteps, logit_scale: scale } : {}),
   };
+  // A checkpoint made under other settings must not be resumed as if it were this run's
+  // (keys an older checkpoint lacks are taken as matching).
+  const differs = Object.keys(runConfig).filter((k) =>
+    k in state.config && JSON.stringify(state.config[k]) !== JSON.stringify(runConfig[k])
+  );
+  if (differs.length && Object.keys(state.cells).length) {
+    usageError(
+      `${ckPath} was made with other settings (${differs.join(", ")}); pass --checkpoint DIR`,
+    );
+  }
+  state.config = runConfig;
   const save = async () => {
     const tmp = statePath + ".tmp";
     await Deno.writeTextFile(tmp, JSON.stringify(state));
     await Deno.rename(tmp, statePath);
   };
+  await save(); // the run's settings, so a later run with other settings is refused
   const log = (m: string) => console.error(`[table ${mode}] ${m}`);
 
   const dcLabels = async (x: Float32Array, m: number, s = dc.seed) =>
