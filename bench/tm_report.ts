@@ -84,16 +84,14 @@ export async function tmCurve(args: string[]) {
     console.error(`[tm-curve] step ${cp.step}: test robust ${rows.at(-1)!.test.robust_accuracy}`);
   }
   const out = {
-    benchmark: "tm-curve",
-    command: `deno task cli bench tm-curve ${args.join(" ")}`,
-    what:
+    ...curveHead(
+      args,
+      values,
+      ft,
       "TMDC checkpoints under a TRANSFER attack (adversarial examples made on the surrogate); step 0 is the base DC",
-    attack: values.cell,
-    finetune: values.finetune,
-    best_step_on_validation: ft.best_step,
+    ),
     test_n: n,
     test_subset: `first ${n} of seededSubset(10000, ${n}, ${values.seed}), Fashion-MNIST test`,
-    validation_n: ft.validation_base_dc.n,
     rows,
     seconds: (performance.now() - t0) / 1000,
     machine: machine(),
@@ -102,6 +100,24 @@ export async function tmCurve(args: string[]) {
   if (values.svg) {
     await Deno.writeTextFile(values.svg, curveSvg(values.cell!, out.validation_n, rows, [0, 1]));
   }
+}
+
+/** The fields both checkpoint-curve reports share. */
+function curveHead(
+  args: string[],
+  values: { cell?: string; finetune?: string },
+  ft: { best_step: number; validation_base_dc: { n: number } },
+  what: string,
+) {
+  return {
+    benchmark: "tm-curve",
+    command: `deno task cli bench tm-curve ${args.join(" ")}`,
+    what,
+    attack: values.cell,
+    finetune: values.finetune,
+    best_step_on_validation: ft.best_step,
+    validation_n: ft.validation_base_dc.n,
+  };
 }
 
 interface CurveRow {
@@ -179,14 +195,12 @@ async function curveFromTables(values: Record<string, string | undefined>, args:
     })),
   ];
   const out = {
-    benchmark: "tm-curve",
-    command: `deno task cli bench tm-curve ${args.join(" ")}`,
-    what:
+    ...curveHead(
+      args,
+      values,
+      ft,
       "TMDC checkpoints: validation robust accuracy at every checkpoint (from the fine-tune); test robust accuracy where a `bench table` run exists (step 0 = base DC). Attack TRANSFERRED from the surrogate.",
-    attack: values.cell,
-    finetune: values.finetune,
-    best_step_on_validation: ft.best_step,
-    validation_n: ft.validation_base_dc.n,
+    ),
     test_from: values["test-from"],
     rows,
     machine: machine(),
