@@ -232,6 +232,16 @@ export async function robustnessTable(args: string[]) {
   const dcClean = clean.dc.map((p, i) => (p === set.labels[i] ? 1 : 0));
   const srcClean = clean.surrogate.map((p, i) => (p === set.labels[i] ? 1 : 0));
 
+  /** Rows `idx` of an n-row image set (the subset's labels ride along). */
+  const pick = (x: Float32Array, idx: number[]) =>
+    gather(
+      { images: x, labels: set.labels.subarray(0, x.length / D), n: x.length / D },
+      Int32Array.from(idx),
+    );
+  /** Indices among the first m that the DC gets right clean: only they can be robust. */
+  const cleanRight = (m: number) =>
+    Array.from({ length: m }, (_, i) => i).filter((i) => dcClean[i]);
+
   /** DC verdicts on adversarial images, reusing the clean verdict where nothing changed. */
   async function dcRobust(xAdv: Float32Array, m: number): Promise<[number[], number]> {
     const idx: number[] = [];
@@ -243,9 +253,7 @@ export async function robustnessTable(args: string[]) {
     }
     const flags = dcClean.slice(0, m);
     if (idx.length) {
-      const x = new Float32Array(idx.length * D);
-      idx.forEach((i, r) => x.set(xAdv.subarray(i * D, (i + 1) * D), r * D));
-      const labels = await dcLabels(x, idx.length);
+      const labels = await dcLabels(pick(xAdv.subarray(0, m * D), idx).images, idx.length);
       idx.forEach((i, r) => (flags[i] = labels[r] === set.labels[i] ? 1 : 0));
     }
     return [flags, idx.length];
@@ -268,14 +276,9 @@ export async function robustnessTable(args: string[]) {
   async function attack(x: Float32Array, y: Int32Array, cfg: AttackConfig) {
     const m = y.length;
     if (mode === "transfer") return runAttack(oracle, x, y, cfg, model.imageShape);
-    const idx = Array.from({ length: m }, (_, i) => i).filter((i) => dcClean[i]);
-    const xs = new Float32Array(idx.length * D);
-    const ys = new Int32Array(idx.length);
-    idx.forEach((i, r) => {
-      xs.set(x.subarray(i * D, (i + 1) * D), r * D);
-      ys[r] = y[i];
-    });
-    const out = await runAttack(oracle, xs, ys, cfg, model.imageShape);
+    const idx = cleanRight(m);
+    const s = pick(x, idx);
+    const out = await runAttack(oracle, s.images, s.labels, cfg, model.imageShape);
     const xAdv = x.slice();
     idx.forEach((i, r) => xAdv.set(out.xAdv.subarray(r * D, (r + 1) * D), i * D));
     return { ...out, xAdv };
@@ -371,9 +374,8 @@ export async function robustnessTable(args: string[]) {
     log(`${c.key}: re-scoring ${m} adversarial points with ${R} fresh noise draws`);
     const seeds = Array.from({ length: R }, (_, j) => dc.seed + 1 + j);
     // Only images right on the clean image can count as robust: score just those.
-    const idx = Array.from({ length: m }, (_, i) => i).filter((i) => dcClean[i]);
-    const x = new Float32Array(idx.length * D);
-    idx.forEach((i, r) => x.set(xAdv.subarray(i * D, (i + 1) * D), r * D));
+    const idx = cleanRight(m);
+    const x = pick(xAdv.subarray(0, m * D), idx).images;
     const accuracy: number[] = [];
     for (const s of seeds) {
       const labels = await dcLabels(x, idx.length, s);

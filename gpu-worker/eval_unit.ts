@@ -126,8 +126,7 @@ export async function runEvalUnit(models: WorkerModels, msg: EvalUnit) {
   const fresh: number[][] = Array.from({ length: n }, () => []);
   if (R > 0 && rescore) {
     const idx = Array.from({ length: n }, (_, i) => i).filter((i) => clean[i] === set.labels[i]);
-    const x = new Float32Array(idx.length * D);
-    idx.forEach((i, r) => x.set(xAdv.subarray(i * D, (i + 1) * D), r * D));
+    const x = gather({ images: xAdv, labels: set.labels, n }, Int32Array.from(idx)).images;
     for (let r = 1; r <= R; r++) {
       const p = idx.length ? await rescore(x, idx.length, settings.seed + r) : new Int32Array();
       fresh.forEach((f) => f.push(-1));
