@@ -13,7 +13,7 @@ import { classifyImages, unetCalls } from "./lib/diffusion_classifier.ts";
 import { gather, loadTest, seededSubset } from "./lib/fashion_mnist.ts";
 import { decodeImage } from "./lib/image_decode.ts";
 import { wilson } from "./lib/stats.ts";
-import { loadBundle } from "./gpu-worker/onnx_model.ts";
+import { loadBundle } from "./lib/bundle.ts";
 import { Store } from "./store/kv_store.ts";
 import { dirname } from "node:path";
 import { OnnxClassifier } from "./gpu-worker/onnx_model.ts";

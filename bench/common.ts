@@ -2,8 +2,9 @@
 import { dirname, join } from "node:path";
 import { config } from "../config.ts";
 import type { ClassifierManifest, DiffusionManifest } from "../lib/bundle_manifest.ts";
-import type { DCSettings } from "../lib/diffusion_classifier.ts";
-import { loadBundle, OnnxClassifier, OnnxDiffusionModel } from "../gpu-worker/onnx_model.ts";
+import type { DCSettings } from "../lib/dc_settings.ts";
+import { OnnxClassifier, OnnxDiffusionModel } from "../gpu-worker/onnx_model.ts";
+import { loadBundle } from "../lib/bundle.ts";
 import { defaultSettings } from "../routes/classify.ts";
 import { DCSettingsInput } from "../routes/schemas.ts";
 import { Store } from "../store/kv_store.ts";

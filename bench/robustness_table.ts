@@ -14,7 +14,8 @@
 import { parseArgs } from "node:util";
 import { join } from "node:path";
 import { config } from "../config.ts";
-import { classifyImages, type DCSettings, unetCalls } from "../lib/diffusion_classifier.ts";
+import { classifyImages, unetCalls } from "../lib/diffusion_classifier.ts";
+import type { DCSettings } from "../lib/dc_settings.ts";
 import { gather, loadTest, seededSubset } from "../lib/fashion_mnist.ts";
 import { wilson } from "../lib/stats.ts";
 import {

@@ -7,7 +7,7 @@
 import { config } from "../config.ts";
 import { classifierOracle } from "../lib/attacks/oracle.ts";
 import type { AttackConfig } from "../lib/attacks/registry.ts";
-import type { DCSettings } from "../lib/diffusion_classifier.ts";
+import type { DCSettings } from "../lib/dc_settings.ts";
 import { type LabelledImages, loadTrainSplit } from "../lib/fashion_mnist.ts";
 import { type FinetuneSpec, runFinetune, validationSet } from "../lib/finetune.ts";
 import { initState, packState, unpackState } from "../lib/truth_max.ts";

@@ -5,16 +5,16 @@
  * not fall back by itself), and implements lib/'s DiffusionModel and Classifier.
  */
 import * as ort from "onnxruntime-node";
-import { createHash } from "node:crypto";
 import { join } from "node:path";
+import { BundleError, type GraphSpec } from "../lib/bundle_manifest.ts";
 import {
-  BundleError,
-  type ClassifierManifest,
-  type DiffusionManifest,
-  type GraphSpec,
-  type Manifest,
-  parseManifest,
-} from "../lib/bundle_manifest.ts";
+  bundleShape,
+  type ClassifierBundle,
+  type DiffusionBundle,
+  isDiffusion,
+  loadBundle,
+  type LoadedBundle,
+} from "../lib/bundle.ts";
 import type {
   Classifier,
   DiffusionModel,
@@ -36,59 +36,6 @@ export interface RuntimeOptions {
    * images is 4,000 UNet rows, whose activations and gradients would otherwise take ~15 GB
    */
   maxRows?: number;
-}
-
-export interface LoadedBundle {
-  dir: string;
-  manifest: Manifest;
-  /** `${name}@${version}` */
-  id: string;
-}
-
-async function sha256File(path: string): Promise<string> {
-  return createHash("sha256").update(await Deno.readFile(path)).digest("hex");
-}
-
-/** Read, validate and hash-check a bundle folder. Throws BundleError naming the problem. */
-export async function loadBundle(dir: string): Promise<LoadedBundle> {
-  let text: string;
-  try {
-    text = await Deno.readTextFile(join(dir, "manifest.json"));
-  } catch {
-    throw new BundleError(`${join(dir, "manifest.json")} does not exist`);
-  }
-  let json: unknown;
-  try {
-    json = JSON.parse(text);
-  } catch (e) {
-    throw new BundleError(
-      `${join(dir, "manifest.json")} is not valid JSON: ${(e as Error).message}`,
-    );
-  }
-  const manifest = parseManifest(json, join(dir, "manifest.json"));
-  for (const g of Object.values(manifest.graphs)) {
-    for (const f of [g.file, g.data_file]) {
-      if (f && !(f in manifest.files)) {
-        throw new BundleError(`graph file '${f}' has no sha256 in the manifest`);
-      }
-    }
-  }
-  for (const [file, digest] of Object.entries(manifest.files)) {
-    let actual: string;
-    try {
-      actual = await sha256File(join(dir, file));
-    } catch {
-      throw new BundleError(`bundle file '${file}' is missing`);
-    }
-    if (actual !== digest) {
-      throw new BundleError(
-        `bundle file '${file}' does not match its manifest sha256 (expected ${
-          digest.slice(0, 12)
-        }…, found ${actual.slice(0, 12)}…)`,
-      );
-    }
-  }
-  return { dir, manifest, id: `${manifest.name}@${manifest.version}` };
 }
 
 let cudaAvailable: boolean | undefined;
@@ -240,10 +187,6 @@ function sumParts(parts: Float32Array[]): Float32Array {
   return out;
 }
 
-function shapeOf(m: Manifest): ImageShape {
-  return { channels: m.image.channels, height: m.image.height, width: m.image.width };
-}
-
 export class OnnxDiffusionModel implements DiffusionModel {
   readonly id: string;
   readonly imageShape: ImageShape;
@@ -255,12 +198,12 @@ export class OnnxDiffusionModel implements DiffusionModel {
   readonly #zeroLora: Float32Array[];
 
   constructor(
-    readonly bundle: LoadedBundle & { manifest: DiffusionManifest },
+    readonly bundle: DiffusionBundle,
     options: RuntimeOptions = {},
   ) {
     const m = bundle.manifest;
     this.id = bundle.id;
-    this.imageShape = shapeOf(m);
+    this.imageShape = bundleShape(m);
     this.classNames = m.classes;
     this.nullClass = m.null_class;
     this.numTimesteps = m.schedule.num_timesteps;
@@ -356,11 +299,11 @@ export class OnnxClassifier implements Classifier {
   readonly #vjp: GraphSession;
 
   constructor(
-    readonly bundle: LoadedBundle & { manifest: ClassifierManifest },
+    readonly bundle: ClassifierBundle,
     options: RuntimeOptions = {},
   ) {
     this.id = bundle.id;
-    this.imageShape = shapeOf(bundle.manifest);
+    this.imageShape = bundleShape(bundle.manifest);
     this.classNames = bundle.manifest.classes;
     this.#logits = new GraphSession(bundle, "logits", bundle.manifest.graphs.logits, options);
     this.#vjp = new GraphSession(
@@ -386,13 +329,20 @@ export class OnnxClassifier implements Classifier {
   }
 }
 
-/** Load a bundle folder as the model its manifest declares. */
-export async function openModel(
+/** The ONNX Runtime model for a checked bundle: a DC's noise predictor or a classifier. */
+export function openModel(
+  b: LoadedBundle,
+  options: RuntimeOptions = {},
+): OnnxDiffusionModel | OnnxClassifier {
+  return isDiffusion(b)
+    ? new OnnxDiffusionModel(b, options)
+    : new OnnxClassifier(b as ClassifierBundle, options);
+}
+
+/** Load and open a bundle folder (tests and tools). */
+export async function openModelDir(
   dir: string,
   options: RuntimeOptions = {},
 ): Promise<OnnxDiffusionModel | OnnxClassifier> {
-  const b = await loadBundle(dir);
-  return b.manifest.kind === "diffusion"
-    ? new OnnxDiffusionModel(b as LoadedBundle & { manifest: DiffusionManifest }, options)
-    : new OnnxClassifier(b as LoadedBundle & { manifest: ClassifierManifest }, options);
+  return openModel(await loadBundle(dir), options);
 }

@@ -12,33 +12,7 @@
 
 import { type DiffusionModel, imageSize, type LoraTensors } from "./model.ts";
 import { normal, uniform } from "./rng.ts";
-
-export interface Stage {
-  nSamples: number;
-  keep: number;
-}
-
-export interface DCSettings {
-  stages: Stage[];
-  gridSize: number;
-  tRange: [number, number];
-  error: "l2" | "l1";
-  timesteps: "even" | "stratified";
-  seed: number;
-  /** posterior = softmax(−meanError · posteriorScale) */
-  posteriorScale: number;
-}
-
-/** The paper's CIFAR-10 schedule: 50 samples for all classes, keep 5, then 500. */
-export const PAPER_SETTINGS: DCSettings = {
-  stages: [{ nSamples: 50, keep: 5 }, { nSamples: 500, keep: 1 }],
-  gridSize: 500,
-  tRange: [0, 1000],
-  error: "l2",
-  timesteps: "even",
-  seed: 0,
-  posteriorScale: 1,
-};
+import { checkSettings, type DCSettings } from "./dc_settings.ts";
 
 const STRATIFIED_STREAM = 0x5eed;
 
@@ -83,24 +57,6 @@ export function unetCalls(s: DCSettings, numClasses: number): number {
     remaining = Math.min(remaining, s.stages[k].keep);
   });
   return calls;
-}
-
-export function validateSettings(s: DCSettings, numClasses: number, numTimesteps: number): void {
-  if (s.stages.length === 0) throw new RangeError("at least one stage is required");
-  if (s.stages[s.stages.length - 1].keep !== 1) {
-    throw new RangeError("the last stage must keep 1 class");
-  }
-  for (const st of s.stages) {
-    if (st.nSamples < 1 || st.nSamples > s.gridSize) {
-      throw new RangeError("stage nSamples must be in [1, gridSize]");
-    }
-    if (st.keep < 1 || st.keep > numClasses) {
-      throw new RangeError(`stage keep must be in [1, ${numClasses}]`);
-    }
-  }
-  if (s.tRange[0] < 0 || s.tRange[1] > numTimesteps || s.tRange[0] >= s.tRange[1]) {
-    throw new RangeError(`tRange must satisfy 0 <= lo < hi <= ${numTimesteps}`);
-  }
 }
 
 const noiseCache = new Map<string, Float32Array[]>();
@@ -179,7 +135,7 @@ export async function classifyImages(
   opts: ClassifyOptions = {},
 ): Promise<DCResult[]> {
   const K = model.classNames.length;
-  validateSettings(s, K, model.numTimesteps);
+  checkSettings(s, K, model.numTimesteps);
   const D = imageSize(model.imageShape);
   if (images.length !== n * D) {
     throw new RangeError(`expected ${n}×${D} pixels, got ${images.length}`);

@@ -7,7 +7,8 @@
  */
 import { type AttackConfig, runAttack } from "./attacks/registry.ts";
 import type { GradientOracle } from "./attacks/oracle.ts";
-import { classifyImages, type DCSettings } from "./diffusion_classifier.ts";
+import { classifyImages } from "./diffusion_classifier.ts";
+import type { DCSettings } from "./dc_settings.ts";
 import type { LabelledImages } from "./fashion_mnist.ts";
 import { gather, seededSubset } from "./fashion_mnist.ts";
 import type { DiffusionModel } from "./model.ts";

@@ -1,12 +1,12 @@
 /** POST /v1/classify: PNG/JPEG upload (multipart or raw body) → verdicts or a job. */
 import { Hono } from "hono";
 import type { Config } from "../config.ts";
+import { unetCalls } from "../lib/diffusion_classifier.ts";
 import {
+  checkSettings as validateSettings,
   type DCSettings,
-  PAPER_SETTINGS,
-  unetCalls,
-  validateSettings,
-} from "../lib/diffusion_classifier.ts";
+  defaultSettings,
+} from "../lib/dc_settings.ts";
 import type { DiffusionManifest } from "../lib/bundle_manifest.ts";
 import type { Store } from "../store/kv_store.ts";
 import type { AuthEnv } from "./auth.ts";
@@ -20,10 +20,7 @@ import type { Dispatcher } from "./workers.ts";
 
 const IMAGE_TYPES = new Set(["image/png", "image/jpeg"]);
 
-/** The bundle's documented default settings, completed with the paper's where absent. */
-export function defaultSettings(m: DiffusionManifest): DCSettings {
-  return { ...PAPER_SETTINGS, ...(m.dc_default ?? {}) } as DCSettings;
-}
+export { defaultSettings };
 
 export function classifyRoutes(
   deps: { store: Store; registry: Registry; dispatcher: Dispatcher; config: Config },

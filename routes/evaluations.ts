@@ -11,7 +11,11 @@ import { z } from "zod";
 import type { Config } from "../config.ts";
 import type { DiffusionManifest } from "../lib/bundle_manifest.ts";
 import { type AttackConfig, AttackConfigError, validateAttack } from "../lib/attacks/registry.ts";
-import { type DCSettings, PAPER_SETTINGS, validateSettings } from "../lib/diffusion_classifier.ts";
+import {
+  checkSettings as validateSettings,
+  type DCSettings,
+  PAPER_SETTINGS,
+} from "../lib/dc_settings.ts";
 import { seededSubset } from "../lib/fashion_mnist.ts";
 import { encodePng } from "../lib/image_decode.ts";
 import { wilson } from "../lib/stats.ts";

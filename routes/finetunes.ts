@@ -6,7 +6,7 @@ import { Hono } from "hono";
 import { z } from "zod";
 import type { Config } from "../config.ts";
 import type { DiffusionManifest } from "../lib/bundle_manifest.ts";
-import type { DCSettings } from "../lib/diffusion_classifier.ts";
+import type { DCSettings } from "../lib/dc_settings.ts";
 import { bestCheckpoint } from "../lib/finetune.ts";
 import { PAPER_TM, paperCheckpoints } from "../lib/truth_max.ts";
 import { type AttackConfig, AttackConfigError, validateAttack } from "../lib/attacks/registry.ts";

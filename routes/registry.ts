@@ -1,7 +1,7 @@
 /** The bundles the frontend serves: every folder under the models directory whose
  * manifest validates and whose files match their hashes. */
 import { join } from "node:path";
-import { loadBundle, type LoadedBundle } from "../gpu-worker/onnx_model.ts";
+import { loadBundle, type LoadedBundle } from "../lib/bundle.ts";
 import { BundleError } from "../lib/bundle_manifest.ts";
 
 export class Registry {

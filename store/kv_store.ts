@@ -22,7 +22,7 @@
  */
 import { createHash } from "node:crypto";
 import { dirname } from "node:path";
-import type { DCSettings } from "../lib/diffusion_classifier.ts";
+import type { DCSettings } from "../lib/dc_settings.ts";
 import type { TMHyper } from "../lib/truth_max.ts";
 
 export type JobStatus = "creating" | "queued" | "running" | "done" | "failed";

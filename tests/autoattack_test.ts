@@ -5,7 +5,8 @@ import { autoAttack, resolveAttacks } from "../lib/attacks/autoattack.ts";
 import { classifierOracle } from "../lib/attacks/oracle.ts";
 import { lpDistance } from "../lib/attacks/projections.ts";
 import { gather, loadTest, seededSubset } from "../lib/fashion_mnist.ts";
-import { loadBundle, OnnxClassifier } from "../gpu-worker/onnx_model.ts";
+import { OnnxClassifier } from "../gpu-worker/onnx_model.ts";
+import { loadBundle } from "../lib/bundle.ts";
 import type { ClassifierManifest } from "../lib/bundle_manifest.ts";
 import { REPO } from "./helpers.ts";
 

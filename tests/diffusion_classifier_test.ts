@@ -1,13 +1,8 @@
 import { assertEquals, assertRejects, assertThrows } from "./assert.ts";
-import {
-  classifyImages,
-  type DCSettings,
-  fullGrid,
-  PAPER_SETTINGS,
-  stageIndices,
-  unetCalls,
-} from "../lib/diffusion_classifier.ts";
-import { loadBundle, OnnxDiffusionModel } from "../gpu-worker/onnx_model.ts";
+import { classifyImages, fullGrid, stageIndices, unetCalls } from "../lib/diffusion_classifier.ts";
+import { type DCSettings, PAPER_SETTINGS } from "../lib/dc_settings.ts";
+import { OnnxDiffusionModel } from "../gpu-worker/onnx_model.ts";
+import { loadBundle } from "../lib/bundle.ts";
 import type { DiffusionManifest } from "../lib/bundle_manifest.ts";
 import { assertClose, reference, TINY_DIFFUSION } from "./helpers.ts";
 

@@ -5,7 +5,8 @@ import {
   type ClassifierManifest,
   type DiffusionManifest,
 } from "../lib/bundle_manifest.ts";
-import { loadBundle, OnnxClassifier, OnnxDiffusionModel } from "../gpu-worker/onnx_model.ts";
+import { OnnxClassifier, OnnxDiffusionModel } from "../gpu-worker/onnx_model.ts";
+import { loadBundle } from "../lib/bundle.ts";
 import { assertClose, reference, TINY_DIFFUSION, TINY_SURROGATE } from "./helpers.ts";
 
 const f32 = (a: number[]) => Float32Array.from(a);

@@ -10,7 +10,8 @@ import {
   trainStep,
   unpackState,
 } from "../lib/truth_max.ts";
-import { loadBundle, OnnxDiffusionModel } from "../gpu-worker/onnx_model.ts";
+import { OnnxDiffusionModel } from "../gpu-worker/onnx_model.ts";
+import { loadBundle } from "../lib/bundle.ts";
 import type { DiffusionManifest } from "../lib/bundle_manifest.ts";
 import { assertClose, FIXTURES, relErr, TINY_DIFFUSION } from "./helpers.ts";
 

@@ -4,7 +4,8 @@
  * bad configurations with a message a user can act on.
  */
 import { apgd, type ApgdLoss } from "./apgd.ts";
-import { autoAttack, type AutoAttackVersion } from "./autoattack.ts";
+import { autoAttack } from "./autoattack.ts";
+import type { AttackConfig } from "./config.ts";
 import { fab } from "./fab.ts";
 import { fgsm } from "./fgsm.ts";
 import type { GradientOracle } from "./oracle.ts";
@@ -14,20 +15,7 @@ import { square, SQUARE_AUTOATTACK } from "./square.ts";
 import { PortableRandom } from "../rng.ts";
 import type { ImageShape } from "../model.ts";
 
-export interface AttackConfig {
-  attack: string;
-  norm: Norm;
-  eps: number;
-  steps?: number;
-  alpha?: number;
-  restarts?: number;
-  randomStart?: boolean;
-  eotIter?: number;
-  version?: AutoAttackVersion;
-  nTargetClasses?: number;
-  queries?: number;
-  seed: number;
-}
+export type { AttackConfig };
 
 export interface AttackOutcome {
   xAdv: Float32Array;

@@ -1,0 +1,86 @@
+/**
+ * The diffusion classifier's settings: one zod schema for the whole tree (requests, worker
+ * messages, stored jobs, the CLI), the paper's defaults, and the bundle's documented default.
+ * `DCSettings` is the schema's type; `lib/diffusion_classifier.ts` runs it.
+ */
+import { z } from "zod";
+import type { DiffusionManifest } from "./bundle_manifest.ts";
+
+const Stage = z.object({
+  nSamples: z.number().int().min(1).max(1000).describe(
+    "timesteps scored in this stage (Li et al.'s subgrid size)",
+  ),
+  keep: z.number().int().min(1).describe("classes kept after this stage"),
+});
+
+/** Complete settings, as stored with every job and sent to workers. */
+export const DCSettingsSchema = z.object({
+  stages: z.array(Stage).min(1).max(6),
+  gridSize: z.number().int().min(1).max(1000),
+  tRange: z.tuple([z.number().int().min(0), z.number().int().min(1)]),
+  error: z.enum(["l2", "l1"]),
+  timesteps: z.enum(["even", "stratified"]),
+  seed: z.number().int().min(0).max(2 ** 32 - 1),
+  /** posterior = softmax(−meanError · posteriorScale) */
+  posteriorScale: z.number().positive().max(1e9),
+}).strict();
+export type DCSettings = z.infer<typeof DCSettingsSchema>;
+export type Stage = DCSettings["stages"][number];
+
+/** What a user may send: any subset, completed with the bundle's default. */
+export const DCSettingsOverrides = DCSettingsSchema.partial().strict().describe(
+  "overrides of the bundle's default diffusion-classifier settings",
+);
+export type DCSettingsOverrides = z.infer<typeof DCSettingsOverrides>;
+
+/** The paper's CIFAR-10 schedule: 50 samples for all classes, keep 5, then 500. */
+export const PAPER_SETTINGS: Readonly<DCSettings> = Object.freeze({
+  stages: [{ nSamples: 50, keep: 5 }, { nSamples: 500, keep: 1 }],
+  gridSize: 500,
+  tRange: [0, 1000] as [number, number],
+  error: "l2" as const,
+  timesteps: "even" as const,
+  seed: 0,
+  posteriorScale: 1,
+});
+
+export class SettingsError extends RangeError {
+  override name = "SettingsError";
+}
+
+/** The bundle's documented default settings, completed with the paper's where absent. */
+export function defaultSettings(m: DiffusionManifest): DCSettings {
+  return { ...PAPER_SETTINGS, ...(m.dc_default ?? {}) } as DCSettings;
+}
+
+/**
+ * The bundle's default with `overrides` applied, checked against the bundle (class count,
+ * timestep range). Throws SettingsError with a message a user can act on.
+ */
+export function resolveSettings(
+  m: DiffusionManifest,
+  overrides: DCSettingsOverrides = {},
+): DCSettings {
+  const s = { ...defaultSettings(m), ...overrides } as DCSettings;
+  checkSettings(s, m.classes.length, m.schedule.num_timesteps);
+  return s;
+}
+
+/** Structural checks the schema cannot express (they depend on the bundle). */
+export function checkSettings(s: DCSettings, numClasses: number, numTimesteps: number): void {
+  if (s.stages.length === 0) throw new SettingsError("at least one stage is required");
+  if (s.stages[s.stages.length - 1].keep !== 1) {
+    throw new SettingsError("the last stage must keep 1 class");
+  }
+  for (const st of s.stages) {
+    if (st.nSamples < 1 || st.nSamples > s.gridSize) {
+      throw new SettingsError("stage nSamples must be in [1, gridSize]");
+    }
+    if (st.keep < 1 || st.keep > numClasses) {
+      throw new SettingsError(`stage keep must be in [1, ${numClasses}]`);
+    }
+  }
+  if (s.tRange[0] < 0 || s.tRange[1] > numTimesteps || s.tRange[0] >= s.tRange[1]) {
+    throw new SettingsError(`tRange must satisfy 0 <= lo < hi <= ${numTimesteps}`);
+  }
+}
