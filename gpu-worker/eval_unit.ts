@@ -106,7 +106,7 @@ export async function runEvalUnit(models: WorkerModels, msg: EvalUnit) {
   let score: (x: Float32Array) => Promise<Int32Array>;
   let rescore: ((x: Float32Array, m: number, seed: number) => Promise<Int32Array>) | undefined;
   let provider = "cpu";
-  if (ev.target.kind === "surrogate") {
+  if (ev.target.kind === "classifier") {
     const c = need(models.classifiers, ev.target.bundle, "target");
     score = async (x) => predictions(await c.logits(x, n), n, c.classNames.length);
   } else {

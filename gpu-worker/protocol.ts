@@ -6,36 +6,12 @@
  * frontend → worker: welcome, unit, none, wake, error
  */
 import { z } from "zod";
-
-const Settings = z.object({
-  stages: z.array(z.object({ nSamples: z.number().int(), keep: z.number().int() })),
-  gridSize: z.number().int(),
-  tRange: z.tuple([z.number().int(), z.number().int()]),
-  error: z.enum(["l2", "l1"]),
-  timesteps: z.enum(["even", "stratified"]),
-  seed: z.number().int(),
-  posteriorScale: z.number(),
-});
+import { DCSettingsSchema as Settings } from "../lib/dc_settings.ts";
+import { EvaluationSpec } from "../lib/evaluation/spec.ts";
+import { FinetuneJobSpec } from "../lib/finetune_spec.ts";
 
 /** A Truth-Maximization run as the worker receives it (routes/finetunes.ts validates it first). */
-export const FinetuneSpecSchema = z.object({
-  hyper: z.object({
-    lr: z.number(),
-    beta1: z.number(),
-    beta2: z.number(),
-    weightDecay: z.number(),
-    adamEps: z.number(),
-    warmupSteps: z.number().int(),
-    batchSize: z.number().int(),
-    steps: z.number().int(),
-  }),
-  seed: z.number().int(),
-  attack: z.record(z.string(), z.unknown()).nullable(),
-  source: z.object({ kind: z.literal("surrogate"), bundle: z.string() }),
-  checkpoints: z.array(z.number().int()),
-  validation: z.object({ n: z.number().int(), seed: z.number().int() }),
-  pool: z.number().int().optional(),
-});
+export const FinetuneSpecSchema = FinetuneJobSpec;
 export type FinetuneSpecMsg = z.infer<typeof FinetuneSpecSchema>;
 
 const UnitRef = { jobId: z.string(), idx: z.number().int().nonnegative(), token: z.string() };
@@ -137,25 +113,7 @@ export const FrontendMessage = z.discriminatedUnion("type", [
   z.object({
     type: z.literal("eval-unit"),
     ...UnitRef,
-    evaluation: z.object({
-      attack: z.record(z.string(), z.unknown()),
-      source: z.record(z.string(), z.unknown()),
-      target: z.object({ kind: z.enum(["surrogate", "dc"]), bundle: z.string() }),
-      dataset: z.union([
-        z.object({
-          name: z.literal("fashion-mnist-test"),
-          n: z.number().int(),
-          seed: z.number().int(),
-        }),
-        z.object({
-          name: z.literal("uploaded"),
-          id: z.string(),
-          n: z.number().int(),
-          sha256: z.string(),
-        }),
-      ]),
-      rescore: z.number().int().min(0).max(20).optional(),
-    }),
+    evaluation: EvaluationSpec.omit({ setKey: true, mode: true }),
     settings: Settings,
     /** the target adapter's LoRA tensors, base64; null = base model */
     lora: z.string().nullable(),

@@ -1,6 +1,7 @@
 /** Bearer API keys (stored hashed in KV). A factory in Hono's middleware style. */
 import type { MiddlewareHandler } from "hono";
-import type { ApiKeyRecord, Store } from "../store/kv_store.ts";
+import type { Store } from "../store/kv_store.ts";
+import type { ApiKeyRecord } from "../store/records.ts";
 import { problem } from "./problem.ts";
 
 export type AuthEnv = { Variables: { apiKey: ApiKeyRecord } };

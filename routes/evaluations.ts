@@ -19,13 +19,8 @@ import {
 import { seededSubset } from "../lib/fashion_mnist.ts";
 import { encodePng } from "../lib/image_decode.ts";
 import { wilson } from "../lib/stats.ts";
-import {
-  type EvalItem,
-  type EvaluationSpec,
-  type Job,
-  sha256hex,
-  type Store,
-} from "../store/kv_store.ts";
+import { sha256hex, type Store } from "../store/kv_store.ts";
+import type { EvalItem, EvaluationJob, EvaluationSpec, Job } from "../store/records.ts";
 import { type EvalRun, evaluationChecks, freshNoiseAccuracy } from "../lib/evaluation_checks.ts";
 import type { AuthEnv } from "./auth.ts";
 import { defaultSettings } from "./classify.ts";
@@ -180,10 +175,10 @@ export function evaluationRoutes(
       dataset = req.dataset;
     }
     const setKey = sha256hex(JSON.stringify({ attack, source: sourceSpec, dataset }));
-    const targetKind = target.manifest.kind === "diffusion" ? "dc" as const : "surrogate" as const;
+    const targetKind = target.manifest.kind === "diffusion" ? "dc" as const : "classifier" as const;
     const mode = req.source.kind === "dc" && targetKind === "dc" && source.id === target.id
       ? "adaptive" as const
-      : req.source.kind === "surrogate" && targetKind === "surrogate" && source.id === target.id
+      : req.source.kind === "surrogate" && targetKind === "classifier" && source.id === target.id
       ? "white-box" as const
       : "transfer" as const;
     if (req.rescore > 0 && targetKind !== "dc") {
@@ -196,7 +191,9 @@ export function evaluationRoutes(
     const evaluation: EvaluationSpec = {
       attack: attack as EvaluationSpec["attack"],
       source: sourceSpec,
-      target: { kind: targetKind, bundle: target.id },
+      target: targetKind === "dc"
+        ? { kind: "dc", bundle: target.id, adapter, settings }
+        : { kind: "classifier", bundle: target.id },
       dataset,
       setKey,
       mode,
@@ -226,7 +223,7 @@ export function evaluationRoutes(
     });
   });
 
-  const getEvaluation = async (id: string): Promise<Job> => {
+  const getEvaluation = async (id: string): Promise<EvaluationJob> => {
     const job = /^[0-9a-f-]{36}$/.test(id) ? await store.getJob(id) : null;
     if (!job || job.kind !== "evaluate") {
       throw problem(404, `no evaluation '${id}'`, { code: "unknown-evaluation" });
@@ -242,7 +239,7 @@ export function evaluationRoutes(
   app.get("/:id/adversarial/:file", async (c) => {
     const job = await getEvaluation(c.req.param("id"));
     const m = /^(\d{1,5})\.png$/.exec(c.req.param("file"));
-    const rec = m ? await store.getAdversarial(job.evaluation!.setKey, Number(m[1])) : null;
+    const rec = m ? await store.getAdversarial(job.evaluation.setKey, Number(m[1])) : null;
     const bytes = rec && await store.getBlob(rec.blob);
     if (!bytes) {
       throw problem(404, `no adversarial example '${c.req.param("file")}' (yet)`, {
@@ -263,7 +260,7 @@ export function evaluationRoutes(
 }
 
 /** Aggregate the finished shards: accuracy with Wilson intervals, per-attack cumulative accuracy. */
-export async function evaluationReport(store: Store, job: Job) {
+export async function evaluationReport(store: Store, job: EvaluationJob) {
   const shards = await store.listEvalResults(job.id);
   const items = shards.flatMap((s) => s.items);
   const n = items.length;
@@ -276,7 +273,7 @@ export async function evaluationReport(store: Store, job: Job) {
       perAttack.set(p.attack, { robust: e.robust + p.robust, total: e.total + p.total });
     }
   }
-  const ev = job.evaluation!;
+  const ev = job.evaluation;
   return {
     mode: ev.mode,
     n,
@@ -318,20 +315,20 @@ export async function evaluationReport(store: Store, job: Job) {
 }
 
 /** Spec §7 checks against this evaluation's finished siblings (same target, adapter, images). */
-async function sanityChecks(store: Store, job: Job, items: EvalItem[]) {
+async function sanityChecks(store: Store, job: EvaluationJob, items: EvalItem[]) {
   if (job.status !== "done" || items.length === 0) return null;
-  const ev = job.evaluation!;
-  const same = (j: Job) =>
-    j.id !== job.id && j.status === "done" && j.bundle === job.bundle &&
+  const ev = job.evaluation;
+  const same = (j: Job): j is EvaluationJob =>
+    j.kind === "evaluate" && j.id !== job.id && j.status === "done" && j.bundle === job.bundle &&
     j.adapter === job.adapter &&
-    JSON.stringify(j.evaluation!.dataset) === JSON.stringify(ev.dataset);
+    JSON.stringify(j.evaluation.dataset) === JSON.stringify(ev.dataset);
   const siblings: EvalRun[] = [];
   for (const j of (await store.listJobs("evaluate")).filter(same)) {
     const its = (await store.listEvalResults(j.id)).flatMap((s) => s.items);
     siblings.push({
       id: j.id,
-      mode: j.evaluation!.mode,
-      attack: asAttack(j.evaluation!),
+      mode: j.evaluation.mode,
+      attack: asAttack(j.evaluation),
       items: its,
     });
   }

@@ -10,7 +10,8 @@ import type { DCSettings } from "../lib/dc_settings.ts";
 import { bestCheckpoint } from "../lib/finetune.ts";
 import { PAPER_TM, paperCheckpoints } from "../lib/truth_max.ts";
 import { type AttackConfig, AttackConfigError, validateAttack } from "../lib/attacks/registry.ts";
-import type { AdapterRecord, FinetuneJobSpec, Job, Store } from "../store/kv_store.ts";
+import type { Store } from "../store/kv_store.ts";
+import type { AdapterRecord, FinetuneJob, FinetuneJobSpec } from "../store/records.ts";
 import type { AuthEnv } from "./auth.ts";
 import { defaultSettings } from "./classify.ts";
 import { jobView } from "./jobs.ts";
@@ -157,7 +158,7 @@ export function finetuneRoutes(
     });
   });
 
-  const getFinetune = async (id: string): Promise<Job> => {
+  const getFinetune = async (id: string): Promise<FinetuneJob> => {
     const job = /^[0-9a-f-]{36}$/.test(id) ? await store.getJob(id) : null;
     if (!job || job.kind !== "finetune") {
       throw problem(404, `no fine-tune '${id}'`, { code: "unknown-finetune" });
@@ -173,7 +174,7 @@ export function finetuneRoutes(
     const best = result?.best ?? bestCheckpoint(cps)?.id ?? null;
     return c.json({
       job: await jobView(store, job),
-      step: unit?.status === "done" ? job.finetune!.hyper.steps : unit?.progress?.calls ?? 0,
+      step: unit?.status === "done" ? job.finetune.hyper.steps : unit?.progress?.calls ?? 0,
       attempts: unit?.attempts ?? 0,
       checkpoints: cps.map((a) => ({
         step: a.step,

@@ -1,7 +1,8 @@
 /** GET /v1/jobs/{id}, GET /v1/jobs/{id}/verdicts, GET /v1/verdicts/{id}. Any key of the deployment may read them: one deployment is one team. */
 import { Hono } from "hono";
 import type { z } from "zod";
-import type { Job, Store } from "../store/kv_store.ts";
+import type { Store } from "../store/kv_store.ts";
+import type { Job } from "../store/records.ts";
 import type { AuthEnv } from "./auth.ts";
 import { problem } from "./problem.ts";
 import type { Job as JobSchema } from "./schemas.ts";
@@ -17,8 +18,12 @@ export async function jobView(store: Store, job: Job): Promise<z.infer<typeof Jo
   return {
     ...rest,
     settings: job.settings as unknown as Record<string, unknown>,
-    evaluation: job.evaluation as unknown as Record<string, unknown> | undefined,
-    finetune: job.finetune as unknown as Record<string, unknown> | undefined,
+    evaluation: job.kind === "evaluate"
+      ? job.evaluation as unknown as Record<string, unknown>
+      : undefined,
+    finetune: job.kind === "finetune"
+      ? job.finetune as unknown as Record<string, unknown>
+      : undefined,
     progress: units.length ? progress / units.length : 1,
     verdicts: job.kind === "classify"
       ? units.filter((u) => u.status === "done").map((u) => `${job.id}.${u.idx}`)

@@ -3,7 +3,8 @@
  * renews leases on heartbeats, records results. State lives in KV (store/), so a
  * restarted frontend or a lost worker loses nothing: expired leases are leased again.
  */
-import type { Job, Store, Unit, Verdict } from "../store/kv_store.ts";
+import type { Store } from "../store/kv_store.ts";
+import type { EvaluationJob, FinetuneJob, Unit, Verdict } from "../store/records.ts";
 import {
   fromBase64,
   type FrontendMessage,
@@ -193,7 +194,7 @@ export class Dispatcher {
         peer.busy = Math.max(0, peer.busy - 1);
         const job = await this.store.getJob(msg.jobId);
         const unit = await this.store.getUnit(msg.jobId, msg.idx);
-        if (!job?.evaluation || unit?.lease?.token !== msg.token) return; // stale or unknown
+        if (job?.kind !== "evaluate" || unit?.lease?.token !== msg.token) return; // stale or unknown
         const fresh = msg.items.filter((it) => it.adv !== null);
         await this.store.putAdversarial(
           job.evaluation.setKey,
@@ -213,7 +214,7 @@ export class Dispatcher {
       }
       case "ft-checkpoint": {
         const job = await this.store.getJob(msg.jobId);
-        if (!job?.finetune) return;
+        if (job?.kind !== "finetune") return;
         const id = await this.store.putCheckpoint(msg, {
           bundle: job.bundle,
           jobId: job.id,
@@ -267,7 +268,7 @@ export class Dispatcher {
   }
 
   /** A fine-tune: resume from its last stored checkpoint, if any. */
-  async #sendFinetuneUnit(peer: Peer, job: Job, unit: Unit): Promise<void> {
+  async #sendFinetuneUnit(peer: Peer, job: FinetuneJob, unit: Unit): Promise<void> {
     const last = await this.store.latestCheckpoint(job.id);
     send(peer.socket, {
       type: "finetune-unit",
@@ -276,14 +277,14 @@ export class Dispatcher {
       token: unit.lease!.token,
       bundle: job.bundle,
       settings: job.settings,
-      finetune: job.finetune!,
+      finetune: job.finetune,
       resume: last ? { step: last.rec.step, state: toBase64(last.state) } : null,
     });
   }
 
   /** An evaluation shard: reuse the stored adversarial examples when the whole shard has them. */
-  async #sendEvalUnit(peer: Peer, job: Job, unit: Unit): Promise<void> {
-    const ev = job.evaluation!;
+  async #sendEvalUnit(peer: Peer, job: EvaluationJob, unit: Unit): Promise<void> {
+    const ev = job.evaluation;
     const indices = unit.shard ?? [];
     const stored = await Promise.all(indices.map((i) => this.store.getAdversarial(ev.setKey, i)));
     let adv: string[] | null = null;
@@ -313,6 +314,7 @@ export class Dispatcher {
         target: ev.target,
         dataset: ev.dataset,
         rescore: ev.rescore,
+        attackScope: ev.attackScope,
       },
       settings: job.settings,
       lora: await this.#lora(job.adapter),

@@ -22,171 +22,19 @@
  */
 import { createHash } from "node:crypto";
 import { dirname } from "node:path";
-import type { DCSettings } from "../lib/dc_settings.ts";
-import type { TMHyper } from "../lib/truth_max.ts";
-
-export type JobStatus = "creating" | "queued" | "running" | "done" | "failed";
-
-export interface EvaluationSpec {
-  attack: Record<string, unknown> & { attack: string; norm: string; eps: number; seed: number };
-  source: Record<string, unknown> & { kind: "surrogate" | "dc"; bundle: string };
-  target: { kind: "surrogate" | "dc"; bundle: string };
-  dataset:
-    | { name: "fashion-mnist-test"; n: number; seed: number }
-    | { name: "uploaded"; id: string; n: number; sha256: string };
-  /** sha256 of (attack, source, dataset): adversarial examples are shared across targets */
-  setKey: string;
-  mode: "transfer" | "adaptive" | "white-box";
-  /** fresh noise draws (DC seeds settings.seed + 1 … + R) the adversarial points are re-scored with */
-  rescore?: number;
-}
-
-export interface EvalItem {
-  index: number;
-  label: number;
-  cleanPred: number;
-  advPred: number;
-  dist?: number;
-  /** the DC's verdicts on the adversarial example under each fresh noise draw (-1: not scored) */
-  fresh?: number[];
-}
-
-export interface EvalShardResult {
-  items: EvalItem[];
-  perAttack?: { attack: string; robust: number; total: number }[];
-  reusedAdversarial: boolean;
-  computeMs: number;
-  worker: { id: string; provider: string };
-}
-
-export interface AdvRecord {
-  blob: string;
-  label: number;
-}
-
-export interface FinetuneJobSpec {
-  hyper: TMHyper;
-  seed: number;
-  attack: (Record<string, unknown> & { attack: string; norm: string; eps: number }) | null;
-  source: { kind: "surrogate"; bundle: string };
-  checkpoints: number[];
-  validation: { n: number; seed: number };
-  /** 0/absent: attack every batch online; P: draw batches from P training images attacked once */
-  pool?: number;
-}
-
-export interface CheckpointScore {
-  n: number;
-  clean_accuracy: number;
-  robust_accuracy: number;
-}
-
-/** One stored checkpoint of a fine-tune: usable by id wherever an adapter is accepted. */
-export interface AdapterRecord {
-  id: string;
-  bundle: string;
-  jobId: string;
-  owner: string;
-  step: number;
-  loss: number;
-  validation: CheckpointScore;
-  finetune: FinetuneJobSpec;
-  /** float32 [LoRA…, AdamW m…, v…]: the LoRA tensors are its first third */
-  stateBlob: string;
-  createdAt: string;
-}
-
-export interface FinetuneResult {
-  best: string;
-  bestStep: number;
-  checkpoints: { step: number; adapter: string; loss: number; validation: CheckpointScore }[];
-  computeMs: number;
-  worker: { id: string; provider: string };
-}
-
-/** A labelled image set a user uploaded for evaluations (pixels: float32 n × C·H·W). */
-export interface DatasetRecord {
-  id: string;
-  name: string;
-  owner: string;
-  n: number;
-  shape: { channels: number; height: number; width: number };
-  numClasses: number;
-  labels: number[];
-  files: string[];
-  pixelsBlob: string;
-  /** sha256 of the pixels and labels: adversarial sets are keyed by content */
-  sha256: string;
-  createdAt: string;
-}
-
-export interface Job {
-  id: string;
-  kind: "classify" | "evaluate" | "finetune";
-  evaluation?: EvaluationSpec;
-  finetune?: FinetuneJobSpec;
-  status: JobStatus;
-  owner: string;
-  bundle: string;
-  adapter: string | null;
-  settings: DCSettings;
-  total: number;
-  done: number;
-  failed: number;
-  createdAt: string;
-  updatedAt: string;
-  finishedAt?: string;
-}
-
-export interface UnitInput {
-  blob: string;
-  name: string;
-  source: { format: string; width: number; height: number; channels: number };
-  conversion: string[];
-  decoder: string;
-}
-
-export interface Unit {
-  jobId: string;
-  idx: number;
-  status: "queued" | "leased" | "done" | "failed";
-  attempts: number;
-  lease: { token: string; worker: string; until: number } | null;
-  progress: { calls: number; total: number } | null;
-  /** classify: the uploaded image */
-  input?: UnitInput;
-  /** evaluate: dataset indices of this shard */
-  shard?: number[];
-  error?: string;
-}
-
-export interface Verdict {
-  id: string;
-  jobId: string;
-  index: number;
-  input: Omit<UnitInput, "blob">;
-  label: number;
-  className: string;
-  classNames: string[];
-  posterior: number[];
-  meanError: number[];
-  stdError: number[];
-  timestepsScored: number[];
-  eliminatedAtStage: (number | null)[];
-  unetCalls: number;
-  settings: DCSettings;
-  bundle: string;
-  adapter: string | null;
-  worker: { id: string; provider: string };
-  timings: { queuedMs: number; computeMs: number };
-  createdAt: string;
-}
-
-export interface ApiKeyRecord {
-  id: string;
-  name: string;
-  createdAt: string;
-}
+import type {
+  AdapterRecord,
+  AdvRecord,
+  ApiKeyRecord,
+  DatasetRecord,
+  EvalShardResult,
+  FinetuneResult,
+  Job,
+  NewJob,
+  Unit,
+  UnitInput,
+  Verdict,
+} from "./records.ts";
 
 const CHUNK = 60_000;
 const MAX_ATTEMPTS = 3;
@@ -274,10 +122,7 @@ export class Store {
    * to workers only once everything is stored.
    */
   async createJob(
-    fields: Pick<
-      Job,
-      "kind" | "owner" | "bundle" | "adapter" | "settings" | "evaluation" | "finetune"
-    >,
+    fields: NewJob,
     inputs: ({ pixels: Uint8Array; input: Omit<UnitInput, "blob"> } | { shard: number[] })[],
   ): Promise<Job> {
     const id = crypto.randomUUID();

@@ -15,7 +15,7 @@ import { loadBundle } from "../lib/bundle.ts";
 import type { ClassifierManifest, DiffusionManifest } from "../lib/bundle_manifest.ts";
 import { loadTest } from "../lib/fashion_mnist.ts";
 import { REPO } from "./helpers.ts";
-import type { Unit } from "../store/kv_store.ts";
+import type { Unit } from "../store/records.ts";
 
 const SMALL = { stages: [{ nSamples: 4, keep: 2 }, { nSamples: 8, keep: 1 }], gridSize: 8 };
 // ~2,000 UNet calls per image: long enough to kill a worker in the middle of a job.

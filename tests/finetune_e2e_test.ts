@@ -16,7 +16,8 @@ import type { AttackConfig } from "../lib/attacks/registry.ts";
 import { loadTrainSplit } from "../lib/fashion_mnist.ts";
 import { type FinetuneSpec, runFinetune, validationSet } from "../lib/finetune.ts";
 import { initState, packState } from "../lib/truth_max.ts";
-import { type AdapterRecord, Store } from "../store/kv_store.ts";
+import { Store } from "../store/kv_store.ts";
+import type { AdapterRecord } from "../store/records.ts";
 import { defaultSettings } from "../routes/classify.ts";
 
 const STEPS = 120;
