@@ -1,0 +1,115 @@
+/**
+ * The evaluation report: one shape for the service's evaluation job, the CLI's `evaluate` and
+ * every cell of `bench table`. Robust = right on the clean image and on its adversarial example
+ * (per-example worst case); accuracies carry 95% Wilson intervals; sanity checks (spec §7)
+ * compare the run with finished siblings (same target, same images).
+ */
+import {
+  type EvalRun,
+  evaluationChecks,
+  freshNoiseAccuracy,
+  type ReportCheck,
+} from "../evaluation_checks.ts";
+import { wilson } from "../stats.ts";
+import type { EvalItem, EvaluationSpec, PerAttack } from "./spec.ts";
+
+/** What one shard (or a whole in-process run) hands the report. */
+export interface ShardOutcome {
+  items: EvalItem[];
+  perAttack?: PerAttack[];
+  reusedAdversarial: boolean;
+  computeMs: number;
+}
+
+export const ROBUST_DEFINITION =
+  "target correct on the clean image and on its adversarial example (per-example worst case)";
+
+export interface ReportOptions {
+  /** every shard is in */
+  complete: boolean;
+  /** finished evaluations of the same target on the same images; null: checks not computed */
+  siblings: EvalRun[] | null;
+  /** C·H·W of the images (the unbounded-budget check's L2 radius) */
+  imageSize: number;
+  /** the run's id, as siblings will name it */
+  id: string;
+}
+
+export function evaluationReport(
+  spec: EvaluationSpec,
+  shards: ShardOutcome[],
+  opts: ReportOptions,
+) {
+  const items = shards.flatMap((s) => s.items).sort((a, b) => a.index - b.index);
+  const n = items.length;
+  const clean = items.filter((it) => it.cleanPred === it.label).length;
+  const robust = items.filter((it) => it.cleanPred === it.label && it.advPred === it.label).length;
+  const perAttack = new Map<string, { robust: number; total: number }>();
+  for (const s of shards) {
+    for (const p of s.perAttack ?? []) {
+      const e = perAttack.get(p.attack) ?? { robust: 0, total: 0 };
+      perAttack.set(p.attack, { robust: e.robust + p.robust, total: e.total + p.total });
+    }
+  }
+  const dcTarget = spec.target.kind === "dc";
+  const dcSeed = spec.target.kind === "dc" ? spec.target.settings.seed : null;
+  return {
+    mode: spec.mode,
+    n,
+    of: spec.dataset.n,
+    complete: opts.complete,
+    clean_accuracy: n ? clean / n : null,
+    clean_ci95: wilson(clean, n),
+    robust_accuracy: n ? robust / n : null,
+    ci95: wilson(robust, n),
+    robust_definition: ROBUST_DEFINITION,
+    attack: spec.attack,
+    source: spec.source,
+    target: spec.target,
+    dataset: spec.dataset,
+    per_attack_on_source: perAttack.size
+      ? [...perAttack].map(([attack, v]) => ({
+        attack,
+        robust_accuracy_on_source: v.robust / v.total,
+        n: v.total,
+      }))
+      : null,
+    rescored_with_fresh_noise: spec.rescore && dcSeed !== null
+      ? {
+        draws: spec.rescore,
+        seeds: Array.from({ length: spec.rescore }, (_, r) => dcSeed + r + 1),
+        robust_accuracy_per_draw: freshNoiseAccuracy(items),
+      }
+      : null,
+    sanity: opts.complete && n > 0 && opts.siblings
+      ? evaluationChecks(asRun(opts.id, spec, items), opts.siblings, opts.imageSize, dcTarget)
+      : null as ReportCheck[] | null,
+    adversarial_set: spec.setKey,
+    reused_adversarial_examples: shards.length > 0 && shards.every((s) => s.reusedAdversarial),
+    worker_seconds: shards.reduce((a, s) => a + s.computeMs, 0) / 1000,
+  };
+}
+export type EvaluationReport = ReturnType<typeof evaluationReport>;
+
+/** A finished evaluation as a sibling for another's sanity checks. */
+export function asRun(id: string, spec: EvaluationSpec, items: EvalItem[]): EvalRun {
+  return {
+    id,
+    mode: spec.mode,
+    attack: {
+      attack: spec.attack.attack,
+      norm: spec.attack.norm,
+      eps: spec.attack.eps,
+      steps: spec.attack.steps,
+      version: spec.attack.version,
+    },
+    items,
+  };
+}
+
+/** Siblings are evaluations of the same target (bundle, adapter) on the same images. */
+export function sameTargetAndImages(a: EvaluationSpec, b: EvaluationSpec): boolean {
+  const adapter = (s: EvaluationSpec) => s.target.kind === "dc" ? s.target.adapter : null;
+  return a.target.bundle === b.target.bundle && adapter(a) === adapter(b) &&
+    JSON.stringify(a.dataset) === JSON.stringify(b.dataset);
+}

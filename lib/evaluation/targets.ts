@@ -1,0 +1,117 @@
+/**
+ * Targets and sources as dispatch tables of kinds. A *target* is anything that labels images
+ * (scored by an evaluation); a *source* is something an attack can take gradients of. Today:
+ * `dc` (a diffusion bundle + adapter + settings) and `classifier` (a discriminative bundle).
+ * A new kind (purify-then-classify, a latent-diffusion bundle) is one new entry in each table.
+ */
+import { dcOracle, evenTimesteps } from "../attacks/dc_oracle.ts";
+import { classifierOracle, type GradientOracle, predictions } from "../attacks/oracle.ts";
+import type { DCSettings } from "../dc_settings.ts";
+import { classifyImages } from "../diffusion_classifier.ts";
+import type { Classifier, DiffusionModel, LoraTensors } from "../model.ts";
+import type { SourceSpec, TargetSpec } from "./spec.ts";
+
+/** The models a process holds, by bundle id (a worker's, the CLI's). Throws for a missing one. */
+export interface ModelSet {
+  diffusion(bundle: string): DiffusionModel;
+  classifier(bundle: string): Classifier;
+}
+
+/** Something that labels images. */
+export interface Target {
+  readonly numClasses: number;
+  predict(x: Float32Array, n: number): Promise<Int32Array>;
+  /**
+   * Labels under fresh noise draw `draw` (1, 2, …): present only for stochastic targets, whose
+   * fixed-seed figure must be checked against fresh draws (spec §7).
+   */
+  predictWithDraw?(x: Float32Array, n: number, draw: number): Promise<Int32Array>;
+}
+
+type TargetOf<K extends TargetSpec["kind"]> = Extract<TargetSpec, { kind: K }>;
+type SourceOf<K extends SourceSpec["kind"]> = Extract<SourceSpec, { kind: K }>;
+
+const TARGETS: {
+  [K in TargetSpec["kind"]]: (spec: TargetOf<K>, models: ModelSet, lora?: LoraTensors) => Target;
+} = {
+  dc(spec, models, lora) {
+    const m = models.diffusion(spec.bundle);
+    const labels = async (x: Float32Array, n: number, seed: number) =>
+      Int32Array.from(
+        (await classifyImages(m, x, n, { ...spec.settings, seed }, { lora })).map((v) => v.label),
+      );
+    return {
+      numClasses: m.classNames.length,
+      predict: (x, n) => labels(x, n, spec.settings.seed),
+      predictWithDraw: (x, n, draw) => labels(x, n, spec.settings.seed + draw),
+    };
+  },
+  classifier(spec, models) {
+    const c = models.classifier(spec.bundle);
+    const k = c.classNames.length;
+    return { numClasses: k, predict: async (x, n) => predictions(await c.logits(x, n), n, k) };
+  },
+};
+
+/**
+ * Source kinds. A `dc` source differentiates −logitScale × mean error over an even grid of
+ * `timesteps` in the DC settings' tRange, with their error norm and noise seed.
+ */
+const SOURCES: {
+  [K in SourceSpec["kind"]]: (
+    spec: SourceOf<K>,
+    models: ModelSet,
+    dc: DCSettings,
+    lora?: LoraTensors,
+  ) => GradientOracle;
+} = {
+  surrogate: (spec, models) => classifierOracle(models.classifier(spec.bundle)),
+  dc: (spec, models, dc, lora) =>
+    dcOracle(models.diffusion(spec.bundle), {
+      lora: spec.adapter ? lora : undefined,
+      timesteps: evenTimesteps(spec.timesteps, dc.tRange[0], dc.tRange[1]),
+      error: dc.error,
+      scale: spec.logitScale,
+      noise: spec.noise,
+      seed: dc.seed,
+    }),
+};
+
+export function openTarget(spec: TargetSpec, models: ModelSet, lora?: LoraTensors): Target {
+  return (TARGETS[spec.kind] as (s: TargetSpec, m: ModelSet, l?: LoraTensors) => Target)(
+    spec,
+    models,
+    lora,
+  );
+}
+
+/** The gradient oracle of a source; `dc` are the DC settings its estimate follows. */
+export function openSource(
+  spec: SourceSpec,
+  models: ModelSet,
+  dc: DCSettings,
+  lora?: LoraTensors,
+): GradientOracle {
+  return (SOURCES[spec.kind] as (
+    s: SourceSpec,
+    m: ModelSet,
+    d: DCSettings,
+    l?: LoraTensors,
+  ) => GradientOracle)(spec, models, dc, lora);
+}
+
+/** A ModelSet over maps of loaded models (the worker's and the CLI's). */
+export function modelSet(
+  diffusion: ReadonlyMap<string, DiffusionModel>,
+  classifiers: ReadonlyMap<string, Classifier>,
+): ModelSet {
+  const need = <T>(m: ReadonlyMap<string, T>, id: string, what: string): T => {
+    const v = m.get(id);
+    if (!v) throw new Error(`this process does not hold the ${what} bundle ${id}`);
+    return v;
+  };
+  return {
+    diffusion: (id) => need(diffusion, id, "diffusion"),
+    classifier: (id) => need(classifiers, id, "classifier"),
+  };
+}
