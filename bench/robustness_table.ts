@@ -14,19 +14,18 @@
 import { parseArgs } from "node:util";
 import { join } from "node:path";
 import { config } from "../config.ts";
-import { classifyImages, unetCalls } from "../lib/diffusion_classifier.ts";
+import { unetCalls } from "../lib/diffusion_classifier.ts";
 import type { DCSettings } from "../lib/dc_settings.ts";
+import { adversarialSetKey, runShard, type Shard } from "../lib/evaluation/engine.ts";
+import { type EvaluationReport, evaluationReport } from "../lib/evaluation/report.ts";
+import { evaluationMode, type EvaluationSpec, type SourceSpec } from "../lib/evaluation/spec.ts";
+import { modelSet, openSource, openTarget } from "../lib/evaluation/targets.ts";
 import { gather, loadTest, seededSubset } from "../lib/fashion_mnist.ts";
 import { wilson } from "../lib/stats.ts";
-import {
-  type AttackConfig,
-  attackCost,
-  runAttack,
-  validateAttack,
-} from "../lib/attacks/registry.ts";
-import { classifierOracle, type GradientOracle, predictions } from "../lib/attacks/oracle.ts";
-import { dcOracle, evenTimesteps } from "../lib/attacks/dc_oracle.ts";
-import { lpDistance, type Norm } from "../lib/attacks/projections.ts";
+import { type AttackConfig, attackCost, validateAttack } from "../lib/attacks/registry.ts";
+import { predictions } from "../lib/attacks/oracle.ts";
+import { evenTimesteps } from "../lib/attacks/dc_oracle.ts";
+import type { Norm } from "../lib/attacks/projections.ts";
 import {
   budgetMonotone,
   type Check,
@@ -103,6 +102,8 @@ interface CellResult {
   dc_robust_flags: number[];
   source_robust_flags: number[];
   sanity?: Check[];
+  /** the evaluation engine's report for this cell (absent in cells from before the engine) */
+  report?: EvaluationReport;
   rescored_with_fresh_noise?: { seeds: number[]; images: number; accuracy: number[] };
 }
 
@@ -157,9 +158,24 @@ export async function robustnessTable(args: string[]) {
   const lora = adapter?.lora;
   const timesteps = evenTimesteps(Number(values["attack-timesteps"]), dc.tRange[0], dc.tRange[1]);
   const scale = Number(values["logit-scale"]);
-  const oracle: GradientOracle = mode === "transfer"
-    ? classifierOracle(surrogate)
-    : dcOracle(model, { timesteps, error: dc.error, scale, noise: "fixed", seed: dc.seed, lora });
+  // One source and one target spec for every cell: the engine (lib/evaluation/engine.ts) runs them.
+  const source: SourceSpec = mode === "transfer" ? { kind: "surrogate", bundle: surrogate.id } : {
+    kind: "dc",
+    bundle: model.id,
+    timesteps: Number(values["attack-timesteps"]),
+    noise: "fixed",
+    logitScale: scale,
+    adapter: adapter?.rec.id ?? null,
+  };
+  const targetSpec = {
+    kind: "dc" as const,
+    bundle: model.id,
+    adapter: adapter?.rec.id ?? null,
+    settings: dc,
+  };
+  const models = modelSet(new Map([[model.id, model]]), new Map([[surrogate.id, surrogate]]));
+  const oracle = openSource(source, models, dc, lora);
+  const target = openTarget(targetSpec, models, lora);
   const sourceDescribe = mode === "transfer" ? { kind: "surrogate", bundle: surrogate.id } : {
     kind: "dc",
     bundle: model.id,
@@ -172,7 +188,8 @@ export async function robustnessTable(args: string[]) {
   };
 
   const test = await loadTest(config.root);
-  const set = gather(test, seededSubset(test.n, n, seed));
+  const subset = seededSubset(test.n, n, seed);
+  const set = gather(test, subset);
   const D = set.images.length / n;
   const ckPath = values.checkpoint ?? join(
     config.root,
@@ -214,8 +231,6 @@ export async function robustnessTable(args: string[]) {
   await save(); // the run's settings, so a later run with other settings is refused
   const log = (m: string) => console.error(`[table ${mode}] ${m}`);
 
-  const dcLabels = async (x: Float32Array, m: number, s = dc.seed) =>
-    (await classifyImages(model, x, m, { ...dc, seed: s }, { lora })).map((v) => v.label);
   const surrogateLabels = async (x: Float32Array, m: number) =>
     Array.from(predictions(await surrogate.logits(x, m), m, K));
 
@@ -223,7 +238,7 @@ export async function robustnessTable(args: string[]) {
     const t0 = performance.now();
     log(`clean verdicts for ${n} images`);
     state.clean = {
-      dc: await dcLabels(set.images, n),
+      dc: Array.from(await target.predict(set.images, n)),
       surrogate: await surrogateLabels(set.images, n),
       dc_seconds: (performance.now() - t0) / 1000,
     };
@@ -233,57 +248,47 @@ export async function robustnessTable(args: string[]) {
   const dcClean = clean.dc.map((p, i) => (p === set.labels[i] ? 1 : 0));
   const srcClean = clean.surrogate.map((p, i) => (p === set.labels[i] ? 1 : 0));
 
-  /** Rows `idx` of an n-row image set (the subset's labels ride along). */
-  const pick = (x: Float32Array, idx: number[]) =>
-    gather(
-      { images: x, labels: set.labels.subarray(0, x.length / D), n: x.length / D },
-      Int32Array.from(idx),
-    );
   /** Indices among the first m that the DC gets right clean: only they can be robust. */
   const cleanRight = (m: number) =>
     Array.from({ length: m }, (_, i) => i).filter((i) => dcClean[i]);
 
-  /** DC verdicts on adversarial images, reusing the clean verdict where nothing changed. */
-  async function dcRobust(xAdv: Float32Array, m: number): Promise<[number[], number]> {
-    const idx: number[] = [];
-    for (let i = 0; i < m; i++) {
-      if (!dcClean[i]) continue;
-      const a = xAdv.subarray(i * D, (i + 1) * D);
-      const b = set.images.subarray(i * D, (i + 1) * D);
-      if (a.some((v, j) => v !== b[j])) idx.push(i);
-    }
-    const flags = dcClean.slice(0, m);
-    if (idx.length) {
-      const labels = await dcLabels(pick(xAdv.subarray(0, m * D), idx).images, idx.length);
-      idx.forEach((i, r) => (flags[i] = labels[r] === set.labels[i] ? 1 : 0));
-    }
-    return [flags, idx.length];
-  }
   async function sourceRobust(xAdv: Float32Array, m: number): Promise<number[]> {
     const z = await oracle.logits(xAdv, m);
     const p = predictions(z, m, K);
     const c = mode === "transfer" ? srcClean : dcClean;
     return Array.from(p, (v, i) => (v === set.labels[i] && c[i] ? 1 : 0));
   }
-  const sub = (m: number) => ({
-    x: set.images.subarray(0, m * D),
-    y: set.labels.subarray(0, m),
-  });
   /**
-   * Adaptive attacks run only on the images the DC gets right clean: the others count as not
-   * robust whatever the attack does, and each DC gradient costs timesteps × classes UNet rows.
+   * One cell (or a sanity run on the first m images) through the evaluation engine. Adaptive
+   * attacks run only on the images the DC gets right clean: the others count as not robust
+   * whatever the attack does, and each DC gradient costs timesteps × classes UNet rows.
    * Transfer attacks run on every image (the surrogate's examples do not depend on the target).
+   * The DC re-scores only right-clean images whose example changed (the clean verdicts are
+   * computed once per run).
    */
-  async function attack(x: Float32Array, y: Int32Array, cfg: AttackConfig) {
-    const m = y.length;
-    if (mode === "transfer") return runAttack(oracle, x, y, cfg, model.imageShape);
-    const idx = cleanRight(m);
-    const s = pick(x, idx);
-    const out = await runAttack(oracle, s.images, s.labels, cfg, model.imageShape);
-    const xAdv = x.slice();
-    idx.forEach((i, r) => xAdv.set(out.xAdv.subarray(r * D, (r + 1) * D), i * D));
-    return { ...out, xAdv };
-  }
+  const specFor = (cfg: AttackConfig): EvaluationSpec => {
+    const base = { attack: cfg, source, dataset: { name: "fashion-mnist-test" as const, n, seed } };
+    return {
+      ...base,
+      target: targetSpec,
+      setKey: adversarialSetKey(base),
+      mode: evaluationMode(source, targetSpec),
+      attackScope: mode === "adaptive" ? "clean-correct" : "all",
+    };
+  };
+  const shardOf = (cfg: AttackConfig, m: number, adv?: Float32Array): Shard => ({
+    spec: specFor(cfg),
+    indices: Array.from(subset.subarray(0, m)),
+    images: { images: set.images.subarray(0, m * D), labels: set.labels.subarray(0, m), n: m },
+    shape: model.imageShape,
+    dc,
+    lora,
+    adv,
+    cleanPred: Int32Array.from(clean.dc.slice(0, m)),
+    score: "changed",
+  });
+  const robustFlags = (items: { label: number; cleanPred: number; advPred: number }[]) =>
+    items.map((it) => (it.cleanPred === it.label && it.advPred === it.label ? 1 : 0));
 
   for (const c of cells) {
     if (state.cells[c.key]) {
@@ -292,34 +297,22 @@ export async function robustnessTable(args: string[]) {
     }
     const cfg = attackConfig(c, seed, K);
     log(`${c.key}: attacking ${n} images`);
-    const t0 = performance.now();
     // Transferred examples do not depend on the target: reuse another run's (same n, seed, cell).
     const reuse = values["reuse-adv"] && mode === "transfer"
       ? await Deno.readFile(join(values["reuse-adv"], cellFile(c.key))).catch(() => null)
       : null;
-    const out = reuse
-      ? { xAdv: new Float32Array(reuse.buffer), perAttack: undefined, warnings: ["reused"] }
-      : await attack(set.images, set.labels, cfg);
-    if (out.xAdv.length !== set.images.length) {
+    const run = await runShard(
+      shardOf(cfg, n, reuse ? new Float32Array(reuse.buffer) : undefined),
+      models,
+    );
+    if (run.xAdv.length !== set.images.length) {
       throw new Error(`${c.key}: wrong adversarial set size`);
     }
-    const attackSeconds = (performance.now() - t0) / 1000;
-    let maxPert = 0;
-    for (let i = 0; i < n; i++) {
-      maxPert = Math.max(
-        maxPert,
-        lpDistance(
-          c.norm,
-          out.xAdv.subarray(i * D, (i + 1) * D),
-          set.images.subarray(i * D, (i + 1) * D),
-        ),
-      );
-    }
-    const src = await sourceRobust(out.xAdv, n);
-    log(`${c.key}: source robust ${sum(src)}/${n}; scoring the DC`);
-    const t1 = performance.now();
-    const [flags, scored] = await dcRobust(out.xAdv, n);
+    const maxPert = Math.max(0, ...run.items.map((it) => it.dist ?? 0));
+    const src = await sourceRobust(run.xAdv, n);
+    const flags = robustFlags(run.items);
     const r = sum(flags);
+    log(`${c.key}: source robust ${sum(src)}/${n}; DC robust ${r}/${n}`);
     const checks: Check[] = [{
       name: "perturbation within ε",
       ok: maxPert <= c.eps * (1 + 1e-5) + 1e-6,
@@ -335,21 +328,27 @@ export async function robustnessTable(args: string[]) {
       source_robust_accuracy: sum(src) / n,
       source_ci95: wilson(sum(src), n),
       max_perturbation: maxPert,
-      per_attack: out.perAttack,
-      warnings: out.warnings,
-      attack_seconds: attackSeconds,
+      per_attack: run.attackDetail,
+      warnings: reuse ? ["reused"] : run.warnings,
+      attack_seconds: run.attackSeconds,
       attacked_images: mode === "adaptive" ? sum(dcClean) : n,
-      score_seconds: (performance.now() - t1) / 1000,
-      dc_images_scored: scored,
+      score_seconds: run.computeMs / 1000 - run.attackSeconds,
+      dc_images_scored: run.scored,
       dc_robust_flags: flags,
       source_robust_flags: src,
       sanity: checks,
+      // the same report shape as the service's evaluation job and the CLI's evaluate
+      report: evaluationReport(specFor(cfg), [run], {
+        complete: true,
+        siblings: null,
+        imageSize: D,
+        id: c.key,
+      }),
     };
     // Spec §7: doubling the iterations must not change per-point outcomes beyond noise.
     if (cfg.steps && cfg.steps > 1 && c.attack !== "autoattack") {
-      const s = sub(sanityN);
-      const dbl = await attack(s.x, s.y, { ...cfg, steps: cfg.steps * 2 });
-      const [f2] = await dcRobust(dbl.xAdv, sanityN);
+      const dbl = await runShard(shardOf({ ...cfg, steps: cfg.steps * 2 }, sanityN), models);
+      const f2 = robustFlags(dbl.items);
       checks.push({
         ...doublingStable(Uint8Array.from(flags.slice(0, sanityN)), Uint8Array.from(f2)),
         name: `doubling steps ${cfg.steps} → ${cfg.steps * 2} (first ${sanityN} images)`,
@@ -357,11 +356,11 @@ export async function robustnessTable(args: string[]) {
     }
     await Deno.writeFile(
       join(ckPath, cellFile(c.key)),
-      new Uint8Array(out.xAdv.buffer),
+      new Uint8Array(run.xAdv.buffer, run.xAdv.byteOffset, run.xAdv.byteLength),
     );
     state.cells[c.key] = cell;
     await save();
-    log(`${c.key}: DC robust ${r}/${n} (${attackSeconds.toFixed(0)} s attack)`);
+    log(`${c.key}: done (${run.attackSeconds.toFixed(0)} s attack)`);
   }
 
   // Spec §7, stochastic models: re-score each cell's first sanity-n adversarial points with R
@@ -376,11 +375,11 @@ export async function robustnessTable(args: string[]) {
     const seeds = Array.from({ length: R }, (_, j) => dc.seed + 1 + j);
     // Only images right on the clean image can count as robust: score just those.
     const idx = cleanRight(m);
-    const x = pick(xAdv.subarray(0, m * D), idx).images;
+    const x = gather({ images: xAdv, labels: set.labels, n }, Int32Array.from(idx)).images;
     const accuracy: number[] = [];
     for (const s of seeds) {
-      const labels = await dcLabels(x, idx.length, s);
-      accuracy.push(sum(labels.map((p, r) => (p === set.labels[idx[r]] ? 1 : 0))) / m);
+      const labels = await target.predictWithDraw!(x, idx.length, s - dc.seed);
+      accuracy.push(sum(Array.from(labels, (p, r) => (p === set.labels[idx[r]] ? 1 : 0))) / m);
     }
     cell.rescored_with_fresh_noise = { seeds, images: m, accuracy };
     cell.sanity = (cell.sanity ?? []).filter((k) => !k.name.startsWith("fixed-noise accuracy"));
@@ -394,15 +393,14 @@ export async function robustnessTable(args: string[]) {
   // through the DC for adaptive), accuracy non-increasing in ε, FGSM never beats PGD.
   const global: Check[] = [];
   if (!state.cells["unbounded"]) {
-    const s = sub(sanityN);
     const cfg = validateAttack(
       { attack: "pgd", norm: "linf", eps: 1, steps: 10, seed },
       K,
       1_000_000,
     );
-    const out = await attack(s.x, s.y, cfg);
+    const out = await runShard(shardOf(cfg, sanityN), models);
     const src = await sourceRobust(out.xAdv, sanityN);
-    const [flags] = await dcRobust(out.xAdv, sanityN);
+    const flags = robustFlags(out.items);
     state.cells["unbounded"] = {
       key: "unbounded",
       attack: cfg,
