@@ -1,19 +1,6 @@
 /**
- * Everything the service keeps in Deno KV, and the only module that knows the key layout.
- *
- *   ["apikey", sha256(key)]          → ApiKeyRecord
- *   ["job", jobId]                   → Job
- *   ["active", createdAt, jobId]     → true            (jobs with work left, FIFO)
- *   ["unit", jobId, idx]             → Unit            (one image of a job)
- *   ["verdict", jobId, idx]          → Verdict
- *   ["evalres", jobId, idx]          → EvalShardResult (one shard of an evaluation)
- *   ["advset", setKey, index]        → AdvRecord: an adversarial example, reused by every
- *                                      evaluation with the same (attack, source, subset)
- *   ["adapter", adapterId]           → AdapterRecord: one Truth-Maximization checkpoint
- *   ["ftckpt", jobId, step]          → adapterId       (a fine-tune's checkpoints, by step)
- *   ["ftres", jobId, idx]            → FinetuneResult  (written when the fine-tune ends)
- *   ["dataset", datasetId]           → DatasetRecord: an uploaded labelled set (pixels in a blob)
- *   ["blob", blobId, "meta"|chunk]   → chunks of ≤ 60,000 bytes (KV values are ≤ 64 KiB)
+ * Everything the service keeps in Deno KV: the only module that opens it and holds its handle
+ * (key layout: ./keys.ts; record types: ./records.ts).
  *
  * State changes are atomic with version checks (at most 3 checks per atomic, so a
  * self-hosted denokv works too). A job becomes visible to workers only after all its
@@ -22,6 +9,7 @@
  */
 import { createHash } from "node:crypto";
 import { dirname } from "node:path";
+import { isApiKeyKey, jobIdOf, keys } from "./keys.ts";
 import type {
   AdapterRecord,
   AdvRecord,
@@ -38,11 +26,21 @@ import type {
 
 const CHUNK = 60_000;
 const MAX_ATTEMPTS = 3;
+/** Deno KV reads at most 10 keys in one getMany. */
+const GET_MANY = 10;
 const now = () => new Date().toISOString();
 export const sha256hex = (s: string | Uint8Array) => createHash("sha256").update(s).digest("hex");
 
+/** What a job's unit is made of: an uploaded image, or a shard of dataset indices. */
+export type JobInput = { pixels: Uint8Array; input: Omit<UnitInput, "blob"> } | { shard: number[] };
+
 export class Store {
-  constructor(readonly kv: Deno.Kv) {}
+  // private so that every key goes through ./keys.ts and every write through a method here
+  readonly #kv: Deno.Kv;
+
+  private constructor(kv: Deno.Kv) {
+    this.#kv = kv;
+  }
 
   static async open(path?: string): Promise<Store> {
     // a local file's folder is created on first use; URLs (KV Connect) are opened as they are
@@ -53,7 +51,7 @@ export class Store {
   }
 
   close(): void {
-    this.kv.close();
+    this.#kv.close();
   }
 
   // ---- API keys (only hashes are stored) ----
@@ -62,18 +60,30 @@ export class Store {
     const key = "tmdc_" + btoa(String.fromCharCode(...crypto.getRandomValues(new Uint8Array(24))))
       .replaceAll("+", "-").replaceAll("/", "_").replaceAll("=", "");
     const record = { id: crypto.randomUUID(), name, createdAt: now() };
-    await this.kv.set(["apikey", sha256hex(key)], record);
+    await this.#kv.set(keys.apiKey(sha256hex(key)), record);
     return { key, record };
   }
 
   async verifyApiKey(key: string): Promise<ApiKeyRecord | null> {
-    return (await this.kv.get<ApiKeyRecord>(["apikey", sha256hex(key)])).value;
+    return (await this.#kv.get<ApiKeyRecord>(keys.apiKey(sha256hex(key)))).value;
   }
 
   async countApiKeys(): Promise<number> {
     let n = 0;
-    for await (const _ of this.kv.list({ prefix: ["apikey"] })) n++;
+    for await (const _ of this.#kv.list({ prefix: keys.apiKeys() })) n++;
     return n;
+  }
+
+  /**
+   * Diagnostics: every stored key except API keys, in key order. Tests use it to show that a
+   * refused or interrupted request left nothing behind; nothing in the service reads it.
+   */
+  async listKeysForDiagnostics(): Promise<Deno.KvKey[]> {
+    const out: Deno.KvKey[] = [];
+    for await (const e of this.#kv.list({ prefix: keys.everything() })) {
+      if (!isApiKeyKey(e.key)) out.push(e.key);
+    }
+    return out;
   }
 
   // ---- blobs ----
@@ -82,13 +92,13 @@ export class Store {
     const id = crypto.randomUUID();
     const chunks = Math.ceil(bytes.length / CHUNK);
     for (let start = 0; start < chunks; start += 10) {
-      const op = this.kv.atomic();
+      const op = this.#kv.atomic();
       for (let k = start; k < Math.min(chunks, start + 10); k++) {
-        op.set(["blob", id, k], bytes.subarray(k * CHUNK, (k + 1) * CHUNK));
+        op.set(keys.blobChunk(id, k), bytes.subarray(k * CHUNK, (k + 1) * CHUNK));
       }
       await commitOrThrow(op);
     }
-    await this.kv.set(["blob", id, "meta"], {
+    await this.#kv.set(keys.blobMeta(id), {
       size: bytes.length,
       chunks,
       sha256: sha256hex(bytes),
@@ -98,12 +108,12 @@ export class Store {
 
   async getBlob(id: string): Promise<Uint8Array | null> {
     const meta =
-      (await this.kv.get<{ size: number; chunks: number; sha256: string }>(["blob", id, "meta"]))
+      (await this.#kv.get<{ size: number; chunks: number; sha256: string }>(keys.blobMeta(id)))
         .value;
     if (!meta) return null;
     const out = new Uint8Array(meta.size);
     for (let k = 0; k < meta.chunks; k++) {
-      const c = (await this.kv.get<Uint8Array>(["blob", id, k])).value;
+      const c = (await this.#kv.get<Uint8Array>(keys.blobChunk(id, k))).value;
       if (!c) throw new Error(`blob ${id} is missing chunk ${k}`);
       out.set(c, k * CHUNK);
     }
@@ -112,7 +122,7 @@ export class Store {
   }
 
   async deleteBlob(id: string): Promise<void> {
-    for await (const e of this.kv.list({ prefix: ["blob", id] })) await this.kv.delete(e.key);
+    for await (const e of this.#kv.list({ prefix: keys.blob(id) })) await this.#kv.delete(e.key);
   }
 
   // ---- jobs ----
@@ -121,102 +131,160 @@ export class Store {
    * Write a job and its units (uploaded images, or shards of dataset indices); it is visible
    * to workers only once everything is stored.
    */
-  async createJob(
-    fields: NewJob,
-    inputs: ({ pixels: Uint8Array; input: Omit<UnitInput, "blob"> } | { shard: number[] })[],
-  ): Promise<Job> {
+  async createJob(fields: NewJob, inputs: JobInput[]): Promise<Job> {
+    const job = await this.#beginJob(fields, inputs.length);
+    try {
+      await this.#writeUnits(job.id, inputs);
+      const queued = { ...job, status: "queued" as const, updatedAt: now() };
+      await commitOrThrow(
+        this.#kv.atomic().set(keys.job(job.id), queued).set(
+          keys.active(job.createdAt, job.id),
+          true,
+        ),
+      );
+      return queued;
+    } catch (e) {
+      await this.deleteJob(job.id);
+      throw e;
+    }
+  }
+
+  /** The job record in "creating" state, with its kind index (both or neither). */
+  async #beginJob(fields: NewJob, total: number): Promise<Job> {
     const id = crypto.randomUUID();
     const t = now();
     const job: Job = {
       ...fields,
       id,
       status: "creating",
-      total: inputs.length,
+      total,
       done: 0,
       failed: 0,
       createdAt: t,
       updatedAt: t,
     };
-    await this.kv.set(["job", id], job);
-    try {
-      for (let i = 0; i < inputs.length; i++) {
-        const item = inputs[i];
-        const unit: Unit = {
-          jobId: id,
-          idx: i,
-          status: "queued",
-          attempts: 0,
-          lease: null,
-          progress: null,
-        };
-        if ("shard" in item) unit.shard = item.shard;
-        else unit.input = { ...item.input, blob: await this.putBlob(item.pixels) };
-        await this.kv.set(["unit", id, i], unit);
-      }
-      const queued = { ...job, status: "queued" as const, updatedAt: now() };
-      await commitOrThrow(
-        this.kv.atomic().set(["job", id], queued).set(["active", job.createdAt, id], true),
-      );
-      return queued;
-    } catch (e) {
-      await this.deleteJob(id);
-      throw e;
+    await commitOrThrow(
+      this.#kv.atomic().set(keys.job(id), job).set(keys.jobOfKind(job.kind, t, id), true),
+    );
+    return job;
+  }
+
+  async #writeUnits(jobId: string, inputs: JobInput[]): Promise<void> {
+    for (let i = 0; i < inputs.length; i++) {
+      const item = inputs[i];
+      const unit: Unit = {
+        jobId,
+        idx: i,
+        status: "queued",
+        attempts: 0,
+        lease: null,
+        progress: null,
+      };
+      if ("shard" in item) unit.shard = item.shard;
+      else unit.input = { ...item.input, blob: await this.putBlob(item.pixels) };
+      await this.#kv.set(keys.unit(jobId, i), unit);
     }
   }
 
   async getJob(id: string): Promise<Job | null> {
-    return (await this.kv.get<Job>(["job", id])).value;
+    return (await this.#kv.get<Job>(keys.job(id))).value;
   }
 
-  /** Every job of a kind (a full scan: deployments here hold thousands of jobs, not millions). */
+  /**
+   * Every job of a kind, oldest first (same millisecond: by id), read through the kind index
+   * rather than a scan of every job.
+   */
   async listJobs(kind: Job["kind"]): Promise<Job[]> {
+    const ids: string[] = [];
+    for await (const e of this.#kv.list({ prefix: keys.jobsOfKind(kind) })) {
+      ids.push(jobIdOf(e.key));
+    }
     const out: Job[] = [];
-    for await (const e of this.kv.list<Job>({ prefix: ["job"] })) {
-      if (e.value.kind === kind) out.push(e.value);
+    for (let k = 0; k < ids.length; k += GET_MANY) {
+      const got = await this.#kv.getMany<Job[]>(ids.slice(k, k + GET_MANY).map(keys.job));
+      for (const e of got) if (e.value) out.push(e.value);
     }
     return out;
   }
 
   async listUnits(jobId: string): Promise<Unit[]> {
     const out: Unit[] = [];
-    for await (const e of this.kv.list<Unit>({ prefix: ["unit", jobId] })) out.push(e.value);
+    for await (const e of this.#kv.list<Unit>({ prefix: keys.units(jobId) })) out.push(e.value);
     return out;
   }
 
   async getVerdict(jobId: string, idx: number): Promise<Verdict | null> {
-    return (await this.kv.get<Verdict>(["verdict", jobId, idx])).value;
+    return (await this.#kv.get<Verdict>(keys.verdict(jobId, idx))).value;
   }
 
   async listVerdicts(jobId: string): Promise<Verdict[]> {
     const out: Verdict[] = [];
-    for await (const e of this.kv.list<Verdict>({ prefix: ["verdict", jobId] })) out.push(e.value);
+    for await (const e of this.#kv.list<Verdict>({ prefix: keys.verdicts(jobId) })) {
+      out.push(e.value);
+    }
     return out;
   }
 
   async deleteJob(id: string): Promise<void> {
     const job = await this.getJob(id);
-    for await (const e of this.kv.list<Unit>({ prefix: ["unit", id] })) {
+    for await (const e of this.#kv.list<Unit>({ prefix: keys.units(id) })) {
       if (e.value.input) await this.deleteBlob(e.value.input.blob);
-      await this.kv.delete(e.key);
+      await this.#kv.delete(e.key);
     }
-    for await (const e of this.kv.list({ prefix: ["verdict", id] })) await this.kv.delete(e.key);
-    for await (const e of this.kv.list({ prefix: ["evalres", id] })) await this.kv.delete(e.key);
-    for await (const e of this.kv.list({ prefix: ["ftres", id] })) await this.kv.delete(e.key);
-    if (job) await this.kv.delete(["active", job.createdAt, id]);
-    await this.kv.delete(["job", id]);
+    for (const prefix of [keys.verdicts(id), keys.evalResults(id), keys.finetuneResults(id)]) {
+      for await (const e of this.#kv.list({ prefix })) await this.#kv.delete(e.key);
+    }
+    const op = this.#kv.atomic().delete(keys.job(id));
+    if (job) {
+      op.delete(keys.active(job.createdAt, id)).delete(keys.jobOfKind(job.kind, job.createdAt, id));
+    }
+    await commitOrThrow(op);
   }
 
-  /** Start-up: remove jobs interrupted while being created. Returns their ids. */
+  /**
+   * Start-up: remove jobs interrupted while being created (returns their ids), and index by
+   * kind the jobs a KV file written before the kind index existed holds without one.
+   */
   async recover(): Promise<string[]> {
     const dropped: string[] = [];
-    for await (const e of this.kv.list<Job>({ prefix: ["job"] })) {
-      if (e.value.status === "creating") {
-        await this.deleteJob(e.value.id);
-        dropped.push(e.value.id);
-      }
+    const kept: Job[] = [];
+    for await (const e of this.#kv.list<Job>({ prefix: keys.jobs() })) {
+      if (e.value.status === "creating") dropped.push(e.value.id);
+      else kept.push(e.value);
+    }
+    for (const id of dropped) await this.deleteJob(id);
+    for (let k = 0; k < kept.length; k += GET_MANY) {
+      const batch = kept.slice(k, k + GET_MANY);
+      const indexed = await this.#kv.getMany(
+        batch.map((j) => keys.jobOfKind(j.kind, j.createdAt, j.id)),
+      );
+      const missing = indexed.filter((e) => e.versionstamp === null);
+      if (missing.length === 0) continue;
+      const op = this.#kv.atomic();
+      for (const e of missing) op.set(e.key, true);
+      await commitOrThrow(op);
     }
     return dropped;
   }
+
+  /**
+   * For tests only: states the public methods never leave behind, planted the way a crash or
+   * an older version of the store would leave them, so that `recover()` can be tested on them.
+   */
+  readonly __testing = {
+    /** createJob stopped by a crash after writing the units, before the job was queued */
+    createInterruptedJob: async (fields: NewJob, inputs: JobInput[]): Promise<Job> => {
+      const job = await this.#beginJob(fields, inputs.length);
+      await this.#writeUnits(job.id, inputs);
+      return job;
+    },
+    /** a KV file written before the kind index existed: every job without its index entry */
+    dropJobKindIndex: async (): Promise<void> => {
+      for await (const e of this.#kv.list({ prefix: keys.jobKindIndex() })) {
+        await this.#kv.delete(e.key);
+      }
+    },
+  };
 
   // ---- leasing (work units for workers) ----
 
@@ -231,12 +299,12 @@ export class Store {
     leaseMs: number,
   ): Promise<{ unit: Unit; job: Job } | null> {
     const t = Date.now();
-    for await (const a of this.kv.list<boolean>({ prefix: ["active"] })) {
-      const jobId = a.key[2] as string;
-      const jobEntry = await this.kv.get<Job>(["job", jobId]);
+    for await (const a of this.#kv.list<boolean>({ prefix: keys.activeJobs() })) {
+      const jobId = jobIdOf(a.key);
+      const jobEntry = await this.#kv.get<Job>(keys.job(jobId));
       const job = jobEntry.value;
       if (!job || !bundles.includes(job.bundle)) continue;
-      for await (const u of this.kv.list<Unit>({ prefix: ["unit", jobId] })) {
+      for await (const u of this.#kv.list<Unit>({ prefix: keys.units(jobId) })) {
         const unit = u.value;
         const free = unit.status === "queued" ||
           (unit.status === "leased" && unit.lease!.until < t);
@@ -256,9 +324,9 @@ export class Store {
           lease: { token: crypto.randomUUID(), worker, until: t + leaseMs },
           progress: null,
         };
-        const op = this.kv.atomic().check(u).set(u.key, leased);
+        const op = this.#kv.atomic().check(u).set(u.key, leased);
         if (job.status === "queued") {
-          op.check(jobEntry).set(["job", jobId], { ...job, status: "running", updatedAt: now() });
+          op.check(jobEntry).set(keys.job(jobId), { ...job, status: "running", updatedAt: now() });
         }
         if ((await op.commit()).ok) return { unit: leased, job };
       }
@@ -274,7 +342,7 @@ export class Store {
     leaseMs: number,
     progress?: Unit["progress"],
   ) {
-    const e = await this.kv.get<Unit>(["unit", jobId, idx]);
+    const e = await this.#kv.get<Unit>(keys.unit(jobId, idx));
     const u = e.value;
     if (!u || u.status !== "leased" || u.lease?.token !== token) return false;
     const next = {
@@ -282,23 +350,23 @@ export class Store {
       lease: { ...u.lease, until: Date.now() + leaseMs },
       progress: progress ?? u.progress,
     };
-    return (await this.kv.atomic().check(e).set(e.key, next).commit()).ok;
+    return (await this.#kv.atomic().check(e).set(e.key, next).commit()).ok;
   }
 
   async getUnit(jobId: string, idx: number): Promise<Unit | null> {
-    return (await this.kv.get<Unit>(["unit", jobId, idx])).value;
+    return (await this.#kv.get<Unit>(keys.unit(jobId, idx))).value;
   }
 
   async listEvalResults(jobId: string): Promise<EvalShardResult[]> {
     const out: EvalShardResult[] = [];
-    for await (const e of this.kv.list<EvalShardResult>({ prefix: ["evalres", jobId] })) {
+    for await (const e of this.#kv.list<EvalShardResult>({ prefix: keys.evalResults(jobId) })) {
       out.push(e.value);
     }
     return out;
   }
 
   async getAdversarial(setKey: string, index: number): Promise<AdvRecord | null> {
-    return (await this.kv.get<AdvRecord>(["advset", setKey, index])).value;
+    return (await this.#kv.get<AdvRecord>(keys.adversarial(setKey, index))).value;
   }
 
   /** Store adversarial examples of a set (first writer wins; a set is immutable once written). */
@@ -309,11 +377,9 @@ export class Store {
     for (const it of items) {
       if (await this.getAdversarial(setKey, it.index)) continue;
       const blob = await this.putBlob(it.pixels);
-      const r = await this.kv.atomic().check({
-        key: ["advset", setKey, it.index],
-        versionstamp: null,
-      })
-        .set(["advset", setKey, it.index], { blob, label: it.label }).commit();
+      const key = keys.adversarial(setKey, it.index);
+      const r = await this.#kv.atomic().check({ key, versionstamp: null })
+        .set(key, { blob, label: it.label }).commit();
       if (!r.ok) await this.deleteBlob(blob);
     }
   }
@@ -333,7 +399,7 @@ export class Store {
       createdAt: now(),
     };
     try {
-      await commitOrThrow(this.kv.atomic().set(["dataset", full.id], full));
+      await commitOrThrow(this.#kv.atomic().set(keys.dataset(full.id), full));
     } catch (e) {
       await this.deleteBlob(blob);
       throw e;
@@ -342,7 +408,7 @@ export class Store {
   }
 
   async getDataset(id: string): Promise<DatasetRecord | null> {
-    return (await this.kv.get<DatasetRecord>(["dataset", id])).value;
+    return (await this.#kv.get<DatasetRecord>(keys.dataset(id))).value;
   }
 
   // ---- adapters (Truth-Maximization checkpoints) ----
@@ -357,15 +423,15 @@ export class Store {
     rec: Omit<AdapterRecord, "id" | "stateBlob" | "createdAt">,
     state: Uint8Array,
   ): Promise<string | "stale"> {
-    const existing = await this.kv.get<string>(["ftckpt", rec.jobId, rec.step]);
+    const existing = await this.#kv.get<string>(keys.checkpoint(rec.jobId, rec.step));
     if (existing.value) return existing.value;
     const blob = await this.putBlob(state);
     const id = crypto.randomUUID();
-    const op = this.kv.atomic().check(existing)
-      .set(["adapter", id], { ...rec, id, stateBlob: blob, createdAt: now() })
-      .set(["ftckpt", rec.jobId, rec.step], id);
+    const op = this.#kv.atomic().check(existing)
+      .set(keys.adapter(id), { ...rec, id, stateBlob: blob, createdAt: now() })
+      .set(keys.checkpoint(rec.jobId, rec.step), id);
     if (lease) {
-      const ue = await this.kv.get<Unit>(["unit", lease.jobId, lease.idx]);
+      const ue = await this.#kv.get<Unit>(keys.unit(lease.jobId, lease.idx));
       if (ue.value?.status !== "leased" || ue.value.lease?.token !== lease.token) {
         await this.deleteBlob(blob);
         return "stale";
@@ -374,11 +440,11 @@ export class Store {
     }
     if ((await op.commit()).ok) return id;
     await this.deleteBlob(blob);
-    return (await this.kv.get<string>(["ftckpt", rec.jobId, rec.step])).value ?? "stale";
+    return (await this.#kv.get<string>(keys.checkpoint(rec.jobId, rec.step))).value ?? "stale";
   }
 
   async getAdapter(id: string): Promise<AdapterRecord | null> {
-    return (await this.kv.get<AdapterRecord>(["adapter", id])).value;
+    return (await this.#kv.get<AdapterRecord>(keys.adapter(id))).value;
   }
 
   /** The adapter's LoRA tensors (float32 bytes, layout order), without the optimizer state. */
@@ -390,7 +456,7 @@ export class Store {
 
   async listCheckpoints(jobId: string): Promise<AdapterRecord[]> {
     const out: AdapterRecord[] = [];
-    for await (const e of this.kv.list<string>({ prefix: ["ftckpt", jobId] })) {
+    for await (const e of this.#kv.list<string>({ prefix: keys.checkpoints(jobId) })) {
       const a = await this.getAdapter(e.value);
       if (a) out.push(a);
     }
@@ -399,7 +465,9 @@ export class Store {
 
   /** The last checkpoint of a fine-tune with its full state (for resuming), or null. */
   async latestCheckpoint(jobId: string): Promise<{ rec: AdapterRecord; state: Uint8Array } | null> {
-    for await (const e of this.kv.list<string>({ prefix: ["ftckpt", jobId] }, { reverse: true })) {
+    for await (
+      const e of this.#kv.list<string>({ prefix: keys.checkpoints(jobId) }, { reverse: true })
+    ) {
       const rec = await this.getAdapter(e.value);
       const state = rec && await this.getBlob(rec.stateBlob);
       if (rec && state) return { rec, state };
@@ -408,7 +476,7 @@ export class Store {
   }
 
   async getFinetuneResult(jobId: string): Promise<FinetuneResult | null> {
-    return (await this.kv.get<FinetuneResult>(["ftres", jobId, 0])).value;
+    return (await this.#kv.get<FinetuneResult>(keys.finetuneResult(jobId, 0))).value;
   }
 
   completeFinetuneUnit(
@@ -417,7 +485,7 @@ export class Store {
     token: string,
     result: FinetuneResult,
   ): Promise<"ok" | "stale"> {
-    return this.completeUnitWith(jobId, idx, token, ["ftres", jobId, idx], result);
+    return this.#completeUnitWith(jobId, idx, token, keys.finetuneResult(jobId, idx), result);
   }
 
   /** Record a verdict for a leased unit; "stale" if the lease was lost to another worker. */
@@ -427,7 +495,7 @@ export class Store {
     token: string,
     verdict: Verdict,
   ): Promise<"ok" | "stale"> {
-    return this.completeUnitWith(jobId, idx, token, ["verdict", jobId, idx], verdict);
+    return this.#completeUnitWith(jobId, idx, token, keys.verdict(jobId, idx), verdict);
   }
 
   /** Record an evaluation shard's result for a leased unit. */
@@ -437,11 +505,11 @@ export class Store {
     token: string,
     result: EvalShardResult,
   ): Promise<"ok" | "stale"> {
-    return this.completeUnitWith(jobId, idx, token, ["evalres", jobId, idx], result);
+    return this.#completeUnitWith(jobId, idx, token, keys.evalResult(jobId, idx), result);
   }
 
   /** Mark a leased unit done and write its result in one atomic step, guarded by the lease token. */
-  async completeUnitWith(
+  async #completeUnitWith(
     jobId: string,
     idx: number,
     token: string,
@@ -449,13 +517,13 @@ export class Store {
     result: unknown,
   ): Promise<"ok" | "stale"> {
     for (let attempt = 0; attempt < 20; attempt++) {
-      const ue = await this.kv.get<Unit>(["unit", jobId, idx]);
+      const ue = await this.#kv.get<Unit>(keys.unit(jobId, idx));
       const u = ue.value;
       if (!u || u.status !== "leased" || u.lease?.token !== token) return "stale";
-      const je = await this.kv.get<Job>(["job", jobId]);
+      const je = await this.#kv.get<Job>(keys.job(jobId));
       const job = je.value!;
       const next = { ...job, done: job.done + 1, updatedAt: now() };
-      const op = this.kv.atomic().check(ue).check(je)
+      const op = this.#kv.atomic().check(ue).check(je)
         .set(ue.key, { ...u, status: "done", lease: null })
         .set(resultKey, result);
       this.#closeIfFinished(op, next);
@@ -470,7 +538,7 @@ export class Store {
     token: string,
     error: string,
   ): Promise<"ok" | "stale"> {
-    const u = (await this.kv.get<Unit>(["unit", jobId, idx])).value;
+    const u = (await this.#kv.get<Unit>(keys.unit(jobId, idx))).value;
     if (!u || u.status !== "leased" || u.lease?.token !== token) return "stale";
     await this.#finishUnit(u, "failed", error);
     return "ok";
@@ -478,13 +546,13 @@ export class Store {
 
   async #finishUnit(u: Unit, status: "failed", error: string): Promise<void> {
     for (let attempt = 0; attempt < 20; attempt++) {
-      const ue = await this.kv.get<Unit>(["unit", u.jobId, u.idx]);
-      const je = await this.kv.get<Job>(["job", u.jobId]);
+      const ue = await this.#kv.get<Unit>(keys.unit(u.jobId, u.idx));
+      const je = await this.#kv.get<Job>(keys.job(u.jobId));
       if (!ue.value || !je.value || ue.value.status === "done" || ue.value.status === "failed") {
         return;
       }
       const next = { ...je.value, failed: je.value.failed + 1, updatedAt: now() };
-      const op = this.kv.atomic().check(ue).check(je)
+      const op = this.#kv.atomic().check(ue).check(je)
         .set(ue.key, { ...ue.value, status, lease: null, error });
       this.#closeIfFinished(op, next);
       if ((await op.commit()).ok) return;
@@ -495,9 +563,9 @@ export class Store {
     if (job.done + job.failed === job.total) {
       job.status = job.done > 0 || job.total === 0 ? "done" : "failed";
       job.finishedAt = now();
-      op.delete(["active", job.createdAt, job.id]);
+      op.delete(keys.active(job.createdAt, job.id));
     }
-    op.set(["job", job.id], job);
+    op.set(keys.job(job.id), job);
   }
 }
 

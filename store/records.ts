@@ -1,5 +1,5 @@
 /**
- * The service's data model: every record kept in Deno KV (store/kv_store.ts knows the keys).
+ * The service's data model: every record kept in Deno KV (store/keys.ts knows the keys).
  * Jobs are a union discriminated by `kind`; specs are the zod-inferred types from lib/.
  */
 import type { DCSettings } from "../lib/dc_settings.ts";

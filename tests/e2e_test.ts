@@ -15,7 +15,7 @@ import { loadBundle } from "../lib/bundle.ts";
 import type { ClassifierManifest, DiffusionManifest } from "../lib/bundle_manifest.ts";
 import { loadTest } from "../lib/fashion_mnist.ts";
 import { REPO } from "./helpers.ts";
-import type { Unit } from "../store/records.ts";
+import { Store } from "../store/kv_store.ts";
 
 const SMALL = { stages: [{ nSamples: 4, keep: 2 }, { nSamples: 8, keep: 1 }], gridSize: 8 };
 // ~2,000 UNet calls per image: long enough to kill a worker in the middle of a job.
@@ -103,10 +103,9 @@ clusterTest(
 
     // Exactly once: every unit done once; the unit w1 held was leased again.
     await c.shutdown();
-    const kv = await Deno.openKv(c.env.TMDC_KV_PATH);
-    const units: Unit[] = [];
-    for await (const e of kv.list<Unit>({ prefix: ["unit", final.id] })) units.push(e.value);
-    kv.close();
+    const store = await Store.open(c.env.TMDC_KV_PATH);
+    const units = await store.listUnits(final.id);
+    store.close();
     assert_(units.every((u) => u.status === "done"));
     assert_(units.some((u) => u.attempts === 2), "the interrupted unit was leased a second time");
 

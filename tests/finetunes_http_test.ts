@@ -98,13 +98,34 @@ Deno.test("bad fine-tune requests and adapter references are refused; nothing st
     }
   });
   await t.step("an adapter trained on another bundle is refused (422)", async () => {
-    await store.kv.set(["adapter", "11111111-1111-1111-1111-111111111111"], {
-      id: "11111111-1111-1111-1111-111111111111",
+    const adapter = await store.putCheckpoint(null, {
       bundle: "some-other-bundle@1.0.0",
-    });
+      jobId: "11111111-1111-1111-1111-111111111111",
+      owner: "test",
+      step: 10,
+      loss: 0,
+      validation: { n: 1, clean_accuracy: 1, robust_accuracy: 1 },
+      finetune: {
+        hyper: {
+          lr: 1e-6,
+          beta1: 0.9,
+          beta2: 0.999,
+          weightDecay: 1e-2,
+          adamEps: 1e-8,
+          warmupSteps: 0,
+          batchSize: 4,
+          steps: 10,
+        },
+        seed: 0,
+        attack: null,
+        source: { kind: "surrogate", bundle: "resnet8-fmnist" },
+        checkpoints: [10],
+        validation: { n: 1, seed: 0 },
+      },
+    }, new Uint8Array(12));
     const fd = new FormData();
     fd.append("image", new Blob([new Uint8Array(10)], { type: "image/png" }), "x.png");
-    fd.append("options", JSON.stringify({ adapter: "11111111-1111-1111-1111-111111111111" }));
+    fd.append("options", JSON.stringify({ adapter }));
     const r = await app.request("/v1/classify", {
       method: "POST",
       body: fd,
@@ -112,7 +133,6 @@ Deno.test("bad fine-tune requests and adapter references are refused; nothing st
     });
     assertEquals(r.status, 422);
     assertEquals((await r.json()).code, "adapter-bundle-mismatch");
-    await store.kv.delete(["adapter", "11111111-1111-1111-1111-111111111111"]);
   });
   const ok = await post("/v1/finetunes", good);
   assertEquals(ok.status, 202);

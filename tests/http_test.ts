@@ -1,6 +1,7 @@
 /** The HTTP API in-process (app.request): validation, problem+json, nothing stored on error. */
 import { assertEquals } from "./assert.ts";
 import { fashionPngs, FAST_SETTINGS, inProcessApp, storedKeys } from "./service_helpers.ts";
+import { PAPER_SETTINGS } from "../lib/dc_settings.ts";
 
 const [{ png }] = await fashionPngs(1);
 
@@ -292,12 +293,26 @@ Deno.test("with no worker online a small request answers 202 with a Location, an
 
 Deno.test("a job interrupted while being created is removed at start-up", async () => {
   const { store, close } = await inProcessApp();
-  await store.kv.set(["job", "11111111-1111-1111-1111-111111111111"], {
-    id: "11111111-1111-1111-1111-111111111111",
-    status: "creating",
-    createdAt: "x",
-  });
-  assertEquals(await store.recover(), ["11111111-1111-1111-1111-111111111111"]);
+  const job = await store.__testing.createInterruptedJob(
+    {
+      kind: "classify",
+      owner: "test",
+      bundle: "tiny-diffusion",
+      adapter: null,
+      settings: PAPER_SETTINGS,
+    },
+    [{
+      pixels: new Uint8Array(784),
+      input: {
+        name: "x.png",
+        source: { format: "png", width: 28, height: 28, channels: 1 },
+        conversion: [],
+        decoder: "test",
+      },
+    }],
+  );
+  assertEquals((await storedKeys(store)).length > 0, true);
+  assertEquals(await store.recover(), [job.id]);
   assertEquals(await storedKeys(store), []);
   close();
 });

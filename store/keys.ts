@@ -1,0 +1,75 @@
+/**
+ * The Deno KV key layout: every key the service stores is built here, so the layout can be
+ * read (and changed) in one place. Record types are in ./records.ts, the code in ./kv_store.ts.
+ *
+ *   ["apikey", sha256(key)]              → ApiKeyRecord
+ *   ["job", jobId]                       → Job
+ *   ["jobkind", kind, createdAt, jobId]  → true            (index: a kind's jobs, oldest first)
+ *   ["active", createdAt, jobId]         → true            (jobs with work left, FIFO)
+ *   ["unit", jobId, idx]                 → Unit            (one image of a job, or one shard)
+ *   ["verdict", jobId, idx]              → Verdict
+ *   ["evalres", jobId, idx]              → EvalShardResult (one shard of an evaluation)
+ *   ["advset", setKey, index]            → AdvRecord: an adversarial example, reused by every
+ *                                          evaluation with the same (attack, source, subset)
+ *   ["adapter", adapterId]               → AdapterRecord: one Truth-Maximization checkpoint
+ *   ["ftckpt", jobId, step]              → adapterId       (a fine-tune's checkpoints, by step)
+ *   ["ftres", jobId, idx]                → FinetuneResult  (written when the fine-tune ends)
+ *   ["dataset", datasetId]               → DatasetRecord: an uploaded labelled set (pixels in a blob)
+ *   ["blob", blobId, "meta"|chunk]       → chunks of ≤ 60,000 bytes (KV values are ≤ 64 KiB)
+ *
+ * `createdAt` is an ISO timestamp, so key order is time order. Builders named in the plural
+ * return the prefix that lists a group (`units(jobId)` lists `unit(jobId, idx)` for every idx).
+ */
+import type { JobKind } from "./records.ts";
+
+export const keys = {
+  /** the prefix of every key: for diagnostics only */
+  everything: (): Deno.KvKey => [],
+
+  apiKey: (hash: string): Deno.KvKey => ["apikey", hash],
+  apiKeys: (): Deno.KvKey => ["apikey"],
+
+  job: (id: string): Deno.KvKey => ["job", id],
+  jobs: (): Deno.KvKey => ["job"],
+  jobOfKind: (kind: JobKind, createdAt: string, id: string): Deno.KvKey => [
+    "jobkind",
+    kind,
+    createdAt,
+    id,
+  ],
+  jobsOfKind: (kind: JobKind): Deno.KvKey => ["jobkind", kind],
+  jobKindIndex: (): Deno.KvKey => ["jobkind"],
+  active: (createdAt: string, id: string): Deno.KvKey => ["active", createdAt, id],
+  activeJobs: (): Deno.KvKey => ["active"],
+
+  unit: (jobId: string, idx: number): Deno.KvKey => ["unit", jobId, idx],
+  units: (jobId: string): Deno.KvKey => ["unit", jobId],
+  verdict: (jobId: string, idx: number): Deno.KvKey => ["verdict", jobId, idx],
+  verdicts: (jobId: string): Deno.KvKey => ["verdict", jobId],
+  evalResult: (jobId: string, idx: number): Deno.KvKey => ["evalres", jobId, idx],
+  evalResults: (jobId: string): Deno.KvKey => ["evalres", jobId],
+  finetuneResult: (jobId: string, idx: number): Deno.KvKey => ["ftres", jobId, idx],
+  finetuneResults: (jobId: string): Deno.KvKey => ["ftres", jobId],
+
+  adversarial: (setKey: string, index: number): Deno.KvKey => ["advset", setKey, index],
+
+  adapter: (id: string): Deno.KvKey => ["adapter", id],
+  checkpoint: (jobId: string, step: number): Deno.KvKey => ["ftckpt", jobId, step],
+  checkpoints: (jobId: string): Deno.KvKey => ["ftckpt", jobId],
+
+  dataset: (id: string): Deno.KvKey => ["dataset", id],
+
+  blobMeta: (id: string): Deno.KvKey => ["blob", id, "meta"],
+  blobChunk: (id: string, chunk: number): Deno.KvKey => ["blob", id, chunk],
+  blob: (id: string): Deno.KvKey => ["blob", id],
+} as const;
+
+/** The job id at the end of an `active` or `jobkind` key (both end with it). */
+export function jobIdOf(key: Deno.KvKey): string {
+  return key[key.length - 1] as string;
+}
+
+/** Whether a key holds an API key (secrets' hashes: left out of diagnostic listings). */
+export function isApiKeyKey(key: Deno.KvKey): boolean {
+  return key[0] === keys.apiKeys()[0];
+}
