@@ -6,12 +6,11 @@ import { classifierOracle } from "../lib/attacks/oracle.ts";
 import { lpDistance } from "../lib/attacks/projections.ts";
 import { gather, loadTest, seededSubset } from "../lib/fashion_mnist.ts";
 import { OnnxClassifier } from "../gpu-worker/onnx_model.ts";
-import { loadBundle } from "../lib/bundle.ts";
-import type { ClassifierManifest } from "../lib/bundle_manifest.ts";
+import { loadClassifierBundle } from "../lib/bundle.ts";
 import { REPO } from "./helpers.ts";
 
-const b = await loadBundle(join(REPO, "models", "resnet14-fmnist"));
-const surrogate = new OnnxClassifier(b as typeof b & { manifest: ClassifierManifest }, {
+const b = await loadClassifierBundle(join(REPO, "models", "resnet14-fmnist"));
+const surrogate = new OnnxClassifier(b, {
   threads: 1,
 });
 const o = classifierOracle(surrogate);

@@ -4,14 +4,13 @@ import { dcOracle, evenTimesteps } from "../lib/attacks/dc_oracle.ts";
 import { crossEntropy, dlr } from "../lib/attacks/losses.ts";
 import { classifyImages } from "../lib/diffusion_classifier.ts";
 import { OnnxDiffusionModel } from "../gpu-worker/onnx_model.ts";
-import { loadBundle } from "../lib/bundle.ts";
-import type { DiffusionManifest } from "../lib/bundle_manifest.ts";
+import { loadDiffusionBundle } from "../lib/bundle.ts";
 import { reference, TINY_DIFFUSION } from "./helpers.ts";
 import { pgd } from "../lib/attacks/pgd.ts";
 import { PortableRandom } from "../lib/rng.ts";
 
-const b = await loadBundle(TINY_DIFFUSION);
-const model = new OnnxDiffusionModel(b as typeof b & { manifest: DiffusionManifest }, {
+const b = await loadDiffusionBundle(TINY_DIFFUSION);
+const model = new OnnxDiffusionModel(b, {
   threads: 1,
 });
 const x = Float32Array.from(reference.images as number[]).subarray(0, 2 * 784);

@@ -2,8 +2,7 @@ import { assertEquals, assertRejects, assertThrows } from "./assert.ts";
 import { classifyImages, fullGrid, stageIndices, unetCalls } from "../lib/diffusion_classifier.ts";
 import { type DCSettings, PAPER_SETTINGS } from "../lib/dc_settings.ts";
 import { OnnxDiffusionModel } from "../gpu-worker/onnx_model.ts";
-import { loadBundle } from "../lib/bundle.ts";
-import type { DiffusionManifest } from "../lib/bundle_manifest.ts";
+import { loadDiffusionBundle } from "../lib/bundle.ts";
 import { assertClose, reference, TINY_DIFFUSION } from "./helpers.ts";
 
 Deno.test("Li et al.'s grid: t = 1..999 step 2; stage 1 is 11, 31, ..., 991; 2,750 calls", () => {
@@ -23,8 +22,8 @@ interface RefVerdict {
   unetCalls: number;
 }
 
-const bundle = await loadBundle(TINY_DIFFUSION);
-const model = new OnnxDiffusionModel(bundle as typeof bundle & { manifest: DiffusionManifest }, {
+const bundle = await loadDiffusionBundle(TINY_DIFFUSION);
+const model = new OnnxDiffusionModel(bundle, {
   threads: 1,
 });
 const images = Float32Array.from(reference.images as number[]);

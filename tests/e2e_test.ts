@@ -11,8 +11,7 @@ import { classifyImages } from "../lib/diffusion_classifier.ts";
 import type { DCSettings } from "../lib/dc_settings.ts";
 import { decodeImage } from "../lib/image_decode.ts";
 import { OnnxClassifier, OnnxDiffusionModel } from "../gpu-worker/onnx_model.ts";
-import { loadBundle } from "../lib/bundle.ts";
-import type { ClassifierManifest, DiffusionManifest } from "../lib/bundle_manifest.ts";
+import { loadClassifierBundle, loadDiffusionBundle } from "../lib/bundle.ts";
 import { loadTest } from "../lib/fashion_mnist.ts";
 import { REPO } from "./helpers.ts";
 import { Store } from "../store/kv_store.ts";
@@ -110,8 +109,8 @@ clusterTest(
     assert_(units.some((u) => u.attempts === 2), "the interrupted unit was leased a second time");
 
     // The verdicts equal an in-process run on the same pixels (nothing mixed up on the way).
-    const b = await loadBundle(join(c.env.TMDC_MODELS_DIR, "tiny-diffusion"));
-    const model = new OnnxDiffusionModel(b as typeof b & { manifest: DiffusionManifest }, {
+    const b = await loadDiffusionBundle(join(c.env.TMDC_MODELS_DIR, "tiny-diffusion"));
+    const model = new OnnxDiffusionModel(b, {
       threads: 1,
     });
     const settings = verdicts[0].settings as DCSettings;
@@ -222,8 +221,8 @@ clusterTest(
     assertEquals([up4.report.n, up4.report.dataset.name], [4, "uploaded"]);
     // same images as the first 4 of the test split: the surrogate's clean accuracy must agree
     const { predictions } = await import("../lib/attacks/oracle.ts");
-    const sb = await loadBundle(join(c.env.TMDC_MODELS_DIR, "tiny-surrogate"));
-    const sur = new OnnxClassifier(sb as typeof sb & { manifest: ClassifierManifest }, {
+    const sb = await loadClassifierBundle(join(c.env.TMDC_MODELS_DIR, "tiny-surrogate"));
+    const sur = new OnnxClassifier(sb, {
       threads: 1,
     });
     const t = await loadTest(REPO);

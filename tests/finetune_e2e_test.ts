@@ -9,8 +9,7 @@ import { relErr, REPO } from "./helpers.ts";
 import { clusterTest, waitFor } from "./cluster.ts";
 import { fashionPngs } from "./service_helpers.ts";
 import { OnnxClassifier, OnnxDiffusionModel } from "../gpu-worker/onnx_model.ts";
-import { loadBundle } from "../lib/bundle.ts";
-import type { ClassifierManifest, DiffusionManifest } from "../lib/bundle_manifest.ts";
+import { loadClassifierBundle, loadDiffusionBundle } from "../lib/bundle.ts";
 import { classifierOracle } from "../lib/attacks/oracle.ts";
 import type { AttackConfig } from "../lib/attacks/registry.ts";
 import { loadTrainSplit } from "../lib/fashion_mnist.ts";
@@ -18,7 +17,7 @@ import { type FinetuneSpec, runFinetune, validationSet } from "../lib/finetune.t
 import { initState, packState } from "../lib/truth_max.ts";
 import { Store } from "../store/kv_store.ts";
 import type { AdapterRecord } from "../store/records.ts";
-import { defaultSettings } from "../routes/classify.ts";
+import { defaultSettings } from "../lib/dc_settings.ts";
 
 const STEPS = 120;
 const REQUEST = {
@@ -101,13 +100,13 @@ clusterTest(
 );
 
 async function uninterrupted(modelsDir: string, rec: AdapterRecord): Promise<Float32Array> {
-  const b = await loadBundle(join(modelsDir, "tiny-diffusion"));
-  const model = new OnnxDiffusionModel(b as typeof b & { manifest: DiffusionManifest }, {
+  const b = await loadDiffusionBundle(join(modelsDir, "tiny-diffusion"));
+  const model = new OnnxDiffusionModel(b, {
     threads: 1,
     providers: ["cpu"],
   });
-  const sb = await loadBundle(join(modelsDir, "tiny-surrogate"));
-  const sur = new OnnxClassifier(sb as typeof sb & { manifest: ClassifierManifest }, {
+  const sb = await loadClassifierBundle(join(modelsDir, "tiny-surrogate"));
+  const sur = new OnnxClassifier(sb, {
     threads: 1,
   });
   const f = rec.finetune;
@@ -117,7 +116,7 @@ async function uninterrupted(modelsDir: string, rec: AdapterRecord): Promise<Flo
     attack: f.attack as unknown as AttackConfig,
     checkpoints: [],
     validation: f.validation,
-    dc: defaultSettings(b.manifest as DiffusionManifest),
+    dc: defaultSettings(b.manifest),
   };
   const [train, val] = await Promise.all([
     loadTrainSplit(REPO, "train"),

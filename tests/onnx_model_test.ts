@@ -1,12 +1,8 @@
 import { assertEquals, assertRejects } from "./assert.ts";
 import { join } from "node:path";
-import {
-  BundleError,
-  type ClassifierManifest,
-  type DiffusionManifest,
-} from "../lib/bundle_manifest.ts";
+import { BundleError } from "../lib/bundle_manifest.ts";
 import { OnnxClassifier, OnnxDiffusionModel } from "../gpu-worker/onnx_model.ts";
-import { loadBundle } from "../lib/bundle.ts";
+import { loadBundle, loadClassifierBundle, loadDiffusionBundle } from "../lib/bundle.ts";
 import { assertClose, reference, TINY_DIFFUSION, TINY_SURROGATE } from "./helpers.ts";
 
 const f32 = (a: number[]) => Float32Array.from(a);
@@ -20,8 +16,8 @@ const eps = {
 const lora = (rows.lora as number[][]).map(f32);
 
 async function diffusion() {
-  const b = await loadBundle(TINY_DIFFUSION);
-  return new OnnxDiffusionModel(b as typeof b & { manifest: DiffusionManifest }, { threads: 1 });
+  const b = await loadDiffusionBundle(TINY_DIFFUSION);
+  return new OnnxDiffusionModel(b, { threads: 1 });
 }
 
 Deno.test("eps_loss through the adapter equals PyTorch (LoRA non-zero)", async () => {
@@ -32,8 +28,8 @@ Deno.test("eps_loss through the adapter equals PyTorch (LoRA non-zero)", async (
 });
 
 Deno.test("a dynamic-batch graph capped at 2 rows per call (3 chunks) equals PyTorch", async () => {
-  const b = await loadBundle(TINY_DIFFUSION);
-  const m = new OnnxDiffusionModel(b as typeof b & { manifest: DiffusionManifest }, {
+  const b = await loadDiffusionBundle(TINY_DIFFUSION);
+  const m = new OnnxDiffusionModel(b, {
     threads: 1,
     maxRows: 2,
   });
@@ -59,8 +55,8 @@ Deno.test("LoRA gradients summed over chunks equal autograd of the whole batch",
 });
 
 Deno.test("surrogate logits and VJP equal PyTorch", async () => {
-  const b = await loadBundle(TINY_SURROGATE);
-  const c = new OnnxClassifier(b as typeof b & { manifest: ClassifierManifest }, { threads: 1 });
+  const b = await loadClassifierBundle(TINY_SURROGATE);
+  const c = new OnnxClassifier(b, { threads: 1 });
   const x = f32(reference.images).subarray(0, 3 * 784);
   assertClose(await c.logits(x, 3), reference.surrogate.logits, 1e-5, "logits");
   const o = await c.logitsVjpX(x, f32(reference.surrogate.w), 3);

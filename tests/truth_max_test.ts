@@ -11,16 +11,15 @@ import {
   unpackState,
 } from "../lib/truth_max.ts";
 import { OnnxDiffusionModel } from "../gpu-worker/onnx_model.ts";
-import { loadBundle } from "../lib/bundle.ts";
-import type { DiffusionManifest } from "../lib/bundle_manifest.ts";
+import { loadBundle, loadDiffusionBundle } from "../lib/bundle.ts";
 import { assertClose, FIXTURES, relErr, TINY_DIFFUSION } from "./helpers.ts";
 
 // deno-lint-ignore no-explicit-any
 const ref: any = JSON.parse(await Deno.readTextFile(join(FIXTURES, "tm_reference.json")));
 
 async function tiny() {
-  const b = await loadBundle(TINY_DIFFUSION);
-  return new OnnxDiffusionModel(b as typeof b & { manifest: DiffusionManifest }, { threads: 1 });
+  const b = await loadDiffusionBundle(TINY_DIFFUSION);
+  return new OnnxDiffusionModel(b, { threads: 1 });
 }
 
 Deno.test("paper schedule: checkpoints every 100 steps to 500, then every 1,000; warm-up from lr 0", () => {
