@@ -1,48 +1,38 @@
 /** What the CLI's benchmarks share: opening bundles, the default DC settings, machine facts. */
-import { dirname, join } from "node:path";
+import { dirname } from "node:path";
 import { config } from "../config.ts";
-import type { ClassifierManifest, DiffusionManifest } from "../lib/bundle_manifest.ts";
-import type { DCSettings } from "../lib/dc_settings.ts";
+import { type DCSettings, type DCSettingsOverrides, resolveSettings } from "../lib/dc_settings.ts";
 import { OnnxClassifier, OnnxDiffusionModel } from "../gpu-worker/onnx_model.ts";
-import { loadBundle } from "../lib/bundle.ts";
-import { defaultSettings } from "../routes/classify.ts";
-import { DCSettingsInput } from "../routes/schemas.ts";
+import { loadClassifierBundle, loadDiffusionBundle } from "../lib/bundle.ts";
 import { Store } from "../store/kv_store.ts";
 import { unpackState } from "../lib/truth_max.ts";
+import { UsageError } from "../cli/errors.ts";
+import { bundleDir } from "../cli/paths.ts";
 
+/** Refuse the command's input: cli.ts prints `error: msg` (one line) and exits 2. */
 export function usageError(msg: string): never {
-  console.error(`error: ${msg}`);
-  Deno.exit(2);
+  throw new UsageError(msg);
 }
 
-export async function openSurrogate(dir: string, threads: number) {
-  const b = await loadBundle(dir);
-  if (b.manifest.kind !== "classifier") usageError(`${dir} is not a classifier bundle`);
-  return new OnnxClassifier(b as typeof b & { manifest: ClassifierManifest }, { threads });
+/** A classifier bundle by name or folder (BundleError if it is not one). */
+export async function openSurrogate(ref: string, threads: number) {
+  return new OnnxClassifier(await loadClassifierBundle(bundleDir(ref)), { threads });
 }
 
+/** A diffusion bundle by name or folder; the deployment's default bundle when absent. */
 export async function openDiffusion(ref: string | undefined, threads: number) {
-  const dir = ref && (ref.includes("/") || ref.startsWith("."))
-    ? ref
-    : join(config.modelsDir, ref ?? config.defaultBundle);
-  const b = await loadBundle(dir);
-  if (b.manifest.kind !== "diffusion") usageError(`${dir} is not a diffusion bundle`);
-  return new OnnxDiffusionModel(b as typeof b & { manifest: DiffusionManifest }, {
+  return new OnnxDiffusionModel(await loadDiffusionBundle(bundleDir(ref)), {
     threads,
     providers: config.workerProviders,
   });
 }
 
-export function settingsFor(model: OnnxDiffusionModel, json?: string): DCSettings {
-  const base = defaultSettings(model.bundle.manifest);
-  if (!json) return base;
-  const r = DCSettingsInput.safeParse(JSON.parse(json));
-  if (!r.success) {
-    usageError(
-      `--settings: ${r.error.issues.map((i) => `${i.path.join(".")}: ${i.message}`).join("; ")}`,
-    );
-  }
-  return { ...base, ...r.data } as DCSettings;
+/** The bundle's default DC settings with `overrides` (SettingsError if they do not fit it). */
+export function settingsFor(
+  model: OnnxDiffusionModel,
+  overrides?: DCSettingsOverrides,
+): DCSettings {
+  return resolveSettings(model.bundle.manifest, overrides);
 }
 
 export function machine() {

@@ -4,11 +4,9 @@
  * `bench classify --adapter`, `evaluate --adapter` and the HTTP API. `--resume RUN` continues
  * a stopped run from its last checkpoint.
  */
-import { parseArgs } from "node:util";
-import { join } from "node:path";
 import { config } from "../config.ts";
 import { classifierOracle } from "../lib/attacks/oracle.ts";
-import { type AttackConfig, AttackConfigError, validateAttack } from "../lib/attacks/registry.ts";
+import { type AttackConfig, attackCost, validateAttack } from "../lib/attacks/registry.ts";
 import { loadTrainSplit } from "../lib/fashion_mnist.ts";
 import {
   bestCheckpoint,
@@ -19,6 +17,8 @@ import {
 } from "../lib/finetune.ts";
 import { initState, packState, PAPER_TM, paperCheckpoints, unpackState } from "../lib/truth_max.ts";
 import { Store } from "../store/kv_store.ts";
+import { Progress } from "../cli/progress.ts";
+import { countingOracle } from "../lib/attacks/oracle.ts";
 import {
   machine,
   openDiffusion,
@@ -28,74 +28,65 @@ import {
   writeReport,
 } from "./common.ts";
 
-export async function finetuneCommand(args: string[]) {
-  const { values } = parseArgs({
-    args,
-    options: {
-      steps: { type: "string", default: String(PAPER_TM.steps) },
-      seed: { type: "string", default: "0" },
-      lr: { type: "string", default: String(PAPER_TM.lr) },
-      "weight-decay": { type: "string", default: String(PAPER_TM.weightDecay) },
-      warmup: { type: "string", default: String(PAPER_TM.warmupSteps) },
-      batch: { type: "string", default: String(PAPER_TM.batchSize) },
-      attack: { type: "string", default: "autoattack" },
-      version: { type: "string", default: "plus" },
-      norm: { type: "string", default: "linf" },
-      eps: { type: "string", default: "0.05" },
-      "attack-steps": { type: "string" },
-      checkpoints: { type: "string" },
-      "val-n": { type: "string", default: "64" },
-      pool: { type: "string", default: "0" },
-      "val-seed": { type: "string", default: "0" },
-      bundle: { type: "string" },
-      surrogate: { type: "string", default: join(config.modelsDir, "resnet14-fmnist") },
-      threads: { type: "string", default: "0" },
-      resume: { type: "string" },
-      json: { type: "string", default: "-" },
-    },
-  });
-  const steps = Number(values.steps);
-  const threads = Number(values.threads);
+/** The checked command-line options (cli/finetune.ts declares and validates them). */
+export interface FinetuneOptions {
+  steps: number;
+  seed: number;
+  lr: number;
+  "weight-decay": number;
+  warmup: number;
+  batch: number;
+  /** an attack name, or `none` (train on clean images: an ablation) */
+  attack: string;
+  version: "standard" | "plus" | "rand";
+  norm: "linf" | "l2";
+  eps: number;
+  "attack-steps"?: number;
+  checkpoints?: number[];
+  "val-n": number;
+  pool: number;
+  "val-seed": number;
+  bundle: string;
+  surrogate: string;
+  threads: number;
+  resume?: string;
+  json: string;
+}
+
+export async function finetuneCommand(values: FinetuneOptions, args: readonly string[]) {
+  const steps = values.steps;
+  const threads = values.threads;
   const model = await openDiffusion(values.bundle, threads);
-  const surrogate = await openSurrogate(values.surrogate!, threads);
+  const surrogate = await openSurrogate(values.surrogate, threads);
   let attack: AttackConfig | null = null;
   if (values.attack !== "none") {
-    try {
-      attack = validateAttack(
-        {
-          attack: values.attack!,
-          norm: values.norm as "linf" | "l2",
-          eps: Number(values.eps),
-          version: values.attack === "autoattack"
-            ? values.version as AttackConfig["version"]
-            : undefined,
-          steps: values["attack-steps"] ? Number(values["attack-steps"]) : undefined,
-          seed: 0,
-        },
-        model.classNames.length,
-        config.limits.maxAttackEvalsPerImage,
-      );
-    } catch (e) {
-      if (e instanceof AttackConfigError) usageError(e.message);
-      throw e;
-    }
+    attack = validateAttack(
+      {
+        attack: values.attack,
+        norm: values.norm,
+        eps: values.eps,
+        version: values.attack === "autoattack" ? values.version : undefined,
+        steps: values["attack-steps"],
+        seed: 0,
+      },
+      model.classNames.length,
+      config.limits.maxAttackEvalsPerImage,
+    );
   }
   const spec: FinetuneSpec = {
     hyper: {
       ...PAPER_TM,
-      lr: Number(values.lr),
-      weightDecay: Number(values["weight-decay"]),
-      warmupSteps: Number(values.warmup),
-      batchSize: Number(values.batch),
+      lr: values.lr,
+      weightDecay: values["weight-decay"],
+      warmupSteps: values.warmup,
+      batchSize: values.batch,
       steps,
     },
-    seed: Number(values.seed),
+    seed: values.seed,
     attack,
-    checkpoints: values.checkpoints
-      ? values.checkpoints.split(",").map(Number)
-      : paperCheckpoints(steps),
-    validation: { n: Number(values["val-n"]), seed: Number(values["val-seed"]) },
-    pool: Number(values.pool),
+    checkpoints: values.checkpoints ? [...values.checkpoints] : paperCheckpoints(steps),
+    validation: { n: values["val-n"], seed: values["val-seed"] },
+    pool: values.pool,
     dc: settingsFor(model),
   };
   if (!spec.checkpoints.includes(steps)) spec.checkpoints.push(steps);
@@ -112,18 +103,45 @@ export async function finetuneCommand(args: string[]) {
   ]);
   const t0 = performance.now();
   const oracle = classifierOracle(surrogate);
-  const valSet = await validationSet(val, spec, oracle, model.imageShape);
+  const progress = new Progress("finetune");
+  progress.log(`run ${runId}, adapters in ${config.kvPath}`);
+  const K = model.classNames.length;
+  const valN = spec.validation.n;
+  // Attack progress comes from counting the surrogate's evaluations (the wrapper only
+  // observes); during training the count is steps instead.
+  let countAttack = true;
+  const counted = countingOracle(oracle, (k) => {
+    if (countAttack) progress.add(k);
+  });
+  if (spec.attack) {
+    progress.start(
+      `validation attack ${spec.attack.attack} on ${valN} images`,
+      attackCost(spec.attack, K) * valN,
+      "image evaluations",
+    );
+  }
+  const valSet = await validationSet(val, spec, counted, model.imageShape);
+  progress.end();
+  progress.log(`scoring the base DC on ${valN} validation images`);
   const base = await scoreAdapter(model, spec.dc, valSet, undefined);
-  console.error(
-    `[finetune ${runId}] base DC on validation: clean ${base.clean_accuracy}, robust ${base.robust_accuracy}`,
+  progress.log(
+    `base DC on validation: clean ${base.clean_accuracy}, robust ${base.robust_accuracy}`,
   );
-  let lastLog = 0;
-  await runFinetune(model, oracle, train, valSet, spec, state, {
+  const startTraining = (from: number) => {
+    countAttack = false;
+    progress.start("train", steps, "steps", from);
+  };
+  if (spec.pool && spec.attack) {
+    progress.start(
+      `adversarial pool: ${spec.attack.attack} on ${spec.pool} training images`,
+      attackCost(spec.attack, K) * spec.pool,
+      "image evaluations",
+    );
+  } else startTraining(state.step);
+  await runFinetune(model, counted, train, valSet, spec, state, {
     onProgress: (step, loss) => {
-      if (performance.now() - lastLog > 15_000) {
-        lastLog = performance.now();
-        console.error(`[finetune] step ${step}/${steps} loss ${loss.toFixed(4)}`);
-      }
+      if (countAttack) startTraining(step - 1);
+      progress.update(step, undefined, `loss ${loss.toFixed(4)}`);
     },
     onCheckpoint: async (s, info) => {
       const id = await store.putCheckpoint(null, {
@@ -139,11 +157,12 @@ export async function finetuneCommand(args: string[]) {
           source: { kind: "surrogate", bundle: surrogate.id },
         },
       }, packState(s));
-      console.error(
-        `[finetune] checkpoint ${info.step}: adapter ${id}, validation robust ${info.validation.robust_accuracy}`,
+      progress.log(
+        `checkpoint ${info.step}: adapter ${id}, validation robust ${info.validation.robust_accuracy}`,
       );
     },
   });
+  progress.end();
   const cps = await store.listCheckpoints(runId);
   store.close();
   const best = bestCheckpoint(cps);
@@ -169,5 +188,5 @@ export async function finetuneCommand(args: string[]) {
     kv: config.kvPath,
     machine: machine(),
   };
-  await writeReport(values.json!, out);
+  await writeReport(values.json, out);
 }

@@ -11,7 +11,6 @@
  * verdicts are computed once; adversarial images are only re-scored where the clean verdict
  * was right (robust = right on both) and the attack changed the image.
  */
-import { parseArgs } from "node:util";
 import { join } from "node:path";
 import { config } from "../config.ts";
 import { unetCalls } from "../lib/diffusion_classifier.ts";
@@ -115,35 +114,33 @@ interface State {
 
 const sum = (a: ArrayLike<number>) => Array.from(a).reduce((s, v) => s + v, 0);
 
-export async function robustnessTable(args: string[]) {
-  const { values } = parseArgs({
-    args,
-    options: {
-      mode: { type: "string", default: "transfer" },
-      n: { type: "string" },
-      seed: { type: "string", default: "0" },
-      cells: { type: "string" },
-      "attack-timesteps": { type: "string", default: "4" },
-      "logit-scale": { type: "string", default: "100" },
-      bundle: { type: "string" },
-      surrogate: { type: "string", default: join(config.modelsDir, "resnet14-fmnist") },
-      threads: { type: "string", default: "0" },
-      "sanity-n": { type: "string", default: "16" },
-      rescore: { type: "string", default: "0" },
-      "rescore-cells": { type: "string" },
-      checkpoint: { type: "string" },
-      "reuse-adv": { type: "string" },
-      adapter: { type: "string" },
-      json: { type: "string", default: "-" },
-    },
-  });
-  const mode = values.mode as "transfer" | "adaptive";
-  if (mode !== "transfer" && mode !== "adaptive") usageError("--mode transfer|adaptive");
-  const n = Number(values.n ?? (mode === "transfer" ? 512 : 128));
-  const seed = Number(values.seed);
-  const threads = Number(values.threads);
-  const sanityN = Math.min(n, Number(values["sanity-n"]));
-  const R = Number(values.rescore);
+/** The checked command-line options (cli/bench_table.ts declares and validates them). */
+export interface TableOptions {
+  mode: "transfer" | "adaptive";
+  n?: number;
+  seed: number;
+  cells?: string;
+  "attack-timesteps": number;
+  "logit-scale": number;
+  bundle: string;
+  surrogate: string;
+  threads: number;
+  "sanity-n": number;
+  rescore: number;
+  "rescore-cells"?: string;
+  checkpoint?: string;
+  "reuse-adv"?: string;
+  adapter?: string;
+  json: string;
+}
+
+export async function robustnessTable(values: TableOptions, args: readonly string[]) {
+  const mode = values.mode;
+  const n = values.n ?? (mode === "transfer" ? 512 : 128);
+  const seed = values.seed;
+  const threads = values.threads;
+  const sanityN = Math.min(n, values["sanity-n"]);
+  const R = values.rescore;
   let cells: CellSpec[];
   try {
     cells = (values.cells ?? DEFAULT_CELLS[mode]).split(",").map(parseCell);

@@ -7,6 +7,7 @@
 import { wilson } from "../lib/stats.ts";
 import { transferNotStronger } from "../lib/sanity.ts";
 import { DEFAULT_CELLS } from "./robustness_table.ts";
+import { readUserJson } from "../cli/paths.ts";
 
 export interface Cell {
   key: string;
@@ -58,9 +59,10 @@ const evals = (c: Cell) => {
 const survivesAll = (cells: Cell[], m: number) =>
   Uint8Array.from({ length: m }, (_, i) => cells.every((c) => c.dc_robust_flags[i]) ? 1 : 0);
 
+/** Print the document; `files` are named in it as typed and read from the user's folder. */
 export async function tableMarkdown(files: string[]) {
   const reports = await Promise.all(
-    files.map(async (f) => ({ f, r: JSON.parse(await Deno.readTextFile(f)) as Report })),
+    files.map(async (f) => ({ f, r: await readUserJson<Report>(f) })),
   );
   console.log(renderTable(reports));
 }

@@ -7,7 +7,6 @@
  *                      per cell the overall robust accuracy with its interval, the 5 folds'
  *                      mean ± sd, and a paired sign test on per-image outcomes.
  */
-import { parseArgs } from "node:util";
 import { join } from "node:path";
 import { config } from "../config.ts";
 import { classifyImages } from "../lib/diffusion_classifier.ts";
@@ -24,34 +23,44 @@ import {
 } from "./common.ts";
 import { cellFile } from "./robustness_table.ts";
 import { lineChart } from "./svg_plot.ts";
+import { Progress } from "../cli/progress.ts";
+import { readUserJson } from "../cli/paths.ts";
 
 const sum = (a: ArrayLike<number>) => Array.from(a).reduce((s, v) => s + v, 0);
 
-export async function tmCurve(args: string[]) {
-  const { values } = parseArgs({
-    args,
-    options: {
-      finetune: { type: "string" },
-      adv: { type: "string", default: join(config.root, "runs", "table-transfer-n512-s0") },
-      cell: { type: "string", default: "autoattack:plus@linf:0.05" },
-      n: { type: "string", default: "64" },
-      seed: { type: "string", default: "0" },
-      threads: { type: "string", default: "0" },
-      json: { type: "string" },
-      svg: { type: "string" },
-      "test-from": { type: "string" },
-    },
-  });
-  if (!values.finetune || !values.json) usageError("tm-curve needs --finetune and --json");
+/** The checked options of `bench tm-curve` (cli/bench_tm_curve.ts declares them). */
+export interface CurveOptions {
+  /** the `finetune` report, as the user named it (recorded in the output) */
+  finetune: string;
+  adv: string;
+  cell: string;
+  n: number;
+  seed: number;
+  bundle: string;
+  threads: number;
+  json: string;
+  svg?: string;
+  /** comma-separated `bench table` reports, as the user named them */
+  "test-from"?: string;
+}
+
+/** The fields of a `finetune` report the curves read. */
+interface FinetuneReport {
+  best_step: number;
+  validation_base_dc: { n: number; robust_accuracy: number };
+  checkpoints: { step: number; adapter_id: string; validation_robust_accuracy: number }[];
+}
+
+export async function tmCurve(values: CurveOptions, args: readonly string[]) {
   if (values["test-from"]) return await curveFromTables(values, args);
-  const ft = JSON.parse(await Deno.readTextFile(values.finetune));
-  const model = await openDiffusion(undefined, Number(values.threads));
+  const ft = await readUserJson<FinetuneReport>(values.finetune);
+  const model = await openDiffusion(values.bundle, values.threads);
   const dc = settingsFor(model);
-  const n = Number(values.n);
+  const n = values.n;
   const test = await loadTest(config.root);
-  const set = gather(test, seededSubset(test.n, n, Number(values.seed)));
+  const set = gather(test, seededSubset(test.n, n, values.seed));
   const all = new Float32Array(
-    (await Deno.readFile(join(values.adv!, cellFile(values.cell!)))).buffer,
+    (await Deno.readFile(join(values.adv, cellFile(values.cell)))).buffer,
   );
   const xAdv = all.subarray(0, set.images.length); // the table's subset starts with these n images
   const t0 = performance.now();
@@ -67,13 +76,17 @@ export async function tmCurve(args: string[]) {
       ci95: wilson(sum(robust), n),
     };
   };
+  // one scoring pass per checkpoint (and the base DC): their count is the progress
+  const progress = new Progress("tm-curve");
+  progress.start(`score ${n} clean + ${n} adversarial images`, ft.checkpoints.length + 1, "models");
   const rows = [{
     step: 0,
-    adapter_id: null,
+    adapter_id: null as string | null,
     validation_robust_accuracy: ft.validation_base_dc.robust_accuracy,
     test: await score(),
   }];
-  for (const cp of ft.checkpoints) {
+  progress.update(1);
+  for (const [k, cp] of ft.checkpoints.entries()) {
     const { lora } = await loadAdapter(cp.adapter_id, model);
     rows.push({
       step: cp.step,
@@ -81,8 +94,13 @@ export async function tmCurve(args: string[]) {
       validation_robust_accuracy: cp.validation_robust_accuracy,
       test: await score(lora),
     });
-    console.error(`[tm-curve] step ${cp.step}: test robust ${rows.at(-1)!.test.robust_accuracy}`);
+    progress.update(
+      k + 2,
+      undefined,
+      `step ${cp.step}: robust ${rows.at(-1)!.test.robust_accuracy}`,
+    );
   }
+  progress.end();
   const out = {
     ...curveHead(
       args,
@@ -96,16 +114,16 @@ export async function tmCurve(args: string[]) {
     seconds: (performance.now() - t0) / 1000,
     machine: machine(),
   };
-  await writeReport(values.json!, out);
+  await writeReport(values.json, out);
   if (values.svg) {
-    await Deno.writeTextFile(values.svg, curveSvg(values.cell!, out.validation_n, rows, [0, 1]));
+    await Deno.writeTextFile(values.svg, curveSvg(values.cell, out.validation_n, rows, [0, 1]));
   }
 }
 
 /** The fields both checkpoint-curve reports share. */
 function curveHead(
-  args: string[],
-  values: { cell?: string; finetune?: string },
+  args: readonly string[],
+  values: { cell: string; finetune: string },
   ft: { best_step: number; validation_base_dc: { n: number } },
   what: string,
 ) {
@@ -158,10 +176,10 @@ function curveSvg(cell: string, validationN: number, rows: CurveRow[], yRange: [
  * The curve without new classifications: validation per checkpoint from the fine-tune, test
  * where `bench table` reports exist (the base DC = step 0, and the adapters they name).
  */
-async function curveFromTables(values: Record<string, string | undefined>, args: string[]) {
-  const ft = JSON.parse(await Deno.readTextFile(values.finetune!));
-  const tables: TableReport[] = await Promise.all(
-    values["test-from"]!.split(",").map(async (f) => JSON.parse(await Deno.readTextFile(f))),
+async function curveFromTables(values: CurveOptions, args: readonly string[]) {
+  const ft = await readUserJson<FinetuneReport>(values.finetune);
+  const tables = await Promise.all(
+    values["test-from"]!.split(",").map((f) => readUserJson<TableReport>(f.trim())),
   );
   const testAt = (step: number, adapterId: string | null) => {
     const t = tables.find((r) =>
@@ -205,9 +223,9 @@ async function curveFromTables(values: Record<string, string | undefined>, args:
     rows,
     machine: machine(),
   };
-  await writeReport(values.json!, out);
+  await writeReport(values.json, out);
   if (values.svg) {
-    await Deno.writeTextFile(values.svg, curveSvg(values.cell!, out.validation_n, rows, [0.6, 1]));
+    await Deno.writeTextFile(values.svg, curveSvg(values.cell, out.validation_n, rows, [0.6, 1]));
   }
 }
 
@@ -221,25 +239,21 @@ interface TableReport {
   source: unknown;
 }
 
-export async function tmAblation(args: string[]) {
-  const { values } = parseArgs({
-    args,
-    options: {
-      base: { type: "string" },
-      tmdc: { type: "string" },
-      folds: { type: "string", default: "5" },
-      json: { type: "string" },
-    },
-  });
-  if (!values.base || !values.tmdc || !values.json) {
-    usageError("tm-ablation needs --base, --tmdc and --json");
-  }
-  const base: TableReport = JSON.parse(await Deno.readTextFile(values.base!));
-  const tm: TableReport = JSON.parse(await Deno.readTextFile(values.tmdc!));
+/** The checked options of `bench tm-ablation` (cli/bench_tm_ablation.ts declares them). */
+export interface AblationOptions {
+  base: string;
+  tmdc: string;
+  folds: number;
+  json: string;
+}
+
+export async function tmAblation(values: AblationOptions, args: readonly string[]) {
+  const base = await readUserJson<TableReport>(values.base);
+  const tm = await readUserJson<TableReport>(values.tmdc);
   if (base.n !== tm.n || base.seed !== tm.seed || base.mode !== tm.mode) {
     usageError("the two tables must share mode, n and seed");
   }
-  const F = Number(values.folds);
+  const F = values.folds;
   const n = base.n;
   const folds = (flags: number[]) =>
     Array.from({ length: F }, (_, k) => {
@@ -287,7 +301,7 @@ export async function tmAblation(args: string[]) {
     rows,
     machine: machine(),
   };
-  await Deno.writeTextFile(values.json!, JSON.stringify(out, null, 2) + "\n");
+  await writeReport(values.json, out);
   console.log(
     JSON.stringify(
       rows.map((r) => ({

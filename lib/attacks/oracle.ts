@@ -117,3 +117,34 @@ export function targetsByRank(z: Float32Array, n: number, k: number, rank: numbe
     return order[k - rank];
   });
 }
+
+/**
+ * `o` unchanged (same calls, same results), telling `onImages` how many images each model
+ * evaluation covered: the attack's progress against its cost (lib/attacks/registry.ts
+ * attackCost, evaluations per image) without a line of printing in the attack code.
+ */
+export function countingOracle(
+  o: GradientOracle,
+  onImages: (images: number) => void,
+): GradientOracle {
+  return {
+    numClasses: o.numClasses,
+    size: o.size,
+    stochastic: o.stochastic,
+    async logits(x, n) {
+      const r = await o.logits(x, n);
+      onImages(n);
+      return r;
+    },
+    async lossGrad(x, n, loss) {
+      const r = await o.lossGrad(x, n, loss);
+      onImages(n);
+      return r;
+    },
+    async vjp(x, n, w) {
+      const r = await o.vjp(x, n, w);
+      onImages(n);
+      return r;
+    },
+  };
+}

@@ -13,7 +13,8 @@
  */
 import { createHash } from "node:crypto";
 import { lpDistance } from "../attacks/projections.ts";
-import { runAttack } from "../attacks/registry.ts";
+import { countingOracle } from "../attacks/oracle.ts";
+import { attackCost, runAttack } from "../attacks/registry.ts";
 import type { DCSettings } from "../dc_settings.ts";
 import { gather, type LabelledImages, seededSubset } from "../fashion_mnist.ts";
 import type { ImageShape, LoraTensors } from "../model.ts";
@@ -70,6 +71,11 @@ export interface Shard {
    * clean verdict, -1 where the clean verdict was wrong) — cheaper, same robust accuracy.
    */
   score?: "all" | "changed";
+  /**
+   * Progress by phase: "attack" in image evaluations against the attack's cost, "clean",
+   * "adversarial" and "rescore r" in the target's unit (UNet calls for a DC).
+   */
+  onProgress?: (phase: string, done: number, total: number, unit: string) => void;
 }
 
 export interface ShardRun extends ShardOutcome {
@@ -91,8 +97,11 @@ export async function runShard(shard: Shard, models: ModelSet): Promise<ShardRun
   const n = set.n;
   const D = set.images.length / n;
   const target = openTarget(spec.target, models, shard.lora);
+  const report = shard.onProgress;
+  const phase = (name: string) =>
+    report && ((done: number, total: number) => report(name, done, total, "model calls"));
   const rightClean = async () => {
-    const clean = shard.cleanPred ?? await target.predict(set.images, n);
+    const clean = shard.cleanPred ?? await target.predict(set.images, n, phase("clean"));
     const idx = [...clean.keys()].filter((i) => clean[i] === set.labels[i]);
     return { clean, idx };
   };
@@ -107,8 +116,17 @@ export async function runShard(shard: Shard, models: ModelSet): Promise<ShardRun
   if (shard.adv) {
     xAdv = shard.adv;
   } else {
-    const oracle = openSource(spec.source, models, shard.dc, shard.lora);
     const sub = known ? gather(set, Int32Array.from(known.idx)) : set;
+    let oracle = openSource(spec.source, models, shard.dc, shard.lora);
+    if (report) {
+      // the attack's progress: images evaluated against its budget (an upper bound)
+      const total = attackCost(spec.attack, oracle.numClasses) * sub.n;
+      let done = 0;
+      oracle = countingOracle(
+        oracle,
+        (k) => report("attack", done += k, total, "image evaluations"),
+      );
+    }
     const out = await runAttack(oracle, sub.images, sub.labels, spec.attack, shape);
     attacked = sub.n;
     if (known) {
@@ -135,12 +153,12 @@ export async function runShard(shard: Shard, models: ModelSet): Promise<ShardRun
     adv = Int32Array.from(clean, (p, i) => (p === set.labels[i] ? p : -1));
     if (changed.length) {
       const x = gather({ ...set, images: xAdv }, Int32Array.from(changed)).images;
-      const p = await target.predict(x, changed.length);
+      const p = await target.predict(x, changed.length, phase("adversarial"));
       changed.forEach((i, r) => (adv[i] = p[r]));
     }
     scored = changed.length;
   } else {
-    adv = await target.predict(xAdv, n);
+    adv = await target.predict(xAdv, n, phase("adversarial"));
     scored = n;
   }
 
@@ -152,7 +170,9 @@ export async function runShard(shard: Shard, models: ModelSet): Promise<ShardRun
     const idx = known.idx;
     const x = gather({ ...set, images: xAdv }, Int32Array.from(idx)).images;
     for (let r = 1; r <= R; r++) {
-      const p = idx.length ? await target.predictWithDraw(x, idx.length, r) : new Int32Array();
+      const p = idx.length
+        ? await target.predictWithDraw(x, idx.length, r, phase(`rescore ${r}/${R}`))
+        : new Int32Array();
       fresh.forEach((f) => f.push(-1));
       idx.forEach((i, k) => (fresh[i][r - 1] = p[k]));
     }

@@ -17,15 +17,23 @@ export interface ModelSet {
   classifier(bundle: string): Classifier;
 }
 
+/** (done, total) in the target's own unit of work (UNet calls for a DC). */
+export type OnProgress = (done: number, total: number) => void;
+
 /** Something that labels images. */
 export interface Target {
   readonly numClasses: number;
-  predict(x: Float32Array, n: number): Promise<Int32Array>;
+  predict(x: Float32Array, n: number, onProgress?: OnProgress): Promise<Int32Array>;
   /**
    * Labels under fresh noise draw `draw` (1, 2, …): present only for stochastic targets, whose
    * fixed-seed figure must be checked against fresh draws (spec §7).
    */
-  predictWithDraw?(x: Float32Array, n: number, draw: number): Promise<Int32Array>;
+  predictWithDraw?(
+    x: Float32Array,
+    n: number,
+    draw: number,
+    onProgress?: OnProgress,
+  ): Promise<Int32Array>;
 }
 
 type TargetOf<K extends TargetSpec["kind"]> = Extract<TargetSpec, { kind: K }>;
@@ -36,14 +44,16 @@ const TARGETS: {
 } = {
   dc(spec, models, lora) {
     const m = models.diffusion(spec.bundle);
-    const labels = async (x: Float32Array, n: number, seed: number) =>
+    const labels = async (x: Float32Array, n: number, seed: number, onProgress?: OnProgress) =>
       Int32Array.from(
-        (await classifyImages(m, x, n, { ...spec.settings, seed }, { lora })).map((v) => v.label),
+        (await classifyImages(m, x, n, { ...spec.settings, seed }, { lora, onProgress })).map((
+          v,
+        ) => v.label),
       );
     return {
       numClasses: m.classNames.length,
-      predict: (x, n) => labels(x, n, spec.settings.seed),
-      predictWithDraw: (x, n, draw) => labels(x, n, spec.settings.seed + draw),
+      predict: (x, n, p) => labels(x, n, spec.settings.seed, p),
+      predictWithDraw: (x, n, draw, p) => labels(x, n, spec.settings.seed + draw, p),
     };
   },
   classifier(spec, models) {

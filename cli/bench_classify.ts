@@ -1,0 +1,68 @@
+/** `bench classify`: clean accuracy of the DC on a seeded Fashion-MNIST test subset. */
+import { config } from "../config.ts";
+import { classifyImages, unetCalls } from "../lib/diffusion_classifier.ts";
+import { gather, loadTest, seededSubset } from "../lib/fashion_mnist.ts";
+import { wilson } from "../lib/stats.ts";
+import { loadAdapter, machine, openDiffusion, settingsFor, writeReport } from "../bench/common.ts";
+import { defineCommand } from "./command.ts";
+import { Progress } from "./progress.ts";
+
+export const benchClassify = defineCommand({
+  summary: "clean accuracy of the diffusion classifier on a seeded Fashion-MNIST test subset",
+  options: {
+    n: { type: "int", min: 1, max: 10000, default: 1024, help: "images of the seeded subset" },
+    seed: { type: "int", min: 0, max: 2 ** 32 - 1, default: 0, help: "subset seed" },
+    settings: { type: "settings", help: "overrides of the bundle's default DC settings" },
+    bundle: { type: "bundle", default: config.defaultBundle, help: "diffusion bundle" },
+    adapter: { type: "string", arg: "ID", help: "a TMDC adapter (LoRA) from the service's KV" },
+    threads: { type: "int", min: 0, default: 0, help: "onnxruntime threads (0 = its default)" },
+    "batch-rows": { type: "int", min: 1, default: 512, help: "UNet rows per model call" },
+    errors: { type: "boolean", help: "include every image's mean errors in the report" },
+    json: { type: "path", default: "-", help: "report file (- = stdout)" },
+  },
+  async run(values, _, argv) {
+    const { n, seed } = values;
+    const model = await openDiffusion(values.bundle, values.threads);
+    const s = settingsFor(model, values.settings);
+    const adapter = values.adapter ? await loadAdapter(values.adapter, model) : undefined;
+    const test = await loadTest(config.root);
+    const subset = gather(test, seededSubset(test.n, n, seed));
+    const progress = new Progress("bench classify");
+    const t0 = performance.now();
+    const verdicts = await classifyImages(model, subset.images, n, s, {
+      batchRows: values["batch-rows"],
+      lora: adapter?.lora,
+      onProgress: progress.callback(`DC on ${n} images`, "UNet calls"),
+    });
+    progress.end();
+    const seconds = (performance.now() - t0) / 1000;
+    const correct = verdicts.filter((v, i) => v.label === subset.labels[i]).length;
+    const [lo, hi] = wilson(correct, n);
+    const out = {
+      benchmark: "classify",
+      what:
+        "diffusion classifier, clean accuracy on a seeded Fashion-MNIST test subset (TypeScript engine, onnxruntime-node)",
+      command: `deno task cli bench classify ${argv.join(" ")}`,
+      n,
+      seed,
+      subset: "first n of lib/fashion_mnist.ts seededSubset(10000, n, seed)",
+      correct,
+      accuracy: correct / n,
+      ci95: [lo, hi],
+      unet_calls_per_image: unetCalls(s, model.classNames.length),
+      unet_calls_total: verdicts.reduce((a, v) => a + v.unetCalls, 0),
+      seconds,
+      images_per_second: n / seconds,
+      schedule: s,
+      bundle: model.id,
+      adapter: adapter
+        ? { id: adapter.rec.id, step: adapter.rec.step, run: adapter.rec.jobId }
+        : null,
+      provider: model.provider,
+      machine: machine(),
+      labels: verdicts.map((v) => v.label),
+      mean_errors: values.errors ? verdicts.map((v) => Array.from(v.meanError)) : undefined,
+    };
+    await writeReport(values.json, out);
+  },
+});
