@@ -21,6 +21,7 @@ import { evaluationMode, type EvaluationSpec, type SourceSpec } from "../lib/eva
 import { modelSet, openSource, openTarget } from "../lib/evaluation/targets.ts";
 import { gather, loadTest, seededSubset } from "../lib/fashion_mnist.ts";
 import { wilson } from "../lib/stats.ts";
+import { Progress } from "../cli/progress.ts";
 import { type AttackConfig, attackCost, validateAttack } from "../lib/attacks/registry.ts";
 import { predictions } from "../lib/attacks/oracle.ts";
 import { evenTimesteps } from "../lib/attacks/dc_oracle.ts";
@@ -226,7 +227,8 @@ export async function robustnessTable(values: TableOptions, args: readonly strin
     await Deno.rename(tmp, statePath);
   };
   await save(); // the run's settings, so a later run with other settings is refused
-  const log = (m: string) => console.error(`[table ${mode}] ${m}`);
+  const progress = new Progress(`table ${mode}`);
+  const log = (m: string) => progress.log(m);
 
   const surrogateLabels = async (x: Float32Array, m: number) =>
     Array.from(predictions(await surrogate.logits(x, m), m, K));
@@ -235,7 +237,9 @@ export async function robustnessTable(values: TableOptions, args: readonly strin
     const t0 = performance.now();
     log(`clean verdicts for ${n} images`);
     state.clean = {
-      dc: Array.from(await target.predict(set.images, n)),
+      dc: Array.from(
+        await target.predict(set.images, n, progress.callback("clean verdicts", "UNet calls")),
+      ),
       surrogate: await surrogateLabels(set.images, n),
       dc_seconds: (performance.now() - t0) / 1000,
     };
@@ -273,7 +277,15 @@ export async function robustnessTable(values: TableOptions, args: readonly strin
       attackScope: mode === "adaptive" ? "clean-correct" : "all",
     };
   };
-  const shardOf = (cfg: AttackConfig, m: number, adv?: Float32Array): Shard => ({
+  /** Count and ETA per phase of a cell (attack in image evaluations, scoring in UNet calls). */
+  const onProgress = (what: string) => {
+    let phase = "";
+    return (name: string, done: number, total: number, unit: string) => {
+      if (name !== phase) progress.start(`${what}: ${(phase = name)}`, total, unit);
+      progress.update(done, total);
+    };
+  };
+  const shardOf = (cfg: AttackConfig, m: number, adv?: Float32Array, what = ""): Shard => ({
     spec: specFor(cfg),
     indices: Array.from(subset.subarray(0, m)),
     images: { images: set.images.subarray(0, m * D), labels: set.labels.subarray(0, m), n: m },
@@ -283,6 +295,7 @@ export async function robustnessTable(values: TableOptions, args: readonly strin
     adv,
     cleanPred: Int32Array.from(clean.dc.slice(0, m)),
     score: "changed",
+    onProgress: onProgress(what || `${cfg.attack} ε=${cfg.eps} (${m} images)`),
   });
   const robustFlags = (items: { label: number; cleanPred: number; advPred: number }[]) =>
     items.map((it) => (it.cleanPred === it.label && it.advPred === it.label ? 1 : 0));
