@@ -7,6 +7,7 @@ import { BundleError } from "../lib/bundle_manifest.ts";
 import { SettingsError } from "../lib/dc_settings.ts";
 import { AttackConfigError } from "../lib/attacks/registry.ts";
 import { ImageError } from "../lib/image_decode.ts";
+import { DatasetError } from "../lib/fashion_mnist.ts";
 
 /** Bad command-line input. */
 export class UsageError extends Error {
@@ -19,6 +20,7 @@ const EXPECTED = [
   SettingsError,
   AttackConfigError,
   ImageError,
+  DatasetError,
   Deno.errors.NotFound,
   Deno.errors.PermissionDenied,
   Deno.errors.IsADirectory,

@@ -6,6 +6,11 @@ import { gunzipSync } from "node:zlib";
 import { join } from "node:path";
 import { uniform } from "./rng.ts";
 
+/** The dataset is missing or its files are not what they claim to be. */
+export class DatasetError extends Error {
+  override name = "DatasetError";
+}
+
 export const CLASS_NAMES = [
   "T-shirt/top",
   "Trouser",
@@ -32,14 +37,14 @@ export function readIdx(bytes: Uint8Array): { dims: number[]; data: Uint8Array }
   const raw = bytes[0] === 0x1f && bytes[1] === 0x8b ? new Uint8Array(gunzipSync(bytes)) : bytes;
   const view = new DataView(raw.buffer, raw.byteOffset, raw.byteLength);
   if (raw.length < 4 || view.getUint16(0) !== 0 || raw[2] !== 0x08) {
-    throw new Error("not an unsigned-byte IDX file");
+    throw new DatasetError("not an unsigned-byte IDX file");
   }
   const nd = raw[3];
   const dims = Array.from({ length: nd }, (_, i) => view.getUint32(4 + 4 * i));
   const size = dims.reduce((a, b) => a * b, 1);
   const data = raw.subarray(4 + 4 * nd);
   if (data.length !== size) {
-    throw new Error(`IDX: expected ${size} bytes of data, found ${data.length}`);
+    throw new DatasetError(`IDX: expected ${size} bytes of data, found ${data.length}`);
   }
   return { dims, data };
 }
@@ -87,7 +92,9 @@ async function loadIdxPair(root: string, prefix: string): Promise<LabelledImages
       if (!(e instanceof Deno.errors.NotFound)) throw e;
     }
   }
-  throw new Error(`Fashion-MNIST not found in ${dataDirs(root).join(", ")}; run scripts/setup.sh`);
+  throw new DatasetError(
+    `Fashion-MNIST not found in ${dataDirs(root).join(", ")}; run scripts/setup.sh`,
+  );
 }
 
 /**
