@@ -14,7 +14,7 @@
 import { join } from "node:path";
 import { config } from "../config.ts";
 import { unetCalls } from "../lib/diffusion_classifier.ts";
-import type { DCSettings } from "../lib/dc_settings.ts";
+import type { DCSettings, DCSettingsOverrides } from "../lib/dc_settings.ts";
 import { adversarialSetKey, runShard, type Shard } from "../lib/evaluation/engine.ts";
 import { type EvaluationReport, evaluationReport } from "../lib/evaluation/report.ts";
 import { evaluationMode, type EvaluationSpec, type SourceSpec } from "../lib/evaluation/spec.ts";
@@ -132,6 +132,8 @@ export interface TableOptions {
   checkpoint?: string;
   "reuse-adv"?: string;
   adapter?: string;
+  /** overrides of the bundle's default DC settings (the table's target) */
+  settings?: DCSettingsOverrides;
   json: string;
 }
 
@@ -151,7 +153,7 @@ export async function robustnessTable(values: TableOptions, args: readonly strin
   const model = await openDiffusion(values.bundle, threads);
   const surrogate = await openSurrogate(values.surrogate!, threads);
   const K = model.classNames.length;
-  const dc: DCSettings = settingsFor(model);
+  const dc: DCSettings = settingsFor(model, values.settings);
   const adapter = values.adapter ? await loadAdapter(values.adapter, model) : undefined;
   const lora = adapter?.lora;
   const timesteps = evenTimesteps(Number(values["attack-timesteps"]), dc.tRange[0], dc.tRange[1]);
@@ -350,7 +352,8 @@ export async function robustnessTable(values: TableOptions, args: readonly strin
       // the same report shape as the service's evaluation job and the CLI's evaluate
       report: evaluationReport(specFor(cfg), [run], {
         complete: true,
-        siblings: null,
+        // cross-cell checks are the table's own (below); per-run checks still run
+        siblings: [],
         imageSize: D,
         id: c.key,
       }),

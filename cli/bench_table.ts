@@ -40,6 +40,7 @@ export const benchTable = defineCommand({
     bundle: { type: "bundle", default: config.defaultBundle, help: "diffusion bundle" },
     surrogate: { type: "bundle", default: "resnet14-fmnist", help: "surrogate classifier bundle" },
     adapter: { type: "string", arg: "ID", help: "a TMDC adapter (LoRA) from the service's KV" },
+    settings: { type: "settings", help: "overrides of the bundle's default DC settings" },
     threads: { type: "int", min: 0, default: 0, help: "onnxruntime threads (0 = its default)" },
     "sanity-n": { type: "int", min: 1, default: 16, help: "images the sanity checks use" },
     rescore: {
