@@ -1,105 +1,141 @@
-/** The HTTP app: versioned API under /v1, the worker WebSocket, the web page. */
-import { Hono } from "hono";
-import { bodyLimit } from "hono/body-limit";
-import { HTTPException } from "hono/http-exception";
-import type { Config } from "../config.ts";
-import type { DiffusionManifest } from "../lib/bundle_manifest.ts";
-import type { Store } from "../store/kv_store.ts";
+/**
+ * The HTTP app: the versioned API under /v1 (each route an OpenAPI definition that validates the
+ * request and writes /v1/openapi.json), the worker WebSocket, the web page, the reference at /docs.
+ */
+import { createRoute, type OpenAPIHono, z } from "@hono/zod-openapi";
+import { modelViews } from "../service/registry.ts";
 import { type AuthEnv, bearerAuth } from "./auth.ts";
-import { classifyRoutes, defaultSettings } from "./classify.ts";
+import { classifyRoutes } from "./classify.ts";
+import { datasetRoutes } from "./datasets.ts";
+import type { AppDeps } from "./deps.ts";
+import { docsRoutes } from "./docs.ts";
 import { evaluationRoutes } from "./evaluations.ts";
 import { finetuneRoutes } from "./finetunes.ts";
-import { datasetRoutes } from "./datasets.ts";
+import { apiRouter, methodNotAllowed, onError } from "./http.ts";
 import { jobRoutes } from "./jobs.ts";
-import { openApiDocument } from "./openapi.ts";
 import { PAGE } from "./page.ts";
-import { problem, problemResponse } from "./problem.ts";
-import type { Registry } from "./registry.ts";
-import type { Dispatcher } from "./workers.ts";
+import { problemResponse } from "./problem.ts";
+import { Health, Models } from "./schemas.ts";
 
+export type { AppDeps };
 export const VERSION = "0.1.0";
 
-export interface AppDeps {
-  store: Store;
-  registry: Registry;
-  dispatcher: Dispatcher;
-  config: Config;
-}
+const health = createRoute({
+  method: "get",
+  path: "/v1/health",
+  operationId: "getHealth",
+  summary: "Liveness, KV kind, bundles served and workers online",
+  tags: ["service"],
+  security: [],
+  responses: { 200: { description: "ok", content: { "application/json": { schema: Health } } } },
+});
+
+const models = createRoute({
+  method: "get",
+  path: "/v1/models",
+  operationId: "listModels",
+  summary: "Bundles served (with default settings and metrics) and workers online",
+  tags: ["service"],
+  security: [],
+  responses: {
+    200: { description: "the models", content: { "application/json": { schema: Models } } },
+  },
+});
+
+const openapi = createRoute({
+  method: "get",
+  path: "/v1/openapi.json",
+  operationId: "getOpenApiDocument",
+  summary: "This document (OpenAPI 3.1)",
+  tags: ["service"],
+  security: [],
+  responses: {
+    200: {
+      description: "the OpenAPI document",
+      content: { "application/json": { schema: z.record(z.string(), z.unknown()) } },
+    },
+  },
+});
 
 export function createApp(deps: AppDeps) {
   const { store, registry, dispatcher, config } = deps;
-  const app = new Hono<AuthEnv>();
-
-  app.onError((err, c) => {
-    if (err instanceof HTTPException) return err.getResponse();
-    console.error(`[http] ${c.req.method} ${c.req.path}: ${err.stack ?? err}`);
-    return problemResponse(500, "internal error; the request was not applied", {
-      code: "internal",
-    });
+  const app = apiRouter();
+  app.openAPIRegistry.registerComponent("securitySchemes", "bearer", {
+    type: "http",
+    scheme: "bearer",
+    description: "an API key: scripts/deno task cli keys create --name NAME",
   });
+  app.onError(onError);
   app.notFound((c) =>
     problemResponse(404, `no route ${c.req.method} ${c.req.path}`, { code: "no-route" })
   );
 
   app.get("/", (c) => c.html(PAGE));
-  app.get("/v1/health", (c) =>
+  docsRoutes(app);
+  app.openapi(health, (c) =>
     c.json({
       status: "ok" as const,
       version: VERSION,
-      kv: config.kvPath.startsWith("http") ? "remote" : "local",
+      kv: config.kvPath.startsWith("http") ? "remote" as const : "local" as const,
       bundles: registry.bundles.size,
       workers: dispatcher.peers.size,
-    }));
-  app.get("/v1/openapi.json", (c) => c.json(openApiDocument(VERSION)));
-  app.get("/v1/models", (c) => {
-    const online = dispatcher.summary();
+    }, 200));
+  app.openapi(models, (c) => {
+    const workers = dispatcher.summary();
     return c.json({
-      models: [...registry.bundles.values()].map((b) => ({
-        id: b.id,
-        name: b.manifest.name,
-        version: b.manifest.version,
-        kind: b.manifest.kind,
-        image: b.manifest.image,
-        classes: b.manifest.classes,
-        defaultSettings: b.manifest.kind === "diffusion"
-          ? defaultSettings(b.manifest as DiffusionManifest)
-          : undefined,
-        metrics: b.manifest.provenance.metrics,
-        workersOnline: online.filter((w) => w.bundles.includes(b.id)).length,
-      })),
+      models: modelViews(registry, workers),
       rejected: registry.rejected,
-      workers: online,
-    });
+      workers,
+    }, 200);
   });
+  let document: unknown;
+  app.openapi(
+    openapi,
+    (c) => c.json((document ??= openApiDocument(app)) as Record<string, unknown>, 200),
+  );
   app.get("/v1/workers/ws", (c) => {
     if (c.req.header("upgrade")?.toLowerCase() !== "websocket") {
-      throw problem(400, "this endpoint speaks WebSocket only", { code: "websocket-required" });
+      return problemResponse(400, "this endpoint speaks WebSocket only", {
+        code: "websocket-required",
+      });
     }
     const { socket, response } = Deno.upgradeWebSocket(c.req.raw);
     dispatcher.accept(socket);
     return response;
   });
+  methodNotAllowed(app);
 
-  const api = new Hono<AuthEnv>();
+  const api = apiRouter();
   api.use("*", bearerAuth(store));
-  api.use(
-    "/classify",
-    bodyLimit({
-      maxSize: config.limits.maxUploadBytes,
-      onError: () => {
-        throw problem(
-          413,
-          `the request body is larger than ${config.limits.maxUploadBytes} bytes`,
-          { code: "body-too-large" },
-        );
-      },
-    }),
-  );
   api.route("/classify", classifyRoutes(deps));
   api.route("/evaluations", evaluationRoutes(deps));
   api.route("/", finetuneRoutes(deps));
   api.route("/datasets", datasetRoutes(deps));
   api.route("/", jobRoutes(store));
+  methodNotAllowed(api);
   app.route("/v1", api);
   return app;
+}
+
+/** The OpenAPI 3.1 document of every route `app` defines (generated once, on first request). */
+function openApiDocument(app: OpenAPIHono<AuthEnv>) {
+  return app.getOpenAPI31Document({
+    openapi: "3.1.0",
+    info: {
+      title: "TMDC robustness service",
+      version: VERSION,
+      description:
+        "Diffusion classifiers (Li et al.) with Truth Maximization, evaluated with honest " +
+        "attacks. Errors are application/problem+json with a `code`.",
+    },
+    servers: [{ url: "/", description: "this service" }],
+    tags: [
+      { name: "classify", description: "label images with a diffusion classifier" },
+      { name: "jobs", description: "jobs of every kind and their verdicts" },
+      { name: "evaluations", description: "robustness evaluations over workers" },
+      { name: "fine-tuning", description: "Truth Maximization and its adapters" },
+      { name: "datasets", description: "uploaded labelled sets" },
+      { name: "service", description: "health, models, this document" },
+    ],
+  });
 }

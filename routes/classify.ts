@@ -1,155 +1,137 @@
-/** POST /v1/classify: PNG/JPEG upload (multipart or raw body) → verdicts or a job. */
-import { Hono } from "hono";
-import type { Config } from "../config.ts";
-import { unetCalls } from "../lib/diffusion_classifier.ts";
-import {
-  checkSettings as validateSettings,
-  type DCSettings,
-  defaultSettings,
-} from "../lib/dc_settings.ts";
-import type { DiffusionManifest } from "../lib/bundle_manifest.ts";
-import type { Store } from "../store/kv_store.ts";
+/** POST /v1/classify: PNG/JPEG upload (multipart or raw body) → verdicts (200) or a job (202). */
+import { createRoute, z } from "@hono/zod-openapi";
+import type { Context } from "hono";
+import { parseJson, ServiceError } from "../service/errors.ts";
+import { classify } from "../service/jobs/classify.ts";
+import type { UploadedFile } from "../service/uploads.ts";
+import { type AppDeps, bodyLimits } from "./deps.ts";
 import type { AuthEnv } from "./auth.ts";
-import { jobView } from "./jobs.ts";
-import { problem, zodProblem } from "./problem.ts";
-import { decodeAll, parseJson, readMultipart } from "./upload.ts";
-import { resolveAdapter } from "./finetunes.ts";
-import type { Registry } from "./registry.ts";
-import { ClassifyOptions } from "./schemas.ts";
-import type { Dispatcher } from "./workers.ts";
+import { apiRouter, limitBody } from "./http.ts";
+import { readMultipart } from "./multipart.ts";
+import { problemResponses } from "./problem.ts";
+import { Accepted, Classified, ClassifyOptions } from "./schemas.ts";
 
 const IMAGE_TYPES = new Set(["image/png", "image/jpeg"]);
+const binary = { type: "string" as const, contentMediaType: "application/octet-stream" };
+const location = z.object({ Location: z.string().describe("/v1/jobs/{id}") });
 
-export { defaultSettings };
+const Query = z.object({
+  bundle: z.string().optional().describe("bundle name or name@version (or options.bundle)"),
+  adapter: z.string().optional().describe("LoRA adapter id (or options.adapter)"),
+  settings: z.string().optional().describe("DCSettings as JSON (or options.settings)"),
+  wait: z.string().optional().describe(
+    "false: answer 202 at once; otherwise up to TMDC_SYNC_IMAGES images wait for their verdicts",
+  ),
+});
 
-export function classifyRoutes(
-  deps: { store: Store; registry: Registry; dispatcher: Dispatcher; config: Config },
-) {
-  const { store, registry, dispatcher, config } = deps;
-  const limits = config.limits;
-  const app = new Hono<AuthEnv>();
-
-  app.post("/", async (c) => {
-    // 1. options (query string or multipart field "options")
-    const type = (c.req.header("content-type") ?? "").split(";")[0].trim().toLowerCase();
-    let files: { name: string; bytes: Uint8Array; type: string }[] = [];
-    let rawOptions: Record<string, unknown> = {};
-    const q = c.req.query();
-    if (q.bundle) rawOptions.bundle = q.bundle;
-    if (q.adapter) rawOptions.adapter = q.adapter;
-    if (q.settings) rawOptions.settings = parseJson(q.settings, "the settings query parameter");
-
-    if (type === "multipart/form-data") {
-      const form = await readMultipart(c, limits.maxImageBytes, ["options"]);
-      files = form.files;
-      if (form.fields.options) {
-        rawOptions = {
-          ...rawOptions,
-          ...(parseJson(form.fields.options, "the options field") as Record<string, unknown>),
-        };
-      }
-    } else if (IMAGE_TYPES.has(type)) {
-      const bytes = new Uint8Array(await c.req.arrayBuffer());
-      if (bytes.length > limits.maxImageBytes) {
-        throw problem(
-          413,
-          `the image has ${bytes.length} bytes, more than ${limits.maxImageBytes}`,
-          { code: "image-too-large" },
-        );
-      }
-      files = [{ name: c.req.header("x-filename") ?? "upload", bytes, type }];
-    } else {
-      throw problem(
-        415,
-        "send images as multipart/form-data (fields 'image') or as a raw image/png or image/jpeg body",
-        {
-          code: "unsupported-media-type",
+function route(maxBodyBytes: number) {
+  return createRoute({
+    method: "post",
+    path: "/",
+    operationId: "classify",
+    summary: "Classify PNG/JPEG images with a diffusion classifier",
+    description:
+      "Up to TMDC_SYNC_IMAGES images answer 200 with their verdicts (unless wait=false); larger " +
+      "sets, or a wait that runs out, answer 202 with Location: /v1/jobs/{id}. Nothing is stored " +
+      "unless every image decodes and the options are valid.",
+    tags: ["classify"],
+    security: [{ bearer: [] }],
+    middleware: [limitBody(maxBodyBytes)] as const,
+    request: {
+      query: Query,
+      body: {
+        required: true,
+        content: {
+          "multipart/form-data": {
+            schema: {
+              type: "object",
+              properties: {
+                image: { type: "array", items: binary, description: "the images, in order" },
+                options: { $ref: "#/components/schemas/ClassifyOptions" },
+              },
+              required: ["image"],
+            },
+            encoding: { options: { contentType: "application/json" } },
+          },
+          "image/png": { schema: binary },
+          "image/jpeg": { schema: binary },
         },
-      );
-    }
-    const parsed = ClassifyOptions.safeParse(rawOptions);
-    if (!parsed.success) throw zodProblem("the classification options", parsed.error);
-    const opts = parsed.data;
-
-    // 2. bundle, adapter, settings
-    const bundle = registry.resolve(opts.bundle ?? config.defaultBundle);
-    if (!bundle) {
-      throw problem(404, `unknown bundle '${opts.bundle ?? config.defaultBundle}'`, {
-        code: "unknown-bundle",
-        available: [...registry.bundles.keys()],
-      });
-    }
-    if (bundle.manifest.kind !== "diffusion") {
-      throw problem(
-        422,
-        `bundle '${bundle.id}' is a ${bundle.manifest.kind}, not a diffusion model`,
-        { code: "wrong-bundle-kind" },
-      );
-    }
-    const adapter = opts.adapter ? (await resolveAdapter(store, opts.adapter, bundle.id)).id : null;
-    const manifest = bundle.manifest as DiffusionManifest;
-    const settings: DCSettings = { ...defaultSettings(manifest), ...opts.settings } as DCSettings;
-    try {
-      validateSettings(settings, manifest.classes.length, manifest.schedule.num_timesteps);
-    } catch (e) {
-      throw problem(422, `settings: ${(e as Error).message}`, { code: "invalid-settings" });
-    }
-    const calls = unetCalls(settings, manifest.classes.length);
-    if (calls > limits.maxUnetCallsPerImage) {
-      throw problem(
-        422,
-        `these settings need ${calls} UNet calls per image; the limit is ${limits.maxUnetCallsPerImage}`,
-        {
-          code: "quota-exceeded",
-        },
-      );
-    }
-
-    // 3. images: all decoded before anything is stored
-    if (files.length === 0) throw problem(400, "no image in the request", { code: "no-image" });
-    if (files.length > limits.maxImagesPerRequest) {
-      throw problem(
-        413,
-        `${files.length} images in one request; the limit is ${limits.maxImagesPerRequest}`,
-        {
-          code: "too-many-images",
-        },
-      );
-    }
-    const shape = {
-      channels: manifest.image.channels,
-      height: manifest.image.height,
-      width: manifest.image.width,
-    };
-    const inputs = (await decodeAll(files, shape, limits.maxImagePixels)).map((d, i) => ({
-      pixels: new Uint8Array(d.pixels.buffer),
-      input: {
-        name: files[i].name,
-        source: d.source,
-        conversion: d.conversion,
-        decoder: d.decoder,
       },
-    }));
+    },
+    responses: {
+      200: {
+        description: "finished: the job and its verdicts",
+        headers: location,
+        content: { "application/json": { schema: Classified } },
+      },
+      202: {
+        description: "accepted: poll Location",
+        headers: location,
+        content: { "application/json": { schema: Accepted } },
+      },
+      ...problemResponses(400, 401, 404, 413, 415, 422),
+    },
+  });
+}
 
-    // 4. store, dispatch, maybe wait
-    const job = await store.createJob(
-      { kind: "classify", owner: c.get("apiKey").id, bundle: bundle.id, adapter, settings },
-      inputs,
-    );
-    dispatcher.wake();
-    const location = `/v1/jobs/${job.id}`;
-    const wait = q.wait !== "false" && files.length <= limits.syncImages;
-    if (wait && (await dispatcher.waitForJob(job.id, limits.syncWaitMs))) {
-      const finished = (await store.getJob(job.id))!;
-      return c.json(
-        { job: await jobView(store, finished), verdicts: await store.listVerdicts(job.id) },
-        200,
-        {
-          Location: location,
-        },
+export function classifyRoutes(deps: AppDeps) {
+  const limits = deps.config.limits;
+  const app = apiRouter();
+  // the multipart schema names ClassifyOptions by $ref: register it with the document
+  app.openAPIRegistry.register("ClassifyOptions", ClassifyOptions);
+  return app.openapi(route(bodyLimits(limits).upload), async (c) => {
+    const q = c.req.valid("query");
+    const options: Record<string, unknown> = {};
+    if (q.bundle) options.bundle = q.bundle;
+    if (q.adapter) options.adapter = q.adapter;
+    if (q.settings) options.settings = parseJson(q.settings, "the settings query parameter");
+    const files = await readImages(c, deps, options);
+    const r = await classify(deps, {
+      owner: c.get("apiKey").id,
+      files,
+      options,
+      wait: q.wait !== "false",
+    });
+    const headers = { Location: `/v1/jobs/${r.job.id}` };
+    return r.finished
+      ? c.json({ job: r.job, verdicts: r.verdicts }, 200, headers)
+      : c.json({ job: r.job }, 202, headers);
+  });
+}
+
+/** The uploaded images; a multipart `options` field is merged into `options`. */
+async function readImages(
+  c: Context<AuthEnv>,
+  { config: { limits } }: AppDeps,
+  options: Record<string, unknown>,
+): Promise<UploadedFile[]> {
+  const type = (c.req.header("content-type") ?? "").split(";")[0].trim().toLowerCase();
+  if (type === "multipart/form-data") {
+    const form = await readMultipart(c.req.raw, {
+      maxFiles: limits.maxImagesPerRequest,
+      maxFileBytes: limits.maxImageBytes,
+      fields: ["options"],
+      maxFieldBytes: 64 * 1024,
+    });
+    if (form.fields.options) {
+      Object.assign(options, parseJson(form.fields.options, "the options field"));
+    }
+    return form.files;
+  }
+  if (IMAGE_TYPES.has(type)) {
+    const bytes = new Uint8Array(await c.req.arrayBuffer());
+    if (bytes.length > limits.maxImageBytes) {
+      throw new ServiceError(
+        413,
+        "image-too-large",
+        `the image has ${bytes.length} bytes, more than ${limits.maxImageBytes}`,
       );
     }
-    return c.json({ job: await jobView(store, job) }, 202, { Location: location });
-  });
-  return app;
+    return [{ name: c.req.header("x-filename") ?? "upload", bytes, type }];
+  }
+  throw new ServiceError(
+    415,
+    "unsupported-media-type",
+    "send images as multipart/form-data (fields 'image') or as a raw image/png or image/jpeg body",
+  );
 }

@@ -1,62 +1,65 @@
-/** GET /v1/jobs/{id}, GET /v1/jobs/{id}/verdicts, GET /v1/verdicts/{id}. Any key of the deployment may read them: one deployment is one team. */
-import { Hono } from "hono";
-import type { z } from "zod";
+/** GET /v1/jobs/{id}, GET /v1/jobs/{id}/verdicts, GET /v1/verdicts/{id}. */
+import { createRoute } from "@hono/zod-openapi";
 import type { Store } from "../store/kv_store.ts";
-import type { Job } from "../store/records.ts";
-import type { AuthEnv } from "./auth.ts";
-import { problem } from "./problem.ts";
-import type { Job as JobSchema } from "./schemas.ts";
+import { jobDetail, jobVerdicts, verdictView } from "../service/jobs/views.ts";
+import { apiRouter } from "./http.ts";
+import { problemResponses } from "./problem.ts";
+import { IdParam, Job, JobVerdicts, Verdict } from "./schemas.ts";
 
-export async function jobView(store: Store, job: Job): Promise<z.infer<typeof JobSchema>> {
-  const units = await store.listUnits(job.id);
-  let progress = 0;
-  for (const u of units) {
-    if (u.status === "done" || u.status === "failed") progress += 1;
-    else if (u.progress && u.progress.total > 0) progress += u.progress.calls / u.progress.total;
-  }
-  const { owner: _owner, ...rest } = job;
-  return {
-    ...rest,
-    settings: job.settings as unknown as Record<string, unknown>,
-    evaluation: job.kind === "evaluate"
-      ? job.evaluation as unknown as Record<string, unknown>
-      : undefined,
-    finetune: job.kind === "finetune"
-      ? job.finetune as unknown as Record<string, unknown>
-      : undefined,
-    progress: units.length ? progress / units.length : 1,
-    verdicts: job.kind === "classify"
-      ? units.filter((u) => u.status === "done").map((u) => `${job.id}.${u.idx}`)
-      : [],
-    errors: units.filter((u) => u.status === "failed").map((u) => ({
-      index: u.idx,
-      error: u.error ?? "failed",
-    })),
-  };
-}
+const security = [{ bearer: [] }];
+const errors = problemResponses(401, 404);
 
-const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
+const getJob = createRoute({
+  method: "get",
+  path: "/jobs/{id}",
+  operationId: "getJob",
+  summary: "A job of any kind and its progress",
+  tags: ["jobs"],
+  security,
+  request: { params: IdParam },
+  responses: {
+    200: { description: "the job", content: { "application/json": { schema: Job } } },
+    ...errors,
+  },
+});
+
+const getJobVerdicts = createRoute({
+  method: "get",
+  path: "/jobs/{id}/verdicts",
+  operationId: "listJobVerdicts",
+  summary: "Every verdict of a classify job so far",
+  tags: ["jobs"],
+  security,
+  request: { params: IdParam },
+  responses: {
+    200: { description: "the verdicts", content: { "application/json": { schema: JobVerdicts } } },
+    ...errors,
+  },
+});
+
+const getVerdict = createRoute({
+  method: "get",
+  path: "/verdicts/{id}",
+  operationId: "getVerdict",
+  summary: "One verdict, by its id {jobId}.{index}",
+  tags: ["jobs"],
+  security,
+  request: { params: IdParam },
+  responses: {
+    200: { description: "the verdict", content: { "application/json": { schema: Verdict } } },
+    ...errors,
+  },
+});
 
 export function jobRoutes(store: Store) {
-  const app = new Hono<AuthEnv>();
-  app.get("/jobs/:id", async (c) => {
-    const id = c.req.param("id");
-    const job = UUID.test(id) ? await store.getJob(id) : null;
-    if (!job) throw problem(404, `no job '${id}'`, { code: "unknown-job" });
-    return c.json(await jobView(store, job));
-  });
-  app.get("/jobs/:id/verdicts", async (c) => {
-    const id = c.req.param("id");
-    const job = UUID.test(id) ? await store.getJob(id) : null;
-    if (!job) throw problem(404, `no job '${id}'`, { code: "unknown-job" });
-    return c.json({ job: id, verdicts: await store.listVerdicts(id) });
-  });
-  app.get("/verdicts/:id", async (c) => {
-    const id = c.req.param("id");
-    const m = /^([0-9a-f-]{36})\.(\d{1,6})$/.exec(id);
-    const v = m && UUID.test(m[1]) ? await store.getVerdict(m[1], Number(m[2])) : null;
-    if (!v) throw problem(404, `no verdict '${id}'`, { code: "unknown-verdict" });
-    return c.json(v);
-  });
-  return app;
+  return apiRouter()
+    .openapi(getJob, async (c) => c.json(await jobDetail(store, c.req.valid("param").id), 200))
+    .openapi(
+      getJobVerdicts,
+      async (c) => c.json(await jobVerdicts(store, c.req.valid("param").id), 200),
+    )
+    .openapi(
+      getVerdict,
+      async (c) => c.json(await verdictView(store, c.req.valid("param").id), 200),
+    );
 }

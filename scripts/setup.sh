@@ -4,6 +4,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DENO_VERSION=2.9.6
+REDOCLY_VERSION=2.77.0
 export ONNXRUNTIME_NODE_INSTALL=${ONNXRUNTIME_NODE_INSTALL:-skip}  # CPU binaries ship in the package
 
 log() { echo "[setup] $*" >&2; }
@@ -13,6 +14,19 @@ if [ ! -x .venv/bin/python ] || ! .venv/bin/python -c "import torch, onnx, onnxs
   log "creating .venv with compiler/requirements.txt"
   python3 -m venv .venv
   .venv/bin/pip install -q --disable-pip-version-check -r compiler/requirements.txt
+fi
+
+# 1b. The OpenAPI document's linters (tests/openapi_test.ts): openapi-spec-validator from PyPI.
+dev_missing() {
+  local installed
+  installed=$(.venv/bin/pip freeze 2>/dev/null)
+  grep -vE '^\s*(#|$)' compiler/requirements-dev.txt | while read -r req; do
+    grep -qixF "$req" <<<"$installed" || echo "$req"
+  done
+}
+if [ -n "$(dev_missing)" ]; then
+  log "installing compiler/requirements-dev.txt (openapi-spec-validator)"
+  .venv/bin/pip install -q --disable-pip-version-check -r compiler/requirements-dev.txt
 fi
 
 # 2. Fashion-MNIST (Debian's dataset-fashion-mnist): installed as root, unpacked into data/ otherwise.
@@ -43,6 +57,12 @@ if [ ! -x .tools/node_modules/.bin/deno ] || [ "$(.tools/node_modules/.bin/deno 
   mkdir -p .tools
   echo '{"private":true}' > .tools/package.json
   (cd .tools && npm install --no-audit --no-fund --loglevel=error "deno@$DENO_VERSION" >/dev/null)
+fi
+
+# 3b. Redocly CLI from npm, beside deno in .tools (after it: a deno reinstall rewrites package.json).
+if [ "$(.tools/node_modules/.bin/redocly --version 2>/dev/null)" != "$REDOCLY_VERSION" ]; then
+  log "installing @redocly/cli@$REDOCLY_VERSION from npm"
+  (cd .tools && npm install --no-audit --no-fund --loglevel=error "@redocly/cli@$REDOCLY_VERSION" >/dev/null)
 fi
 
 # 4. The Deno project's npm dependencies (versions pinned in deno.json, locked in deno.lock).

@@ -114,3 +114,72 @@ Deno.test("bad evaluation configurations are refused with problem+json and nothi
   assertEquals([job.kind, job.total, job.evaluation.mode], ["evaluate", 2, "transfer"]);
   close();
 });
+
+Deno.test("shapes come from manifests and uploaded sets: a 3×16×16 classifier's set and its adversarial PNG", async () => {
+  const { fashionPngs } = await import("./service_helpers.ts");
+  const { decodeImage } = await import("../lib/image_decode.ts");
+  const { customApp } = await import("./http_helpers.ts");
+  // a colour classifier: only its manifest is needed to plan and check (no worker runs here)
+  const { app, store, auth, close } = await customApp({
+    registry: (r) => {
+      const base = r.resolve("resnet8-fmnist")!;
+      const manifest = {
+        ...base.manifest,
+        name: "rgb16",
+        image: { ...base.manifest.image, channels: 3, height: 16, width: 16 },
+      };
+      r.add({ ...base, manifest, id: "rgb16@1.0.0" });
+    },
+  });
+  const pngs = await fashionPngs(2);
+  const fd = new FormData();
+  pngs.forEach((p, i) =>
+    fd.append("image", new Blob([p.png.slice()], { type: "image/png" }), `${i}.png`)
+  );
+  fd.append("labels", JSON.stringify(pngs.map((p) => p.label)));
+  fd.append("bundle", "rgb16");
+  const up = await app.request("/v1/datasets", { method: "POST", headers: auth, body: fd });
+  assertEquals(up.status, 201);
+  const ds = await up.json();
+  assertEquals(ds.shape, { channels: 3, height: 16, width: 16 });
+
+  const json = { ...auth, "content-type": "application/json" };
+  const post = (target: string) =>
+    app.request("/v1/evaluations", {
+      method: "POST",
+      headers: json,
+      body: JSON.stringify({
+        target: { bundle: target },
+        source: { kind: "surrogate", bundle: "rgb16" },
+        attack: { attack: "fgsm", norm: "linf", eps: 0.05 },
+        dataset: { name: "uploaded", id: ds.id },
+      }),
+    });
+  // a 1×28×28 target does not fit the set
+  const mismatch = await post("resnet8-fmnist");
+  assertEquals([mismatch.status, (await mismatch.json()).code], [422, "dataset-mismatch"]);
+  const r = await post("rgb16");
+  assertEquals(r.status, 202);
+  const { job } = await r.json();
+  assertEquals(job.evaluation.mode, "white-box");
+
+  // the worker would store this adversarial example; the PNG takes the set's shape
+  const pixels = new Float32Array(3 * 16 * 16).map((_, i) => (i % 7) / 7);
+  await store.putAdversarial(job.evaluation.setKey, [
+    { index: 1, label: pngs[1].label, pixels: new Uint8Array(pixels.buffer) },
+  ]);
+  const png = await app.request(`/v1/evaluations/${job.id}/adversarial/1.png`, { headers: auth });
+  assertEquals(png.headers.get("content-type"), "image/png");
+  const decoded = await decodeImage(
+    new Uint8Array(await png.arrayBuffer()),
+    { channels: 3, height: 16, width: 16 },
+    1e6,
+  );
+  assertEquals(decoded.source, { format: "png", width: 16, height: 16, channels: 3 });
+  assertEquals(decoded.conversion, []);
+  const missing = await app.request(`/v1/evaluations/${job.id}/adversarial/0.png`, {
+    headers: auth,
+  });
+  assertEquals([missing.status, (await missing.json()).code], [404, "unknown-adversarial"]);
+  close();
+});

@@ -1,4 +1,5 @@
 /** POST /v1/finetunes and adapter references: bad input is a problem+json 4xx and stores nothing. */
+import { PAPER_TM, paperCheckpoints } from "../lib/truth_max.ts";
 import { assertEquals } from "./assert.ts";
 import { inProcessApp, storedKeys } from "./service_helpers.ts";
 
@@ -139,5 +140,21 @@ Deno.test("bad fine-tune requests and adapter references are refused; nothing st
   const { job } = await ok.json();
   assertEquals([job.kind, job.total, job.finetune.checkpoints], ["finetune", 1, [10, 20]]);
   assertEquals(job.finetune.hyper.lr, 1e-6, "the paper's learning rate is the default");
+
+  // only the models named: every other field is the paper's (nested defaults included)
+  const minimal = await post("/v1/finetunes", {
+    bundle: "tiny-diffusion",
+    source: { kind: "surrogate", bundle: "resnet8-fmnist" },
+  });
+  assertEquals(minimal.status, 202);
+  const spec = (await minimal.json()).job.finetune;
+  assertEquals(spec.hyper, { ...PAPER_TM });
+  assertEquals(spec.checkpoints, paperCheckpoints(PAPER_TM.steps));
+  assertEquals(spec.validation, { n: 64, seed: 0 });
+  assertEquals([spec.attack.attack, spec.attack.version, spec.attack.eps], [
+    "autoattack",
+    "plus",
+    0.05,
+  ]);
   close();
 });

@@ -1,5 +1,6 @@
 /** The HTTP API in-process (app.request): validation, problem+json, nothing stored on error. */
 import { assertEquals } from "./assert.ts";
+import { customApp } from "./http_helpers.ts";
 import { fashionPngs, FAST_SETTINGS, inProcessApp, storedKeys } from "./service_helpers.ts";
 import { PAPER_SETTINGS } from "../lib/dc_settings.ts";
 
@@ -353,3 +354,115 @@ function hugePng(): Uint8Array {
   for (const p of parts) out.set(p, o), o += p.length;
   return out;
 }
+
+Deno.test("every route that takes a body has a limit: 413 body-too-large, nothing stored", async () => {
+  const { app, store, auth, close } = await customApp({
+    limits: { maxJsonBytes: 2000, maxDatasetBytes: 1000 },
+  });
+  const json = JSON.stringify({ padding: "x".repeat(3000) });
+  for (const path of ["/v1/evaluations", "/v1/finetunes"]) {
+    // with a content-length (refused before reading) and streamed without one
+    const sized = await app.request(path, {
+      method: "POST",
+      headers: { ...auth, "content-type": "application/json" },
+      body: json,
+    });
+    await expectProblem(sized, 413, "body-too-large");
+    const streamed = await app.request(path, {
+      method: "POST",
+      headers: { ...auth, "content-type": "application/json" },
+      body: ReadableStream.from([new TextEncoder().encode(json)]),
+    });
+    await expectProblem(streamed, 413, "body-too-large");
+  }
+  const fd = form([png, png, png, png]);
+  fd.append("labels", "[0,1,2,3]");
+  await expectProblem(
+    await app.request("/v1/datasets", { method: "POST", headers: auth, body: fd }),
+    413,
+    "body-too-large",
+  );
+  assertEquals(await storedKeys(store), []);
+  close();
+});
+
+/** A multipart body of `n` parts, each an empty file. */
+function emptyParts(n: number): Uint8Array<ArrayBuffer> {
+  const part = '--b\r\nContent-Disposition: form-data; name="image"; filename="a"\r\n\r\n\r\n';
+  return new TextEncoder().encode(part.repeat(n) + "--b--\r\n");
+}
+
+Deno.test("multipart parts are capped while streaming: 100,000 empty parts are refused at once", async () => {
+  const { app, key, close } = await inProcessApp();
+  const headers = {
+    authorization: `Bearer ${key}`,
+    "content-type": "multipart/form-data; boundary=b",
+  };
+  const body = emptyParts(100_000); // 6.9 MB: under the 8 MB classify body limit
+  for (const path of ["/v1/classify", "/v1/datasets"]) {
+    // a 10 ms ticker measures how long the event loop is held (formData(): ~4 s here)
+    let last = performance.now(), stall = 0;
+    const tick = setInterval(() => {
+      const t = performance.now();
+      stall = Math.max(stall, t - last);
+      last = t;
+    }, 10);
+    const t0 = performance.now();
+    const r = await app.request(path, { method: "POST", headers, body });
+    const ms = performance.now() - t0;
+    stall = Math.max(stall, performance.now() - last);
+    clearInterval(tick);
+    await expectProblem(r, 413, "too-many-images");
+    console.log(
+      `${path}: 100,000 empty parts → 413 in ${ms.toFixed(0)} ms, stall ${stall.toFixed(0)} ms`,
+    );
+    assertEquals(stall < 1000, true, `the event loop was held ${stall.toFixed(0)} ms`);
+  }
+  close();
+});
+
+Deno.test("PUT/DELETE on a known path: 405 with Allow; unknown paths stay 404", async () => {
+  const { app, key, close } = await inProcessApp();
+  const auth = { authorization: `Bearer ${key}` };
+  const id = "00000000-0000-0000-0000-000000000000";
+  const cases: [string, string, string][] = [
+    ["PUT", "/v1/evaluations", "POST"],
+    ["DELETE", `/v1/jobs/${id}`, "GET, HEAD"],
+    ["PUT", `/v1/datasets/${id}`, "GET, HEAD"],
+    ["DELETE", "/v1/classify", "POST"],
+    ["PUT", "/v1/health", "GET, HEAD"],
+    ["DELETE", "/docs", "GET, HEAD"],
+  ];
+  for (const [method, path, allow] of cases) {
+    const r = await app.request(path, { method, headers: auth });
+    await expectProblem(r, 405, "method-not-allowed");
+    assertEquals(r.headers.get("allow"), allow, `${method} ${path}`);
+  }
+  await expectProblem(
+    await app.request("/v1/nope", { method: "PUT", headers: auth }),
+    404,
+    "no-route",
+  );
+  // without a key the /v1 API still answers 401 first: a path's existence is not revealed
+  assertEquals((await app.request(`/v1/jobs/${id}`, { method: "DELETE" })).status, 401);
+  close();
+});
+
+Deno.test("a JSON route: malformed JSON and a non-JSON media type are problem+json", async () => {
+  const { app, key, close } = await inProcessApp();
+  const post = (type: string, body: string) =>
+    app.request("/v1/evaluations", {
+      method: "POST",
+      headers: { authorization: `Bearer ${key}`, "content-type": type },
+      body,
+    });
+  await expectProblem(await post("application/json", "{nope"), 400, "invalid-request");
+  await expectProblem(await post("text/plain", "{}"), 415, "unsupported-media-type");
+  const invalid = await expectProblem(
+    await post("application/json", JSON.stringify({ dataset: { name: "cifar10" } })),
+    400,
+    "invalid-request",
+  );
+  assertEquals(invalid.errors.some((e: { path: string }) => e.path === "attack"), true);
+  close();
+});

@@ -1,0 +1,277 @@
+/**
+ * Robustness evaluations as jobs sharded over workers: a request is checked against the bundles,
+ * the adapter, the settings and the attack quota, completed into an EvaluationSpec
+ * (lib/evaluation/spec.ts), planned into shards by the evaluation engine and stored; its report
+ * is the engine's report (lib/evaluation/report.ts) over the shards finished so far, with sanity
+ * checks against finished siblings (same target, same images).
+ *
+ * Adversarial examples are made once per (attack, source, images) and reused for every target:
+ * a second evaluation that differs only in its target scores the stored images.
+ */
+import { z } from "zod";
+import { AttackConfigSchema } from "../../lib/attacks/config.ts";
+import {
+  type AttackConfig,
+  AttackConfigError,
+  validateAttack,
+} from "../../lib/attacks/registry.ts";
+import { bundleShape, isDiffusion } from "../../lib/bundle.ts";
+import {
+  type DCSettings,
+  DCSettingsOverrides,
+  PAPER_SETTINGS,
+  resolveSettings,
+  SettingsError,
+} from "../../lib/dc_settings.ts";
+import { adversarialSetKey, planEvaluation, TEST_SET_SIZE } from "../../lib/evaluation/engine.ts";
+import {
+  asRun,
+  type EvaluationReport,
+  evaluationReport,
+  sameTargetAndImages,
+} from "../../lib/evaluation/report.ts";
+import {
+  type DatasetRef,
+  evaluationMode,
+  type EvaluationSpec,
+  type SourceSpec,
+  type TargetSpec,
+} from "../../lib/evaluation/spec.ts";
+import type { EvalRun } from "../../lib/evaluation_checks.ts";
+import { encodePng } from "../../lib/image_decode.ts";
+import { type ImageShape, imageSize } from "../../lib/model.ts";
+import type { EvaluationJob } from "../../store/records.ts";
+import type { ServiceDeps } from "../context.ts";
+import { ServiceError } from "../errors.ts";
+import { resolveAdapter } from "./finetune.ts";
+import { findJob, type JobView, jobView } from "./views.ts";
+
+const BundleRef = z.string().min(1).max(200);
+const Seed = z.number().int().min(0).max(2 ** 32 - 1);
+
+/** What a client sends; the service completes it into an EvaluationSpec. */
+export const EvaluationRequest = z.object({
+  target: z.object({
+    bundle: BundleRef.optional().describe("the model scored; default: the embedded default"),
+    adapter: z.string().max(200).nullable().optional().describe(
+      "LoRA adapter id (a Truth-Maximization checkpoint) of a diffusion target",
+    ),
+    settings: DCSettingsOverrides.optional(),
+  }).strict(),
+  source: z.discriminatedUnion("kind", [
+    z.object({
+      kind: z.literal("surrogate"),
+      bundle: BundleRef.default("resnet14-fmnist"),
+    }).strict().describe("transfer: attack a surrogate classifier"),
+    z.object({
+      kind: z.literal("dc"),
+      bundle: BundleRef.optional(),
+      timesteps: z.number().int().min(1).max(100).default(10).describe(
+        "timesteps per class the attack's estimate averages over",
+      ),
+      noise: z.enum(["fixed", "fresh"]).default("fixed").describe(
+        "fixed: the same noise every step; fresh: new noise per gradient (EOT)",
+      ),
+      logitScale: z.number().positive().max(1e6).default(100),
+    }).strict().describe("adaptive: attack the diffusion classifier through its own gradients"),
+  ]),
+  attack: AttackConfigSchema,
+  dataset: z.discriminatedUnion("name", [
+    z.object({
+      name: z.literal("fashion-mnist-test"),
+      n: z.number().int().min(1).max(TEST_SET_SIZE),
+      seed: Seed.default(0),
+    }).strict().describe("a seeded subset of the Fashion-MNIST test split"),
+    z.object({
+      name: z.literal("uploaded"),
+      id: z.uuid(),
+    }).strict().describe("a set stored with POST /v1/datasets"),
+  ]),
+  shardSize: z.number().int().min(1).max(64).default(8).describe("images per worker unit"),
+  rescore: z.number().int().min(0).max(20).default(0).describe(
+    "re-score the adversarial points with this many fresh noise draws (diffusion targets)",
+  ),
+}).strict();
+export type EvaluationRequest = z.output<typeof EvaluationRequest>;
+
+/** Check and complete a request, plan its shards, store the job and wake workers. */
+export async function createEvaluation(
+  deps: ServiceDeps,
+  owner: string,
+  req: EvaluationRequest,
+): Promise<JobView> {
+  const { store, registry, dispatcher, config } = deps;
+  const target = registry.get(req.target.bundle ?? config.defaultBundle, "target");
+  const adapter = req.target.adapter
+    ? (await resolveAdapter(store, req.target.adapter, target.id)).id
+    : null;
+  const source = registry.get(req.source.bundle ?? config.defaultBundle, "source");
+  const wantSource = req.source.kind === "surrogate" ? "classifier" : "diffusion";
+  if (source.manifest.kind !== wantSource) {
+    throw new ServiceError(
+      422,
+      "wrong-bundle-kind",
+      `source '${source.id}' is a ${source.manifest.kind}; a ${req.source.kind} source needs a ${wantSource}`,
+    );
+  }
+  const K = target.manifest.classes.length;
+  const dcBundle = [target, source].find(isDiffusion);
+  let settings: DCSettings = PAPER_SETTINGS;
+  if (dcBundle) {
+    try {
+      settings = resolveSettings(dcBundle.manifest, req.target.settings);
+    } catch (e) {
+      if (!(e instanceof SettingsError)) throw e;
+      throw new ServiceError(422, "invalid-settings", `settings: ${e.message}`);
+    }
+  }
+  // Quota in model evaluations per image; a DC gradient costs 2·K·T UNet calls.
+  const perGradient = req.source.kind === "dc" ? 2 * K * req.source.timesteps : 1;
+  let attack: AttackConfig;
+  try {
+    attack = validateAttack(
+      req.attack,
+      K,
+      Math.floor(config.limits.maxAttackEvalsPerImage / perGradient),
+    );
+  } catch (e) {
+    if (!(e instanceof AttackConfigError)) throw e;
+    throw new ServiceError(422, "invalid-attack", e.message);
+  }
+  // An adaptive attack on a fine-tuned DC differentiates through the same adapter.
+  const sourceSpec: SourceSpec = req.source.kind === "dc" && source.id === target.id && adapter
+    ? { ...req.source, bundle: source.id, adapter }
+    : { ...req.source, bundle: source.id };
+  const dataset = await datasetRef(deps, req.dataset, target);
+  const targetSpec: TargetSpec = isDiffusion(target)
+    ? { kind: "dc", bundle: target.id, adapter, settings }
+    : { kind: "classifier", bundle: target.id };
+  if (req.rescore > 0 && targetSpec.kind !== "dc") {
+    throw new ServiceError(
+      422,
+      "invalid-rescore",
+      `rescore draws fresh diffusion noise; the target '${target.id}' is a deterministic classifier`,
+    );
+  }
+  const evaluation: EvaluationSpec = {
+    attack,
+    source: sourceSpec,
+    target: targetSpec,
+    dataset,
+    setKey: adversarialSetKey({ attack, source: sourceSpec, dataset }),
+    mode: evaluationMode(sourceSpec, targetSpec),
+    ...(req.rescore > 0 ? { rescore: req.rescore } : {}),
+  };
+  const shards = planEvaluation(evaluation, req.shardSize).map((shard) => ({ shard }));
+  const job = await store.createJob(
+    { kind: "evaluate", owner, bundle: target.id, adapter, settings, evaluation },
+    shards,
+  );
+  dispatcher.wake();
+  return await jobView(store, job);
+}
+
+/** The images an evaluation covers: a test subset, or an uploaded set that fits the target. */
+async function datasetRef(
+  { store }: ServiceDeps,
+  ref: EvaluationRequest["dataset"],
+  target: ReturnType<ServiceDeps["registry"]["get"]>,
+): Promise<DatasetRef> {
+  if (ref.name !== "uploaded") return ref;
+  const ds = await store.getDataset(ref.id);
+  if (!ds) throw new ServiceError(404, "unknown-dataset", `no dataset '${ref.id}'`);
+  const want = bundleShape(target.manifest);
+  const K = target.manifest.classes.length;
+  if (
+    ds.numClasses !== K || ds.shape.channels !== want.channels ||
+    ds.shape.height !== want.height || ds.shape.width !== want.width
+  ) {
+    throw new ServiceError(
+      422,
+      "dataset-mismatch",
+      `dataset '${ds.id}' (${ds.numClasses} classes, ${ds.shape.channels}×${ds.shape.height}×${ds.shape.width}) does not fit '${target.id}'`,
+    );
+  }
+  return { name: "uploaded", id: ds.id, n: ds.n, sha256: ds.sha256 };
+}
+
+/**
+ * The shape of an evaluation's images: an uploaded set's own, else the target bundle's (the
+ * Fashion-MNIST test split is fed to it as it is); null when neither is known any more.
+ */
+async function evaluationShape(
+  { store, registry }: ServiceDeps,
+  spec: EvaluationSpec,
+): Promise<ImageShape | null> {
+  if (spec.dataset.name === "uploaded") {
+    return (await store.getDataset(spec.dataset.id))?.shape ?? null;
+  }
+  const b = registry.bundles.get(spec.target.bundle) ?? registry.bundles.get(spec.source.bundle);
+  return b ? bundleShape(b.manifest) : null;
+}
+
+export interface EvaluationView {
+  job: JobView;
+  report: EvaluationReport;
+}
+
+/** The job and its report so far (sanity checks once every shard is in). */
+export async function evaluationView(deps: ServiceDeps, id: string): Promise<EvaluationView> {
+  const job = await findEvaluation(deps, id);
+  return { job: await jobView(deps.store, job), report: await reportOf(deps, job) };
+}
+
+async function reportOf(deps: ServiceDeps, job: EvaluationJob): Promise<EvaluationReport> {
+  const { store } = deps;
+  const spec = job.evaluation;
+  const shards = await store.listEvalResults(job.id);
+  const complete = job.status === "done";
+  const shape = await evaluationShape(deps, spec);
+  let siblings: EvalRun[] | null = null;
+  if (complete && shape) {
+    siblings = [];
+    for (const j of await store.listJobs("evaluate")) {
+      if (
+        j.kind !== "evaluate" || j.id === job.id || j.status !== "done" ||
+        !sameTargetAndImages(j.evaluation, spec)
+      ) continue;
+      const items = (await store.listEvalResults(j.id)).flatMap((s) => s.items);
+      siblings.push(asRun(j.id, j.evaluation, items));
+    }
+  }
+  return evaluationReport(spec, shards, {
+    complete,
+    siblings,
+    imageSize: shape ? imageSize(shape) : 0,
+    id: job.id,
+  });
+}
+
+function findEvaluation({ store }: ServiceDeps, id: string): Promise<EvaluationJob> {
+  return findJob(store, id, "evaluate", "unknown-evaluation", "evaluation");
+}
+
+/** One stored adversarial example (`{index}.png`) as a PNG in the evaluation's image shape. */
+export async function adversarialPng(
+  deps: ServiceDeps,
+  id: string,
+  file: string,
+): Promise<Uint8Array> {
+  const job = await findEvaluation(deps, id);
+  const m = /^(\d{1,5})\.png$/.exec(file);
+  const rec = m ? await deps.store.getAdversarial(job.evaluation.setKey, Number(m[1])) : null;
+  const bytes = rec && await deps.store.getBlob(rec.blob);
+  if (!bytes) {
+    throw new ServiceError(404, "unknown-adversarial", `no adversarial example '${file}' (yet)`);
+  }
+  const shape = await evaluationShape(deps, job.evaluation);
+  if (!shape || imageSize(shape) * 4 !== bytes.byteLength) {
+    throw new ServiceError(
+      404,
+      "unknown-adversarial",
+      `the image shape of '${file}' is no longer known (its target bundle or set is gone)`,
+    );
+  }
+  const pixels = new Float32Array(bytes.slice().buffer);
+  return await encodePng(pixels, shape);
+}

@@ -1,0 +1,199 @@
+/**
+ * Truth-Maximization fine-tunes: a request (defaults: the paper's) checked against the bundles
+ * and the attack quota, stored as a one-unit job for one worker; its progress, checkpoints and
+ * best adapter; the adapters it stored, which classify and evaluation requests reference by id.
+ */
+import { z } from "zod";
+import { AttackConfigSchema } from "../../lib/attacks/config.ts";
+import {
+  type AttackConfig,
+  AttackConfigError,
+  validateAttack,
+} from "../../lib/attacks/registry.ts";
+import { defaultSettings } from "../../lib/dc_settings.ts";
+import { bestCheckpoint } from "../../lib/finetune.ts";
+import { type FinetuneJobSpec, TMHyperSchema } from "../../lib/finetune_spec.ts";
+import { PAPER_TM, paperCheckpoints } from "../../lib/truth_max.ts";
+import type { Store } from "../../store/kv_store.ts";
+import type { AdapterRecord, CheckpointScore } from "../../store/records.ts";
+import type { ServiceDeps } from "../context.ts";
+import { ServiceError } from "../errors.ts";
+import { findJob, type JobView, jobView, UUID } from "./views.ts";
+
+/** The training images not in the validation split's 5,000 (lib/fashion_mnist_split.json). */
+const VALIDATION_SPLIT_SIZE = 5000;
+const Seed = z.number().int().min(0).max(2 ** 32 - 1);
+const h = TMHyperSchema.shape;
+
+/** What a client sends: every field but the model has the paper's default. */
+export const FinetuneRequest = z.object({
+  bundle: z.string().min(1).max(200).optional().describe(
+    "the diffusion bundle to fine-tune; default: the embedded default",
+  ),
+  seed: Seed.default(0),
+  hyper: z.object({
+    lr: h.lr.default(PAPER_TM.lr),
+    beta1: h.beta1.default(PAPER_TM.beta1),
+    beta2: h.beta2.default(PAPER_TM.beta2),
+    weightDecay: h.weightDecay.default(PAPER_TM.weightDecay),
+    adamEps: h.adamEps.default(PAPER_TM.adamEps),
+    warmupSteps: h.warmupSteps.default(PAPER_TM.warmupSteps),
+    batchSize: h.batchSize.default(PAPER_TM.batchSize),
+    steps: h.steps.default(PAPER_TM.steps),
+  }).strict().prefault({}).describe("AdamW and schedule; default: the paper's"),
+  attack: AttackConfigSchema.nullable().default({
+    attack: "autoattack",
+    norm: "linf",
+    eps: 0.05,
+    version: "plus",
+    seed: 0,
+  }).describe(
+    "the attack on the source per batch (the paper: AutoAttack plus, Linf 0.05); null trains on clean images",
+  ),
+  source: z.object({
+    kind: z.literal("surrogate"),
+    bundle: z.string().min(1).max(200).default("resnet14-fmnist"),
+  }).strict().default({ kind: "surrogate", bundle: "resnet14-fmnist" }),
+  checkpoints: z.array(z.number().int().positive()).min(1).max(200).optional().describe(
+    "steps at which to checkpoint; default: the paper's (every 100 to 500, then every 1,000)",
+  ),
+  pool: z.number().int().min(0).max(55_000).default(0).describe(
+    "0: attack each batch online; P: attack P training images once and draw batches from them",
+  ),
+  validation: z.object({
+    n: z.number().int().min(1).max(512).default(64),
+    seed: Seed.default(0),
+  }).strict().prefault({}).describe("the held-out subset every checkpoint is scored on"),
+}).strict();
+export type FinetuneRequest = z.output<typeof FinetuneRequest>;
+
+/** Check a fine-tune against the bundles and the quota, store it as one unit, wake workers. */
+export async function createFinetune(
+  deps: ServiceDeps,
+  owner: string,
+  req: FinetuneRequest,
+): Promise<JobView> {
+  const { store, registry, dispatcher, config } = deps;
+  const bundle = registry.diffusion(
+    req.bundle ?? config.defaultBundle,
+    "Truth Maximization needs a diffusion bundle",
+  );
+  const source = registry.classifier(req.source.bundle, "the source must be a classifier bundle");
+  let attack: AttackConfig | null = null;
+  if (req.attack) {
+    try {
+      // the attack runs on every batch: its quota is per training image
+      attack = validateAttack(
+        req.attack,
+        bundle.manifest.classes.length,
+        config.limits.maxAttackEvalsPerImage,
+      );
+    } catch (e) {
+      if (!(e instanceof AttackConfigError)) throw e;
+      throw new ServiceError(422, "invalid-attack", e.message);
+    }
+  }
+  const { steps } = req.hyper;
+  const checkpoints = [...new Set(req.checkpoints ?? paperCheckpoints(steps))].sort((a, b) =>
+    a - b
+  );
+  if (checkpoints.some((s) => s > steps) || !checkpoints.includes(steps)) {
+    throw new ServiceError(
+      422,
+      "invalid-checkpoints",
+      `checkpoints must be ≤ steps (${steps}) and include the last step`,
+    );
+  }
+  if (req.validation.n > VALIDATION_SPLIT_SIZE) {
+    throw new ServiceError(422, "invalid-request", "validation.n exceeds the validation split");
+  }
+  const finetune: FinetuneJobSpec = {
+    hyper: req.hyper,
+    seed: req.seed,
+    attack,
+    source: { kind: "surrogate", bundle: source.id },
+    checkpoints,
+    validation: req.validation,
+    pool: req.pool,
+  };
+  const job = await store.createJob({
+    kind: "finetune",
+    owner,
+    bundle: bundle.id,
+    adapter: null,
+    settings: defaultSettings(bundle.manifest),
+    finetune,
+  }, [{ shard: [] }]);
+  dispatcher.wake();
+  return await jobView(store, job);
+}
+
+export interface FinetuneView {
+  job: JobView;
+  /** optimizer steps taken so far */
+  step: number;
+  attempts: number;
+  checkpoints: {
+    step: number;
+    adapter: string;
+    loss: number;
+    validation: CheckpointScore;
+    best: boolean;
+  }[];
+  best_adapter: string | null;
+  /** the worker reported the run finished (the best adapter is final) */
+  final: boolean;
+}
+
+export async function finetuneView(store: Store, id: string): Promise<FinetuneView> {
+  const job = await findJob(store, id, "finetune", "unknown-finetune", "fine-tune");
+  const [unit] = await store.listUnits(job.id);
+  const cps = await store.listCheckpoints(job.id);
+  const result = await store.getFinetuneResult(job.id);
+  const best = result?.best ?? bestCheckpoint(cps)?.id ?? null;
+  return {
+    job: await jobView(store, job),
+    step: unit?.status === "done" ? job.finetune.hyper.steps : unit?.progress?.calls ?? 0,
+    attempts: unit?.attempts ?? 0,
+    checkpoints: cps.map((a) => ({
+      step: a.step,
+      adapter: a.id,
+      loss: a.loss,
+      validation: a.validation,
+      best: a.id === best,
+    })),
+    best_adapter: best,
+    final: result !== null,
+  };
+}
+
+/** An adapter as shown: how it was trained and scored, without its tensors or owner. */
+export type AdapterView = Omit<AdapterRecord, "stateBlob" | "owner">;
+
+async function findAdapter(store: Store, id: string): Promise<AdapterRecord> {
+  const rec = UUID.test(id) ? await store.getAdapter(id) : null;
+  if (!rec) throw new ServiceError(404, "unknown-adapter", `unknown adapter '${id}'`);
+  return rec;
+}
+
+export async function adapterView(store: Store, id: string): Promise<AdapterView> {
+  const { stateBlob: _s, owner: _o, ...view } = await findAdapter(store, id);
+  return view;
+}
+
+/** An adapter id that exists and was trained on `bundle`, or a 404/422. */
+export async function resolveAdapter(
+  store: Store,
+  id: string,
+  bundle: string,
+): Promise<AdapterRecord> {
+  const rec = await findAdapter(store, id);
+  if (rec.bundle !== bundle) {
+    throw new ServiceError(
+      422,
+      "adapter-bundle-mismatch",
+      `adapter '${id}' was trained on '${rec.bundle}', not '${bundle}'`,
+    );
+  }
+  return rec;
+}
