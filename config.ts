@@ -29,6 +29,28 @@ export const config = Object.freeze({
   ) as ("cuda" | "cpu")[],
   leaseMs: int("TMDC_LEASE_MS", 30_000),
   heartbeatMs: int("TMDC_HEARTBEAT_MS", 5_000),
+  /** units a worker runs at once, each in its own compute thread (one per device) */
+  workerCapacity: int("TMDC_WORKER_CAPACITY", 1),
+  /** a worker socket that has not said hello by then is closed */
+  helloTimeoutMs: int("TMDC_HELLO_TIMEOUT_MS", 5_000),
+  /**
+   * set by main.ts for its local worker: exit when standard input closes, i.e. when the
+   * frontend that started it is gone (even SIGKILLed), instead of living on orphaned
+   */
+  workerExitWithParent: env("TMDC_WORKER_EXIT_WITH_PARENT", "0") === "1",
+  http: Object.freeze({
+    /**
+     * open connections at most (0: from the file-descriptor limit, see main.ts); beyond it the
+     * oldest connection that has not sent a request yet is dropped to make room
+     */
+    maxConnections: int("TMDC_MAX_CONNECTIONS", 0),
+    /** a connection must have sent its request headers by then */
+    headersTimeoutMs: int("TMDC_HEADERS_TIMEOUT_MS", 10_000),
+    /** … and its whole request (an 8 MB upload on a slow link) */
+    requestTimeoutMs: int("TMDC_REQUEST_TIMEOUT_MS", 120_000),
+    /** an idle keep-alive connection is closed after this */
+    keepAliveTimeoutMs: int("TMDC_KEEPALIVE_TIMEOUT_MS", 5_000),
+  }),
   limits: Object.freeze({
     maxUploadBytes: int("TMDC_MAX_UPLOAD_BYTES", 8 * 1024 * 1024),
     maxImageBytes: int("TMDC_MAX_IMAGE_BYTES", 2 * 1024 * 1024),

@@ -4,9 +4,10 @@
  */
 import { dirname } from "node:path";
 import { config } from "./config.ts";
+import { serveHttp } from "./http_server.ts";
 import { createApp } from "./routes/app.ts";
-import { Registry } from "./routes/registry.ts";
-import { Dispatcher } from "./routes/workers.ts";
+import { Registry } from "./service/registry.ts";
+import { Dispatcher } from "./service/dispatcher.ts";
 import { Store } from "./store/kv_store.ts";
 
 if (!config.kvPath.startsWith("http")) {
@@ -24,15 +25,22 @@ const dispatcher = new Dispatcher(store, registry, {
   workerToken,
   leaseMs: config.leaseMs,
   heartbeatMs: config.heartbeatMs,
+  helloTimeoutMs: config.helloTimeoutMs,
 });
 const app = createApp({ store, registry, dispatcher, config });
 
-const server = Deno.serve({
-  port: config.port,
+const server = await serveHttp({
   hostname: config.hostname,
-  onListen: ({ hostname, port }) => console.log(`[tmdc] listening on http://${hostname}:${port}`),
-}, app.fetch);
-
+  port: config.port,
+  limits: config.http,
+  fetch: app.fetch,
+  webSocketPath: "/v1/workers/ws",
+  onWebSocket: (ws, authenticated) => dispatcher.accept(ws, { onHello: authenticated }),
+});
+const { hostname, port } = server.addr;
+console.log(
+  `[tmdc] listening on http://${hostname}:${port} (at most ${server.connections().max} connections)`,
+);
 console.log(
   `[tmdc] KV: ${config.kvPath}; bundles: ${[...registry.bundles.keys()].join(", ") || "none"}`,
 );
@@ -42,14 +50,16 @@ if ((await store.countApiKeys()) === 0) {
 
 let worker: Deno.ChildProcess | undefined;
 if (config.localWorker) {
-  const addr = server.addr as Deno.NetAddr;
   worker = new Deno.Command(Deno.execPath(), {
     args: ["run", "--allow-all", new URL("./gpu-worker/main.ts", import.meta.url).pathname],
     env: {
       TMDC_WORKER_TOKEN: workerToken,
-      TMDC_FRONTEND_URL: `http://${addr.hostname}:${addr.port}`,
+      TMDC_FRONTEND_URL: `http://${hostname}:${port}`,
       TMDC_WORKER_ID: Deno.env.get("TMDC_WORKER_ID") ?? "local-worker",
+      // The worker exits when this pipe closes: when this process ends, however it ends.
+      TMDC_WORKER_EXIT_WITH_PARENT: "1",
     },
+    stdin: "piped",
     stdout: "inherit",
     stderr: "inherit",
   }).spawn();

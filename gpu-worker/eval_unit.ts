@@ -8,23 +8,10 @@ import { bundleShape } from "../lib/bundle.ts";
 import { runShard } from "../lib/evaluation/engine.ts";
 import { modelSet } from "../lib/evaluation/targets.ts";
 import { gather, type LabelledImages, loadTest } from "../lib/fashion_mnist.ts";
-import type { OnnxClassifier, OnnxDiffusionModel } from "./onnx_model.ts";
-import { fromBase64, type FrontendMessage, toBase64 } from "./protocol.ts";
-import { unpackState } from "../lib/truth_max.ts";
-
-type EvalUnit = Extract<FrontendMessage, { type: "eval-unit" }>;
+import { loraTensors, type WorkerModels } from "./models.ts";
+import { type EvaluationUnitMsg as EvalUnit, fromBase64, toBase64 } from "./protocol.ts";
 
 let testSet: Promise<LabelledImages> | undefined;
-
-export interface WorkerModels {
-  diffusion: Map<string, OnnxDiffusionModel>;
-  classifiers: Map<string, OnnxClassifier>;
-}
-
-/** An adapter's LoRA tensors from the frontend's base64 (float32, the bundle's layout order). */
-export function loraTensors(model: OnnxDiffusionModel, b64: string) {
-  return unpackState(fromBase64(b64), model.loraLayout, 0, false).lora;
-}
 
 const floats = (b64: string) => {
   const bytes = fromBase64(b64);
@@ -44,7 +31,7 @@ function stack(list: string[]): Float32Array {
 }
 
 export async function runEvalUnit(models: WorkerModels, msg: EvalUnit) {
-  const spec = msg.evaluation;
+  const spec = msg.spec;
   const target = spec.target.kind === "dc"
     ? models.diffusion.get(spec.target.bundle)
     : models.classifiers.get(spec.target.bundle);

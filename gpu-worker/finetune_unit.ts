@@ -6,19 +6,23 @@
  */
 import { config } from "../config.ts";
 import { classifierOracle } from "../lib/attacks/oracle.ts";
-import type { AttackConfig } from "../lib/attacks/registry.ts";
-import type { DCSettings } from "../lib/dc_settings.ts";
 import { type LabelledImages, loadTrainSplit } from "../lib/fashion_mnist.ts";
 import { type FinetuneSpec, runFinetune, validationSet } from "../lib/finetune.ts";
 import { initState, packState, unpackState } from "../lib/truth_max.ts";
-import type { WorkerModels } from "./eval_unit.ts";
-import { fromBase64, type FrontendMessage, toBase64, type WorkerMessage } from "./protocol.ts";
-
-type FinetuneUnit = Extract<FrontendMessage, { type: "finetune-unit" }>;
+import { need, type WorkerModels } from "./models.ts";
+import {
+  type FinetuneResult,
+  type FinetuneUnitMsg,
+  fromBase64,
+  toBase64,
+  unitRef,
+} from "./protocol.ts";
+import type { RunnerContext } from "./runners.ts";
 
 let splits: Promise<[LabelledImages, LabelledImages]> | undefined;
 
-export function trainingData() {
+/** The training and validation splits, read once per compute slot. */
+export function trainingData(): Promise<[LabelledImages, LabelledImages]> {
   splits ??= Promise.all([
     loadTrainSplit(config.root, "train"),
     loadTrainSplit(config.root, "validation"),
@@ -28,43 +32,36 @@ export function trainingData() {
 
 export async function runFinetuneUnit(
   models: WorkerModels,
-  msg: FinetuneUnit,
-  send: (m: WorkerMessage) => void,
-  progress: (step: number) => void,
-) {
+  msg: FinetuneUnitMsg,
+  ctx: RunnerContext,
+): Promise<FinetuneResult> {
   const t0 = performance.now();
-  const model = models.diffusion.get(msg.bundle);
-  if (!model) throw new Error(`this worker does not hold bundle ${msg.bundle}`);
-  const surrogate = models.classifiers.get(msg.finetune.source.bundle);
-  if (!surrogate) {
-    throw new Error(`this worker does not hold the surrogate ${msg.finetune.source.bundle}`);
-  }
+  const model = need(models.diffusion, msg.bundle, "diffusion");
+  const surrogate = need(models.classifiers, msg.finetune.source.bundle, "surrogate");
   const [train, val] = await trainingData();
+  const ft = msg.finetune;
   const spec: FinetuneSpec = {
-    hyper: msg.finetune.hyper,
-    seed: msg.finetune.seed,
-    attack: msg.finetune.attack as AttackConfig | null,
-    checkpoints: msg.finetune.checkpoints,
-    validation: msg.finetune.validation,
-    pool: msg.finetune.pool,
-    dc: msg.settings as DCSettings,
+    hyper: ft.hyper,
+    seed: ft.seed,
+    attack: ft.attack,
+    checkpoints: ft.checkpoints,
+    validation: ft.validation,
+    pool: ft.pool,
+    dc: msg.settings,
   };
   const oracle = classifierOracle(surrogate);
   const state = msg.resume
     ? unpackState(fromBase64(msg.resume.state), model.loraLayout, msg.resume.step)
     : initState(model.loraLayout, spec.seed);
+  const total = ft.hyper.steps;
+  ctx.progress({ calls: state.step, total });
   const valSet = await validationSet(val, spec, oracle, model.imageShape);
-  const ref = { jobId: msg.jobId, idx: msg.idx, token: msg.token };
   await runFinetune(model, oracle, train, valSet, spec, state, {
-    onProgress: (step) => progress(step),
+    onProgress: (step) => ctx.progress({ calls: step, total }),
     onCheckpoint: (s, info) => {
-      send({ type: "ft-checkpoint", ...ref, ...info, state: toBase64(packState(s)) });
+      ctx.send({ type: "checkpoint", ...unitRef(msg), ...info, state: toBase64(packState(s)) });
       return Promise.resolve();
     },
   });
-  return {
-    type: "ft-result" as const,
-    computeMs: performance.now() - t0,
-    provider: model.provider,
-  };
+  return { computeMs: performance.now() - t0, provider: model.provider };
 }

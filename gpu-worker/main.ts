@@ -1,208 +1,304 @@
 /**
- * GPU worker: a separate process that connects to the frontend's WebSocket, announces
- * its bundles and execution provider, leases work units, heartbeats while it computes,
- * and returns results. Reconnects with exponential backoff; whatever it held when it
- * vanished goes back to the queue when the lease expires.
+ * GPU worker: a separate process that connects to the frontend's WebSocket, announces its
+ * bundles and how many units it runs at once, leases units, heartbeats while they compute and
+ * returns results. Reconnects with exponential backoff; whatever it held when it vanished goes
+ * back to the queue when the lease expires.
  *
- *   TMDC_FRONTEND_URL   http://127.0.0.1:8787     TMDC_WORKER_TOKEN  (required)
- *   TMDC_MODELS_DIR     ./models                  TMDC_WORKER_ID     hostname-pid
- *   TMDC_PROVIDERS      cuda,cpu                  TMDC_WORKER_THREADS 0 (= onnxruntime default)
+ * This thread only talks: units run in compute slots (gpu-worker/slot.ts, one Web Worker per
+ * unit of capacity), so heartbeat timers here fire on time however long a unit blocks its own
+ * thread. The worker never holds more units than it has free slots: it asks (`take`) only with
+ * a slot free and no request outstanding, and the frontend enforces the same count.
+ *
+ *   TMDC_FRONTEND_URL   http://127.0.0.1:8787     TMDC_WORKER_TOKEN    (required)
+ *   TMDC_MODELS_DIR     ./models                  TMDC_WORKER_ID       hostname-pid
+ *   TMDC_PROVIDERS      cuda,cpu                  TMDC_WORKER_THREADS  0 (= onnxruntime default)
+ *   TMDC_WORKER_CAPACITY 1 (units at once)
  */
-import { join } from "node:path";
 import { config } from "../config.ts";
-import { classifyImages } from "../lib/diffusion_classifier.ts";
-import type { DiffusionManifest } from "../lib/bundle_manifest.ts";
-import type { ClassifierManifest } from "../lib/bundle_manifest.ts";
-import { OnnxClassifier, OnnxDiffusionModel } from "./onnx_model.ts";
-import { loadBundle } from "../lib/bundle.ts";
-import { loraTensors, runEvalUnit, type WorkerModels } from "./eval_unit.ts";
-import { runFinetuneUnit } from "./finetune_unit.ts";
-import { fromBase64, FrontendMessage, type WorkerMessage } from "./protocol.ts";
+import { isDiffusion, type LoadedBundle, scanBundles } from "../lib/bundle.ts";
+import {
+  FrontendMessage,
+  type FrontendUnit,
+  type Progress,
+  type UnitRef,
+  WorkerMessage,
+} from "./protocol.ts";
+import type { SlotReply, SlotRequest } from "./slot.ts";
 
-const VERSION = "0.1.0";
+const VERSION = "0.2.0";
+/** after `none`, ask again this often: picks up units whose lease expired elsewhere */
+const POLL_MS = 2000;
+/** hello is repeated this often until the frontend answers (see `session`) */
+const HELLO_RETRY_MS = 500;
 
-async function loadModels(dir: string): Promise<WorkerModels> {
-  const models = new Map<string, OnnxDiffusionModel>();
-  const classifiers = new Map<string, OnnxClassifier>();
-  for await (const e of Deno.readDir(dir)) {
-    if (!e.isDirectory) continue;
-    try {
-      const b = await loadBundle(join(dir, e.name));
-      if (b.manifest.kind === "classifier") {
-        const opts = { threads: config.workerThreads, providers: config.workerProviders };
-        classifiers.set(
-          b.id,
-          new OnnxClassifier(b as typeof b & { manifest: ClassifierManifest }, opts),
-        );
-        continue;
-      }
-      models.set(
-        b.id,
-        new OnnxDiffusionModel(b as typeof b & { manifest: DiffusionManifest }, {
-          threads: config.workerThreads,
-          providers: config.workerProviders,
-        }),
-      );
-    } catch (err) {
-      console.error(`[worker] skipping bundle ${e.name}: ${(err as Error).message}`);
+interface Running {
+  ref: UnitRef;
+  progress?: Progress;
+  heartbeat: ReturnType<typeof setInterval>;
+}
+
+/** One compute thread and the unit it runs, if any. */
+class Slot {
+  thread!: Worker;
+  running?: Running;
+  ready!: Promise<string>;
+
+  constructor(
+    readonly bundles: LoadedBundle[],
+    readonly onReply: (slot: Slot, r: SlotReply) => void,
+    readonly onCrash: (slot: Slot, error: string) => void,
+  ) {
+    this.start();
+  }
+
+  start(): void {
+    this.thread = new Worker(new URL("./slot.ts", import.meta.url), { type: "module" });
+    this.ready = new Promise((resolve) => {
+      this.thread.onmessage = (ev: MessageEvent<SlotReply>) => {
+        if (ev.data.type === "ready") resolve(ev.data.provider);
+        else this.onReply(this, ev.data);
+      };
+    });
+    // An exception that escapes a runner's promise chain: the unit fails, the slot restarts.
+    this.thread.onerror = (ev) => {
+      ev.preventDefault();
+      this.thread.terminate();
+      this.onCrash(this, ev.message);
+      this.start();
+    };
+    this.post({
+      type: "init",
+      bundles: this.bundles,
+      options: { threads: config.workerThreads, providers: config.workerProviders },
+    });
+  }
+
+  post(m: SlotRequest): void {
+    this.thread.postMessage(m);
+  }
+}
+
+export class GpuWorker {
+  readonly slots: Slot[];
+  #socket?: WebSocket;
+  #heartbeatMs = 5000;
+  /** a `take` was sent and neither a unit nor `none` has answered it yet */
+  #takeOutstanding = false;
+  #poll?: ReturnType<typeof setTimeout>;
+  provider = "cpu";
+
+  constructor(
+    readonly id: string,
+    readonly bundles: LoadedBundle[],
+    capacity: number,
+  ) {
+    this.slots = Array.from(
+      { length: capacity },
+      () => new Slot(bundles, (s, r) => this.#onSlot(s, r), (s, e) => this.#onCrash(s, e)),
+    );
+  }
+
+  async ready(): Promise<void> {
+    this.provider = (await Promise.all(this.slots.map((s) => s.ready)))[0] ?? "cpu";
+  }
+
+  #send(m: WorkerMessage): void {
+    const ws = this.#socket;
+    if (ws?.readyState === WebSocket.OPEN) ws.send(JSON.stringify(m));
+  }
+
+  #free(): Slot | undefined {
+    return this.slots.find((s) => !s.running);
+  }
+
+  #take(): void {
+    clearTimeout(this.#poll);
+    if (this.#takeOutstanding || !this.#free() || this.#socket?.readyState !== WebSocket.OPEN) {
+      return;
+    }
+    this.#takeOutstanding = true;
+    this.#send({ type: "take" });
+  }
+
+  #start(slot: Slot, unit: FrontendUnit): void {
+    const ref = { jobId: unit.jobId, idx: unit.idx, token: unit.token };
+    const running: Running = {
+      ref,
+      heartbeat: setInterval(
+        () => this.#send({ type: "heartbeat", ...ref, progress: running.progress }),
+        this.#heartbeatMs,
+      ),
+    };
+    slot.running = running;
+    slot.post({ type: "run", unit });
+  }
+
+  #finish(slot: Slot, m: WorkerMessage): void {
+    if (slot.running) clearInterval(slot.running.heartbeat);
+    slot.running = undefined;
+    // Sent on the socket of the moment: after a reconnect the lease may still be ours.
+    this.#send(m);
+    this.#take();
+  }
+
+  #onSlot(slot: Slot, r: SlotReply): void {
+    if (r.type === "progress") {
+      if (slot.running) slot.running.progress = r.progress;
+    } else if (r.type === "send") this.#send(r.msg);
+    else if (r.type === "done") this.#finish(slot, r.msg);
+  }
+
+  #onCrash(slot: Slot, error: string): void {
+    console.error(`[worker] compute slot crashed: ${error}`);
+    if (slot.running) {
+      this.#finish(slot, { type: "fail", ...slot.running.ref, error: `worker crashed: ${error}` });
     }
   }
-  return { diffusion: models, classifiers };
+
+  #onMessage(text: string, url: string): void {
+    let raw: unknown;
+    try {
+      raw = JSON.parse(text);
+    } catch {
+      return console.error("[worker] a frame from the frontend is not JSON");
+    }
+    const parsed = FrontendMessage.safeParse(raw);
+    if (!parsed.success) {
+      console.error(`[worker] malformed message from the frontend: ${parsed.error.message}`);
+      // A unit we cannot read still holds a lease (and a slot at the frontend): give it back.
+      const ref = raw as { type?: string; jobId?: string; idx?: number; token?: string };
+      if (ref?.type === "unit" && ref.jobId && typeof ref.idx === "number" && ref.token) {
+        this.#takeOutstanding = false;
+        this.#send({
+          type: "fail",
+          jobId: ref.jobId,
+          idx: ref.idx,
+          token: ref.token,
+          error: `the worker could not read the unit: ${parsed.error.message.slice(0, 500)}`,
+        });
+        this.#take();
+      }
+      return;
+    }
+    const msg = parsed.data;
+    switch (msg.type) {
+      case "welcome":
+        this.#heartbeatMs = msg.heartbeatMs;
+        console.error(
+          `[worker] ${this.id} connected to ${url} with ${
+            this.bundles.map((b) => b.id).join(", ")
+          }; ${this.slots.length} slot(s)`,
+        );
+        this.#take();
+        return;
+      case "wake":
+        return this.#take();
+      case "none":
+        this.#takeOutstanding = false;
+        clearTimeout(this.#poll);
+        this.#poll = setTimeout(() => this.#take(), POLL_MS);
+        return;
+      case "error":
+        return console.error(`[worker] frontend says: ${msg.message}`);
+      case "unit": {
+        this.#takeOutstanding = false;
+        const slot = this.#free();
+        if (!slot) {
+          // The frontend counts our leases and must not send this; fail it rather than queue
+          // work we cannot heartbeat for.
+          this.#send({
+            type: "fail",
+            jobId: msg.jobId,
+            idx: msg.idx,
+            token: msg.token,
+            error: `worker ${this.id} was sent a unit beyond its capacity ${this.slots.length}`,
+          });
+          return;
+        }
+        this.#start(slot, msg);
+        return this.#take();
+      }
+    }
+  }
+
+  /** One connection, until it closes. */
+  session(url: string, token: string, signal?: AbortSignal): Promise<void> {
+    return new Promise((resolve, reject) => {
+      const ws = new WebSocket(url);
+      this.#socket = ws;
+      this.#takeOutstanding = false;
+      const abort = () => ws.close();
+      signal?.addEventListener("abort", abort);
+      const hello = () =>
+        this.#send({
+          type: "hello",
+          token,
+          worker: {
+            id: this.id,
+            bundles: this.bundles.map((b) => b.id),
+            provider: this.provider,
+            threads: config.workerThreads,
+            version: VERSION,
+            capacity: this.slots.length,
+          },
+        });
+      // Said again until welcomed: Deno 2.9's WebSocket upgrade over a node:http socket can
+      // drop a frame that arrives while it takes the socket over (the first one, right after
+      // the 101). A repeated hello is harmless: the frontend ignores it once authenticated.
+      let helloAgain: ReturnType<typeof setInterval> | undefined;
+      ws.onopen = () => {
+        hello();
+        helloAgain = setInterval(hello, HELLO_RETRY_MS);
+      };
+      ws.onmessage = (ev) => {
+        clearInterval(helloAgain);
+        this.#onMessage(String(ev.data), url);
+      };
+      ws.onclose = () => {
+        clearInterval(helloAgain);
+        clearTimeout(this.#poll);
+        signal?.removeEventListener("abort", abort);
+        resolve();
+      };
+      ws.onerror = (e) =>
+        reject(new Error(`websocket error: ${(e as ErrorEvent).message ?? "connection failed"}`));
+    });
+  }
+}
+
+/** Exit when standard input reaches its end: the parent that holds the other end is gone. */
+async function exitWithParent(): Promise<void> {
+  try {
+    for await (const _ of Deno.stdin.readable) { /* the parent never writes */ }
+  } catch { /* closed */ }
+  console.error("[worker] the frontend that started this worker is gone; exiting");
+  Deno.exit(0);
 }
 
 export async function runWorker(signal?: AbortSignal): Promise<void> {
   const token = config.workerToken;
   if (!token) throw new Error("TMDC_WORKER_TOKEN is not set");
+  if (config.workerExitWithParent) exitWithParent();
   const id = Deno.env.get("TMDC_WORKER_ID") ?? `${Deno.hostname()}-${Deno.pid}`;
-  const models = await loadModels(config.modelsDir);
-  if (models.diffusion.size === 0) throw new Error(`no diffusion bundle under ${config.modelsDir}`);
+  const { bundles, rejected } = await scanBundles(config.modelsDir);
+  for (const r of rejected) console.error(`[worker] skipping bundle ${r.dir}: ${r.error}`);
+  if (!bundles.some(isDiffusion)) throw new Error(`no diffusion bundle under ${config.modelsDir}`);
+  const capacity = config.workerCapacity;
+  if (!Number.isInteger(capacity) || capacity < 1) {
+    throw new Error("TMDC_WORKER_CAPACITY must be a positive integer");
+  }
+  const worker = new GpuWorker(id, bundles, capacity);
+  await worker.ready();
   const url = config.frontendUrl.replace(/^http/, "ws") + "/v1/workers/ws";
   let backoff = 500;
   while (!signal?.aborted) {
     const started = Date.now();
-    await session(url, token, id, models, signal).catch((e) =>
-      console.error(`[worker] ${e.message}`)
-    );
+    await worker.session(url, token, signal).catch((e) => console.error(`[worker] ${e.message}`));
     if (Date.now() - started > 10_000) backoff = 500;
     console.error(`[worker] disconnected; reconnecting in ${backoff} ms`);
     await new Promise((r) => setTimeout(r, backoff));
     backoff = Math.min(backoff * 2, 15_000);
   }
-}
-
-function session(
-  url: string,
-  token: string,
-  id: string,
-  all: WorkerModels,
-  signal?: AbortSignal,
-): Promise<void> {
-  const models = all.diffusion;
-  const bundles = [...all.diffusion.keys(), ...all.classifiers.keys()];
-  return new Promise((resolve, reject) => {
-    const ws = new WebSocket(url);
-    const send = (m: WorkerMessage) =>
-      ws.readyState === WebSocket.OPEN && ws.send(JSON.stringify(m));
-    let heartbeatMs = 5000;
-    let busy = false;
-    let poll: ReturnType<typeof setTimeout> | undefined;
-    const take = () => {
-      if (!busy) send({ type: "take" });
-    };
-    /** Run one leased unit: heartbeat (with progress) while it computes, report, take the next. */
-    const leased = async (
-      ref: { jobId: string; idx: number; token: string },
-      progress: () => { calls: number; total: number } | undefined,
-      work: () => Promise<Record<string, unknown>>,
-    ) => {
-      busy = true;
-      const unit = { jobId: ref.jobId, idx: ref.idx, token: ref.token };
-      const hb = setInterval(
-        () => send({ type: "heartbeat", ...unit, progress: progress() }),
-        heartbeatMs,
-      );
-      try {
-        send({ ...(await work()), ...unit } as WorkerMessage);
-      } catch (e) {
-        send({ type: "fail", ...unit, error: (e as Error).message });
-      } finally {
-        clearInterval(hb);
-        busy = false;
-        take();
-      }
-    };
-    signal?.addEventListener("abort", () => ws.close());
-    ws.onopen = () => {
-      const provider = [...models.values()][0].provider;
-      send({
-        type: "hello",
-        token,
-        worker: {
-          id,
-          bundles,
-          provider,
-          threads: config.workerThreads,
-          version: VERSION,
-        },
-      });
-    };
-    ws.onmessage = async (ev) => {
-      const parsed = FrontendMessage.safeParse(JSON.parse(String(ev.data)));
-      if (!parsed.success) return console.error("[worker] malformed message from frontend");
-      const msg = parsed.data;
-      switch (msg.type) {
-        case "welcome":
-          heartbeatMs = msg.heartbeatMs;
-          console.error(`[worker] ${id} connected to ${url} with ${bundles.join(", ")}`);
-          take();
-          break;
-        case "wake":
-          take();
-          break;
-        case "none":
-          clearTimeout(poll);
-          poll = setTimeout(take, 2000); // also picks up units whose lease expired
-          break;
-        case "error":
-          console.error(`[worker] frontend says: ${msg.message}`);
-          break;
-        case "eval-unit":
-          await leased(
-            msg,
-            () => undefined,
-            async () => ({ type: "eval-result", ...(await runEvalUnit(all, msg)) }),
-          );
-          break;
-        case "finetune-unit": {
-          let step = msg.resume?.step ?? 0;
-          await leased(
-            msg,
-            () => ({ calls: step, total: msg.finetune.hyper.steps }),
-            () => runFinetuneUnit(all, msg, send, (k) => (step = k)),
-          );
-          break;
-        }
-        case "unit": {
-          let progress = { calls: 0, total: 0 };
-          await leased(msg, () => progress, async () => {
-            const model = models.get(msg.bundle);
-            if (!model) throw new Error(`this worker does not hold bundle ${msg.bundle}`);
-            const lora = msg.lora ? loraTensors(model, msg.lora) : undefined;
-            const bytes = fromBase64(msg.pixels);
-            const pixels = new Float32Array(bytes.buffer, bytes.byteOffset, bytes.byteLength / 4);
-            const t0 = performance.now();
-            const [r] = await classifyImages(model, pixels, 1, msg.settings, {
-              lora,
-              onProgress: (calls, total) => progress = { calls, total },
-            });
-            return {
-              type: "result",
-              result: {
-                label: r.label,
-                errorSum: Array.from(r.errorSum),
-                errorSumSq: Array.from(r.errorSumSq),
-                count: Array.from(r.count),
-                posterior: Array.from(r.posterior),
-                meanError: Array.from(r.meanError),
-                stdError: Array.from(r.stdError),
-                unetCalls: r.unetCalls,
-                survivors: r.survivors,
-                computeMs: performance.now() - t0,
-                provider: model.provider,
-              },
-            };
-          });
-          break;
-        }
-      }
-    };
-    ws.onclose = () => {
-      clearTimeout(poll);
-      resolve();
-    };
-    ws.onerror = (e) =>
-      reject(new Error(`websocket error: ${(e as ErrorEvent).message ?? "connection failed"}`));
-  });
 }
 
 if (import.meta.main) {

@@ -1,5 +1,6 @@
 /** Real processes for end-to-end tests: the frontend and GPU workers as separate Deno processes. */
 import { join } from "node:path";
+import { Store } from "../store/kv_store.ts";
 import { REPO } from "./helpers.ts";
 import { tinyModelsDir } from "./service_helpers.ts";
 
@@ -19,7 +20,7 @@ function runArgs(script: string, ...rest: string[]): string[] {
   ];
 }
 
-function freePort(): number {
+export function freePort(): number {
   const l = Deno.listen({ hostname: "127.0.0.1", port: 0 });
   const port = (l.addr as Deno.NetAddr).port;
   l.close();
@@ -31,10 +32,11 @@ export class Cluster {
   workers = new Map<string, Deno.ChildProcess>();
   constructor(readonly env: Record<string, string>, readonly url: string) {}
 
-  static async create(): Promise<Cluster> {
+  /** `env` overrides the defaults below (e.g. a longer lease, a worker's capacity). */
+  static async create(env: Record<string, string> = {}): Promise<Cluster> {
     const dir = await Deno.makeTempDir({ prefix: "tmdc-e2e-" });
     const port = freePort();
-    const env = {
+    const base = {
       TMDC_PORT: String(port),
       TMDC_KV_PATH: join(dir, "kv.sqlite"),
       TMDC_MODELS_DIR: await tinyModelsDir(),
@@ -46,21 +48,35 @@ export class Cluster {
       TMDC_WORKER_THREADS: "1",
       TMDC_PROVIDERS: "cpu",
       TMDC_FRONTEND_URL: `http://127.0.0.1:${port}`,
+      ...env,
     };
-    return new Cluster(env, `http://127.0.0.1:${port}`);
+    return new Cluster(base, `http://127.0.0.1:${port}`);
   }
 
-  spawn(script: string, extra: Record<string, string> = {}): Deno.ChildProcess {
-    return new Deno.Command(DENO, {
-      args: runArgs(script),
+  /**
+   * `fileLimit`: the limit on open files the process runs under (`ulimit -n`, soft and hard:
+   * Deno raises its soft limit to the hard one at start-up).
+   */
+  spawn(
+    script: string,
+    extra: Record<string, string> = {},
+    fileLimit?: number,
+  ): Deno.ChildProcess {
+    const [cmd, args] = fileLimit
+      ? ["sh", ["-c", `ulimit -n ${fileLimit} && exec "$0" "$@"`, DENO, ...runArgs(script)]]
+      : [DENO, runArgs(script)];
+    return new Deno.Command(cmd, {
+      args,
       env: { ...this.env, ...extra },
       stdout: "null",
       stderr: Deno.env.get("TMDC_TEST_LOGS") ? "inherit" : "null",
     }).spawn();
   }
 
-  async startFrontend(): Promise<void> {
-    this.frontend = this.spawn("main.ts");
+  async startFrontend(
+    opts: { fileLimit?: number; env?: Record<string, string> } = {},
+  ): Promise<void> {
+    this.frontend = this.spawn("main.ts", opts.env, opts.fileLimit);
     for (let i = 0; i < 200; i++) {
       try {
         const r = await fetch(`${this.url}/v1/health`);
@@ -86,6 +102,22 @@ export class Cluster {
     w.kill("SIGKILL");
     await w.status;
     this.workers.delete(id);
+  }
+
+  /** The workers the frontend lists as online (GET /v1/models). */
+  async workersOnline(): Promise<{ id: string; connectedAt: string; capacity?: number }[]> {
+    const r = await fetch(`${this.url}/v1/models`);
+    return (await r.json()).workers;
+  }
+
+  /** Wait until worker `id` is online; returns its listing. */
+  waitForWorker(id: string) {
+    return waitFor(async () => (await this.workersOnline()).find((w) => w.id === id), `${id}`);
+  }
+
+  /** The cluster's KV through the store API (SQLite: safe beside the running frontend). */
+  openStore(): Promise<Store> {
+    return Store.open(this.env.TMDC_KV_PATH);
   }
 
   async apiKey(): Promise<string> {
@@ -117,15 +149,19 @@ export async function waitFor<T>(
 }
 
 /** An end-to-end test: a fresh cluster with its frontend up and an API key; always shut down. */
-export function clusterTest(name: string, fn: (c: Cluster, key: string) => Promise<void>): void {
+export function clusterTest(
+  name: string,
+  fn: (c: Cluster, key: string) => Promise<void>,
+  opts: { env?: Record<string, string>; fileLimit?: number } = {},
+): void {
   Deno.test({
     name,
     sanitizeResources: false,
     sanitizeOps: false,
     fn: async () => {
-      const c = await Cluster.create();
+      const c = await Cluster.create(opts.env);
       try {
-        await c.startFrontend();
+        await c.startFrontend({ fileLimit: opts.fileLimit });
         await fn(c, await c.apiKey());
       } finally {
         await c.shutdown();

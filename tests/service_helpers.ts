@@ -4,8 +4,8 @@ import { config } from "../config.ts";
 import { loadTest } from "../lib/fashion_mnist.ts";
 import { encodePng } from "../lib/image_decode.ts";
 import { createApp } from "../routes/app.ts";
-import { Registry } from "../routes/registry.ts";
-import { Dispatcher } from "../routes/workers.ts";
+import { Registry } from "../service/registry.ts";
+import { Dispatcher } from "../service/dispatcher.ts";
 import { Store } from "../store/kv_store.ts";
 import { REPO, TINY_DIFFUSION, TINY_SURROGATE } from "./helpers.ts";
 

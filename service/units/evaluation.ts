@@ -1,0 +1,105 @@
+/**
+ * Evaluation units: one shard of dataset indices each. The unit carries the whole spec, and
+ * the stored adversarial examples when the whole shard has them (made once per attack, source
+ * and subset, reused by every target). A result must cover exactly the shard's indices, and
+ * its new adversarial examples must be whole images of the target's shape.
+ */
+import type { EvaluationJob } from "../../store/records.ts";
+import { fromBase64, toBase64 } from "../../gpu-worker/protocol.ts";
+import {
+  base64Bytes,
+  imageFloats,
+  loraOf,
+  OK,
+  rejected,
+  servedBundle,
+  STALE,
+  type UnitModule,
+} from "./common.ts";
+
+export const evaluationUnits: UnitModule<EvaluationJob, "evaluation"> = {
+  kind: "evaluation",
+
+  async message({ store }, job, unit, ref) {
+    const ev = job.evaluation;
+    const indices = unit.shard ?? [];
+    const stored = await Promise.all(indices.map((i) => store.getAdversarial(ev.setKey, i)));
+    let adv: string[] | null = null;
+    if (stored.every((r) => r !== null)) {
+      const blobs = await Promise.all(stored.map((r) => store.getBlob(r!.blob)));
+      if (blobs.every((b) => b !== null)) adv = blobs.map((b) => toBase64(b!));
+    }
+    let images: { pixels: string[]; labels: number[] } | null = null;
+    if (ev.dataset.name === "uploaded") {
+      const ds = await store.getDataset(ev.dataset.id);
+      const all = ds && await store.getBlob(ds.pixelsBlob);
+      if (!ds || !all) throw new Error(`dataset ${ev.dataset.id} is not stored`);
+      const bytesPer = all.length / ds.n;
+      images = {
+        pixels: indices.map((i) => toBase64(all.subarray(i * bytesPer, (i + 1) * bytesPer))),
+        labels: indices.map((i) => ds.labels[i]),
+      };
+    }
+    return {
+      type: "unit",
+      kind: "evaluation",
+      ...ref,
+      spec: ev,
+      settings: job.settings,
+      lora: await loraOf(store, job.adapter),
+      indices,
+      images,
+      adv,
+    };
+  },
+
+  async complete(deps, job, unit, r, worker) {
+    const ev = job.evaluation;
+    const target = servedBundle(deps, ev.target.bundle);
+    const K = target.manifest.classes.length;
+    const shard = unit.shard ?? [];
+    const got = r.items.map((it) => it.index);
+    if (got.length !== shard.length || got.some((index, i) => index !== shard[i])) {
+      return rejected(`items cover indices [${got}], the shard is [${shard}]`);
+    }
+    const inRange = (p: number, min: number) => Number.isInteger(p) && p >= min && p < K;
+    if (
+      r.items.some((it) =>
+        !inRange(it.label, 0) || !inRange(it.cleanPred, -1) || !inRange(it.advPred, -1)
+      )
+    ) {
+      return rejected(`a label or prediction is not one of the target's ${K} classes`);
+    }
+    const bytes = imageFloats(target) * 4;
+    const fresh = r.items.filter((it) => it.adv !== null);
+    if (fresh.length > 0 && fresh.length < r.items.length) {
+      return rejected("adversarial examples for only part of the shard");
+    }
+    const bad = fresh.find((it) => base64Bytes(it.adv!) !== bytes);
+    if (bad) {
+      return rejected(
+        `adversarial example ${bad.index} has ${base64Bytes(bad.adv!)} bytes, not ${bytes}`,
+      );
+    }
+    if (fresh.length === 0) {
+      // nothing new: the stored set must already hold every example the shard was scored on
+      const stored = await Promise.all(shard.map((i) => deps.store.getAdversarial(ev.setKey, i)));
+      if (stored.some((s) => s === null)) {
+        return rejected("no adversarial examples were returned and the shard has none stored");
+      }
+    }
+    await deps.store.putAdversarial(
+      ev.setKey,
+      fresh.map((it) => ({ index: it.index, label: it.label, pixels: fromBase64(it.adv!) })),
+    );
+    const result = {
+      items: r.items.map(({ adv: _adv, ...it }) => it),
+      perAttack: r.perAttack,
+      reusedAdversarial: fresh.length === 0,
+      computeMs: r.computeMs,
+      worker: { id: worker.id, provider: r.provider },
+    };
+    const stored = await deps.store.completeEvalUnit(job.id, unit.idx, r.token, result);
+    return stored === "ok" ? OK : STALE;
+  },
+};
