@@ -4,7 +4,7 @@
  * progress and (fine-tune) checkpoints through the context, never over the socket itself.
  */
 import { runClassifyUnit } from "./classify_unit.ts";
-import { runEvalUnit } from "./eval_unit.ts";
+import { runEvalUnit } from "./evaluation_unit.ts";
 import { runFinetuneUnit } from "./finetune_unit.ts";
 import type { WorkerModels } from "./models.ts";
 import type {
