@@ -16,6 +16,7 @@ import { benchTable } from "./cli/bench_table.ts";
 import { benchTableMd } from "./cli/bench_table_md.ts";
 import { benchTmCurve } from "./cli/bench_tm_curve.ts";
 import { benchTmAblation } from "./cli/bench_tm_ablation.ts";
+import { benchDumpErrors } from "./cli/bench_dump_errors.ts";
 
 /** Command name (one or two words) → its module. */
 export const COMMANDS: Readonly<Record<string, Command>> = Object.freeze({
@@ -29,6 +30,7 @@ export const COMMANDS: Readonly<Record<string, Command>> = Object.freeze({
   "bench table-md": benchTableMd,
   "bench tm-curve": benchTmCurve,
   "bench tm-ablation": benchTmAblation,
+  "bench dump-errors": benchDumpErrors,
 });
 
 const HELP = new Set(["-h", "--help", "help"]);

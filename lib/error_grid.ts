@@ -1,0 +1,119 @@
+/**
+ * The full error grid of the diffusion classifier: for each image, every (class, grid timestep)
+ * noise-prediction error, L1 and L2 from the same UNet pass, with the classifier's own noise
+ * (one draw per grid index, shared by all classes). Stored once, it lets any schedule that scores
+ * a subset of that grid be simulated offline without another UNet call; `simulateStaged`
+ * reproduces `classifyImages` exactly (same sums in the same order, same ranking).
+ */
+import { type DCSettings } from "./dc_settings.ts";
+import { fullGrid, noiseBank, stageIndices } from "./diffusion_classifier.ts";
+import { type DiffusionModel, imageSize, type LoraTensors } from "./model.ts";
+
+/** Errors of n images, laid out [image][class][grid index]. */
+export interface ErrorGrid {
+  n: number;
+  classes: number;
+  grid: number;
+  l1: Float32Array;
+  l2: Float32Array;
+}
+
+/** Compute the full grid of `s` (its gridSize, tRange, timesteps and seed) for n images. */
+export async function fullGridErrors(
+  model: DiffusionModel,
+  images: Float32Array,
+  n: number,
+  s: DCSettings,
+  opts: {
+    lora?: LoraTensors;
+    batchRows?: number;
+    onProgress?: (done: number, total: number) => void;
+  } = {},
+): Promise<ErrorGrid> {
+  const K = model.classNames.length;
+  const G = s.gridSize;
+  const D = imageSize(model.imageShape);
+  if (images.length !== n * D) {
+    throw new RangeError(`expected ${n}×${D} pixels, got ${images.length}`);
+  }
+  const grid = fullGrid(s);
+  const noise = noiseBank(s.seed, G, D);
+  const out: ErrorGrid = {
+    n,
+    classes: K,
+    grid: G,
+    l1: new Float32Array(n * K * G),
+    l2: new Float32Array(n * K * G),
+  };
+  const total = n * K * G;
+  const batchRows = opts.batchRows ?? 512;
+  // rows in (image, class, grid index) order: row r is entry r of the output
+  for (let start = 0; start < total; start += batchRows) {
+    const B = Math.min(batchRows, total - start);
+    const x = new Float32Array(B * D);
+    const eps = new Float32Array(B * D);
+    const t = new Int32Array(B);
+    const cls = new Int32Array(B);
+    for (let r = 0; r < B; r++) {
+      const row = start + r;
+      const i = Math.floor(row / (K * G));
+      const c = Math.floor(row / G) % K;
+      const j = row % G;
+      x.set(images.subarray(i * D, (i + 1) * D), r * D);
+      eps.set(noise[j], r * D);
+      t[r] = grid[j];
+      cls[r] = c;
+    }
+    const e = await model.epsLoss({ x, t, eps, cls }, opts.lora);
+    out.l1.set(e.l1, start);
+    out.l2.set(e.l2, start);
+    opts.onProgress?.(start + B, total);
+  }
+  return out;
+}
+
+export interface SimulatedVerdict {
+  label: number;
+  /** UNet calls the schedule spends on this image */
+  calls: number;
+  /** classes alive after each stage */
+  survivors: number[][];
+  /** mean error per class over the timesteps it was scored on (NaN: never scored) */
+  meanError: Float64Array;
+}
+
+/** `classifyImages`' staged elimination for image `i`, read off the grid instead of the UNet. */
+export function simulateStaged(g: ErrorGrid, i: number, s: DCSettings): SimulatedVerdict {
+  if (s.gridSize !== g.grid) {
+    throw new RangeError(`settings gridSize ${s.gridSize} ≠ dump grid ${g.grid}`);
+  }
+  const K = g.classes;
+  const err = s.error === "l2" ? g.l2 : g.l1;
+  const base = i * K * g.grid;
+  const sum = new Float64Array(K);
+  const count = new Int32Array(K);
+  let remaining = Array.from({ length: K }, (_, c) => c);
+  const survivors: number[][] = [];
+  let calls = 0;
+  stageIndices(s).forEach((idx, k) => {
+    for (const c of remaining) {
+      for (const j of idx) {
+        sum[c] += err[base + c * g.grid + j];
+        count[c] += 1;
+        calls++;
+      }
+    }
+    remaining = remaining
+      .map((c) => ({ c, m: sum[c] / count[c] }))
+      .sort((a, b) => a.m - b.m)
+      .slice(0, s.stages[k].keep)
+      .map((r) => r.c);
+    survivors.push(remaining);
+  });
+  return {
+    label: remaining[0],
+    calls,
+    survivors,
+    meanError: Float64Array.from(sum, (v, c) => (count[c] ? v / count[c] : NaN)),
+  };
+}
