@@ -23,6 +23,17 @@ export const DCSettingsSchema = z.object({
   seed: z.number().int().min(0).max(2 ** 32 - 1),
   /** posterior = softmax(−meanError · posteriorScale) */
   posteriorScale: z.number().positive().max(1e9),
+  /**
+   * Sequential class pruning with a paired test (lib/class_pruning.ts) instead of the staged
+   * schedule: when present, `stages` are not used.
+   */
+  sequential: z.object({
+    z: z.number().positive().max(20),
+    batch: z.number().int().min(1).max(1000),
+    minTimesteps: z.number().int().min(1).max(1000),
+    maxTimesteps: z.number().int().min(1).max(1000),
+    orderSeed: z.number().int().min(0).max(2 ** 32 - 1),
+  }).strict().optional(),
 }).strict();
 export type DCSettings = z.infer<typeof DCSettingsSchema>;
 export type Stage = DCSettings["stages"][number];
@@ -78,6 +89,12 @@ export function checkSettings(s: DCSettings, numClasses: number, numTimesteps: n
     }
     if (st.keep < 1 || st.keep > numClasses) {
       throw new SettingsError(`stage keep must be in [1, ${numClasses}]`);
+    }
+  }
+  if (s.sequential) {
+    const q = s.sequential;
+    if (q.maxTimesteps > s.gridSize || q.minTimesteps > q.maxTimesteps) {
+      throw new SettingsError("sequential: need minTimesteps ≤ maxTimesteps ≤ gridSize");
     }
   }
   if (s.tRange[0] < 0 || s.tRange[1] > numTimesteps || s.tRange[0] >= s.tRange[1]) {

@@ -13,6 +13,7 @@
 import { type DiffusionModel, imageSize, type LoraTensors } from "./model.ts";
 import { normal, uniform } from "./rng.ts";
 import { checkSettings, type DCSettings } from "./dc_settings.ts";
+import { ClassRace, timestepOrder } from "./class_pruning.ts";
 
 const STRATIFIED_STREAM = 0x5eed;
 
@@ -48,8 +49,12 @@ export function stageIndices(s: DCSettings): number[][] {
   });
 }
 
-/** UNet evaluations per image for a schedule and class count. */
+/**
+ * UNet evaluations per image for a schedule and class count (for sequential pruning, which
+ * stops early on most images, the budget: every class on maxTimesteps).
+ */
 export function unetCalls(s: DCSettings, numClasses: number): number {
+  if (s.sequential) return numClasses * s.sequential.maxTimesteps;
   let calls = 0;
   let remaining = numClasses;
   stageIndices(s).forEach((idx, k) => {
@@ -86,8 +91,12 @@ export interface DCResult extends ClassEvidence {
   stdError: Float64Array;
   posterior: Float64Array;
   unetCalls: number;
-  /** classes alive after each stage */
+  /** classes alive after each stage (sequential pruning: after each round) */
   survivors: number[][];
+  /** why scoring stopped: the staged schedule ran out, one class was left, or the budget ran out */
+  stop: "stages" | "decided" | "budget";
+  /** sequential pruning: timesteps scored when each class left the race (null: never left) */
+  exitAt?: (number | null)[];
 }
 
 /**
@@ -100,7 +109,7 @@ export function summarize(
   ev: ClassEvidence,
   scale: number,
   finalists: readonly number[],
-): Omit<DCResult, "label" | "unetCalls" | "survivors"> {
+): Omit<DCResult, "label" | "unetCalls" | "survivors" | "stop" | "exitAt"> {
   const k = ev.count.length;
   const meanError = new Float64Array(k);
   const stdError = new Float64Array(k);
@@ -136,6 +145,7 @@ export async function classifyImages(
 ): Promise<DCResult[]> {
   const K = model.classNames.length;
   checkSettings(s, K, model.numTimesteps);
+  if (s.sequential) return classifySequential(model, images, n, s, opts);
   const D = imageSize(model.imageShape);
   if (images.length !== n * D) {
     throw new RangeError(`expected ${n}×${D} pixels, got ${images.length}`);
@@ -207,5 +217,88 @@ export async function classifyImages(
     label: remaining[i][0],
     unetCalls: calls[i],
     survivors: survivors[i],
+    stop: "stages" as const,
   }));
+}
+
+/**
+ * Sequential class pruning (lib/class_pruning.ts): rounds of `batch` timesteps in the seeded
+ * order for every class still in each image's race; rows of all images share model calls.
+ */
+async function classifySequential(
+  model: DiffusionModel,
+  images: Float32Array,
+  n: number,
+  s: DCSettings,
+  opts: ClassifyOptions,
+): Promise<DCResult[]> {
+  const K = model.classNames.length;
+  const D = imageSize(model.imageShape);
+  if (images.length !== n * D) {
+    throw new RangeError(`expected ${n}×${D} pixels, got ${images.length}`);
+  }
+  const policy = s.sequential!;
+  const grid = fullGrid(s);
+  const noise = noiseBank(s.seed, s.gridSize, D);
+  const order = timestepOrder(s.gridSize, policy.orderSeed);
+  const races = Array.from({ length: n }, () => new ClassRace(K, policy, order));
+  const batchRows = opts.batchRows ?? 512;
+  const total = n * unetCalls(s, K);
+  let done = 0;
+  for (;;) {
+    const plan = races.map((r) => r.next());
+    // Rows in (image, class, grid index) order, as the staged engine and the reference.
+    const rows: [number, number, number][] = [];
+    plan.forEach((js, i) => {
+      if (js) { for (const c of races[i].alive) for (const j of js) rows.push([i, c, j]); }
+    });
+    if (rows.length === 0) break;
+    for (let start = 0; start < rows.length; start += batchRows) {
+      const chunk = rows.slice(start, start + batchRows);
+      const B = chunk.length;
+      const x = new Float32Array(B * D);
+      const eps = new Float32Array(B * D);
+      const t = new Int32Array(B);
+      const cls = new Int32Array(B);
+      chunk.forEach(([i, c, j], r) => {
+        x.set(images.subarray(i * D, (i + 1) * D), r * D);
+        eps.set(noise[j], r * D);
+        t[r] = grid[j];
+        cls[r] = c;
+      });
+      const out = await model.epsLoss({ x, t, eps, cls }, opts.lora);
+      const err = s.error === "l2" ? out.l2 : out.l1;
+      chunk.forEach(([i, c], r) => races[i].record(c, err[r]));
+      done += B;
+      opts.onProgress?.(done, total);
+    }
+    plan.forEach((js, i) => js && races[i].decide(js.length));
+  }
+  opts.onProgress?.(total, total);
+  return races.map((race) => raceResult(race, s.posteriorScale));
+}
+
+/** A finished race as a verdict: means over each class's scored timesteps, posterior over the last alive. */
+export function raceResult(race: ClassRace, scale: number): DCResult {
+  const K = race.numClasses;
+  const ev: ClassEvidence = {
+    errorSum: new Float64Array(K),
+    errorSumSq: new Float64Array(K),
+    count: new Int32Array(K),
+  };
+  race.errors.forEach((e, c) => {
+    for (const v of e) {
+      ev.errorSum[c] += v;
+      ev.errorSumSq[c] += v * v;
+    }
+    ev.count[c] = e.length;
+  });
+  return {
+    ...summarize(ev, scale, race.alive),
+    label: race.leader(),
+    unetCalls: race.errors.reduce((a, e) => a + e.length, 0),
+    survivors: race.rounds,
+    stop: race.stop ?? "budget",
+    exitAt: race.exitAt.slice(),
+  };
 }

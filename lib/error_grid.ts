@@ -6,7 +6,8 @@
  * reproduces `classifyImages` exactly (same sums in the same order, same ranking).
  */
 import { type DCSettings } from "./dc_settings.ts";
-import { fullGrid, noiseBank, stageIndices } from "./diffusion_classifier.ts";
+import { fullGrid, noiseBank, raceResult, stageIndices } from "./diffusion_classifier.ts";
+import { ClassRace, timestepOrder } from "./class_pruning.ts";
 import { type DiffusionModel, imageSize, type LoraTensors } from "./model.ts";
 
 /** Errors of n images, laid out [image][class][grid index]. */
@@ -116,4 +117,24 @@ export function simulateStaged(g: ErrorGrid, i: number, s: DCSettings): Simulate
     survivors,
     meanError: Float64Array.from(sum, (v, c) => (count[c] ? v / count[c] : NaN)),
   };
+}
+
+/** Sequential class pruning (`settings.sequential`) for image `i`, read off the grid. */
+export function simulateSequential(g: ErrorGrid, i: number, s: DCSettings) {
+  if (!s.sequential) throw new RangeError("settings have no sequential policy");
+  if (s.gridSize !== g.grid) {
+    throw new RangeError(`settings gridSize ${s.gridSize} ≠ dump grid ${g.grid}`);
+  }
+  const err = s.error === "l2" ? g.l2 : g.l1;
+  const base = i * g.classes * g.grid;
+  const race = new ClassRace(
+    g.classes,
+    s.sequential,
+    timestepOrder(g.grid, s.sequential.orderSeed),
+  );
+  for (let js = race.next(); js; js = race.next()) {
+    for (const c of race.alive) for (const j of js) race.record(c, err[base + c * g.grid + j]);
+    race.decide(js.length);
+  }
+  return raceResult(race, s.posteriorScale);
 }
