@@ -45,7 +45,9 @@ console.log(
   `[tmdc] KV: ${config.kvPath}; bundles: ${[...registry.bundles.keys()].join(", ") || "none"}`,
 );
 if ((await store.countApiKeys()) === 0) {
-  console.log("[tmdc] no API key yet: create one with `deno task cli keys create --name you`");
+  console.log(
+    "[tmdc] no API key yet: create one with `scripts/deno task cli keys create --name you`",
+  );
 }
 
 let worker: Deno.ChildProcess | undefined;

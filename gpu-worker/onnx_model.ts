@@ -5,7 +5,8 @@
  * not fall back by itself), and implements lib/'s DiffusionModel and Classifier.
  */
 import * as ort from "onnxruntime-node";
-import { join } from "node:path";
+import { dirname, join } from "node:path";
+import { createRequire } from "node:module";
 import { BundleError, type GraphSpec } from "../lib/bundle_manifest.ts";
 import {
   bundleShape,
@@ -40,6 +41,28 @@ export interface RuntimeOptions {
 
 let cudaAvailable: boolean | undefined;
 
+/**
+ * Whether onnxruntime-node was installed with its CUDA provider (ONNXRUNTIME_NODE_INSTALL=cuda12
+ * puts libonnxruntime_providers_*.so beside the binding). Without it a CUDA session would only
+ * fail after onnxruntime logs a red "Failed to load library" error, on every machine here.
+ */
+function cudaProviderInstalled(): boolean {
+  try {
+    const entry = createRequire(import.meta.url).resolve("onnxruntime-node");
+    const bin = join(
+      dirname(entry),
+      "..",
+      "bin",
+      "napi-v6",
+      Deno.build.os,
+      Deno.build.arch === "x86_64" ? "x64" : "arm64",
+    );
+    return [...Deno.readDirSync(bin)].some((e) => e.name.includes("providers_cuda"));
+  } catch {
+    return true; // an unexpected layout: let onnxruntime try, and say why it failed
+  }
+}
+
 /** A session for one graph: input checks by name, fixed-batch padding, provider fallback. */
 class GraphSession {
   #session?: Promise<ort.InferenceSession>;
@@ -65,6 +88,10 @@ class GraphSession {
         interOpNumThreads: 1,
       };
       const wantCuda = (this.options.providers ?? ["cpu"]).includes("cuda");
+      if (wantCuda && cudaAvailable === undefined && !cudaProviderInstalled()) {
+        cudaAvailable = false;
+        console.warn("[onnx] the CUDA execution provider is not installed; using CPU");
+      }
       if (wantCuda && cudaAvailable !== false) {
         try {
           const s = await ort.InferenceSession.create(path, {

@@ -12,7 +12,7 @@ table{border-collapse:collapse;font-size:13px}td{padding:0 .5rem}.err{color:#b00
 input{width:24rem}
 </style></head><body>
 <h1>TMDC: classify with a diffusion model</h1>
-<p>API key <input id="key" placeholder="tmdc_… (deno task cli keys create)"> · bundle <select id="bundle"></select></p>
+<p>API key <input id="key" placeholder="tmdc_… (scripts/deno task cli keys create)"> · bundle <select id="bundle"></select></p>
 <div id="drop">Drop PNG/JPEG images here, or click to choose</div><input id="file" type="file" accept="image/png,image/jpeg" multiple hidden>
 <p id="status"></p><div id="out"></div>
 <script>
@@ -21,7 +21,7 @@ $("key").value = localStorage.getItem("tmdc-key") || "";
 $("key").onchange = () => localStorage.setItem("tmdc-key", $("key").value.trim());
 fetch("/v1/models").then(r => r.json()).then(({models}) => {
   for (const m of models.filter(m => m.kind === "diffusion")) {
-    const o = document.createElement("option"); o.value = m.id; o.textContent = m.id + " (" + m.workersOnline + " workers)"; $("bundle").append(o);
+    const o = document.createElement("option"); o.value = m.id; o.textContent = m.id + " (" + m.workersOnline + (m.workersOnline === 1 ? " worker)" : " workers)"); $("bundle").append(o);
   }
 });
 const drop = $("drop");

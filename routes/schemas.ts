@@ -169,9 +169,13 @@ export const EvaluationReportSchema = z.object({
 }).openapi("EvaluationReport");
 export type _Report = Documents<typeof EvaluationReportSchema, EvaluationReport>;
 
-export const EvaluationDetail = z.object({ job: Job, report: EvaluationReportSchema }).openapi(
-  "Evaluation",
-);
+export const EvaluationDetail = z.object({
+  job: Job,
+  report: EvaluationReportSchema,
+  images: z.array(z.number().int()).describe(
+    "the dataset indices evaluated, in order: GET …/adversarial/{index}.png for each",
+  ),
+}).openapi("Evaluation");
 
 export const FinetuneDetail = z.object({
   job: Job,

@@ -177,7 +177,10 @@ clusterTest(
     assertEquals(onSurrogate.report.reused_adversarial_examples, true);
     assertEquals(onSurrogate.report.adversarial_set, onDc.report.adversarial_set);
 
-    const idx = (await import("../lib/fashion_mnist.ts")).seededSubset(10000, 12, 3)[0];
+    // the evaluation lists its images (dataset indices); the PNGs are named by them
+    const subset = (await import("../lib/fashion_mnist.ts")).seededSubset(10000, 12, 3);
+    assertEquals(onDc.images, Array.from(subset));
+    const idx = onDc.images[0];
     const png = await fetch(`${c.url}/v1/evaluations/${onDc.job.id}/adversarial/${idx}.png`, {
       headers: auth,
     });

@@ -23,7 +23,12 @@ import {
   resolveSettings,
   SettingsError,
 } from "../../lib/dc_settings.ts";
-import { adversarialSetKey, planEvaluation, TEST_SET_SIZE } from "../../lib/evaluation/engine.ts";
+import {
+  adversarialSetKey,
+  datasetIndices,
+  planEvaluation,
+  TEST_SET_SIZE,
+} from "../../lib/evaluation/engine.ts";
 import {
   asRun,
   type EvaluationReport,
@@ -213,12 +218,18 @@ async function evaluationShape(
 export interface EvaluationView {
   job: JobView;
   report: EvaluationReport;
+  /** the dataset indices evaluated, in order (the adversarial PNGs are named by them) */
+  images: number[];
 }
 
 /** The job and its report so far (sanity checks once every shard is in). */
 export async function evaluationView(deps: ServiceDeps, id: string): Promise<EvaluationView> {
   const job = await findEvaluation(deps, id);
-  return { job: await jobView(deps.store, job), report: await reportOf(deps, job) };
+  return {
+    job: await jobView(deps.store, job),
+    report: await reportOf(deps, job),
+    images: datasetIndices(job.evaluation.dataset),
+  };
 }
 
 async function reportOf(deps: ServiceDeps, job: EvaluationJob): Promise<EvaluationReport> {
