@@ -26,6 +26,10 @@ export interface HttpLimits {
   headersTimeoutMs: number;
   requestTimeoutMs: number;
   keepAliveTimeoutMs: number;
+  /** WebSocket ping interval and pong deadline, seconds (Deno.upgradeWebSocket idleTimeout) */
+  webSocketIdleS: number;
+  /** upgraded sockets not yet authenticated, at most; further upgrades get 503 */
+  maxPendingWebSockets: number;
 }
 
 export interface ServeOptions {
@@ -46,6 +50,9 @@ export interface HttpServer {
   connections(): { open: number; max: number };
   shutdown(): Promise<void>;
 }
+
+/** How long `shutdown` waits for node:http to report every connection closed. */
+const SHUTDOWN_GRACE_MS = 2000;
 
 /** The soft limit on open files (Linux /proc; 1024, the usual default, elsewhere). */
 export function openFileLimit(): number {
@@ -105,9 +112,24 @@ class ConnectionGuard {
   }
 }
 
+/**
+ * Answer a raw socket with a status line and close it for good: `end()` alone only half-closes,
+ * and a client that never closes its side would keep the descriptor.
+ */
+function refuse(socket: Socket, status: string): void {
+  socket.end(
+    `HTTP/1.1 ${status}\r\nConnection: close\r\nContent-Length: 0\r\n\r\n`,
+    () => socket.destroy(),
+  );
+}
+
 export function serveHttp(opts: ServeOptions): Promise<HttpServer> {
   const { limits } = opts;
   const guard = new ConnectionGuard(limits.maxConnections || defaultMaxConnections());
+  /** upgraded sockets: closed at shutdown (closeAllConnections does not reach them) */
+  const webSockets = new Set<WebSocket>();
+  /** upgraded sockets that have not authenticated yet */
+  let pending = 0;
   const server = http.createServer({
     headersTimeout: limits.headersTimeoutMs,
     requestTimeout: limits.requestTimeoutMs,
@@ -129,8 +151,12 @@ export function serveHttp(opts: ServeOptions): Promise<HttpServer> {
   server.on("upgrade", (req: http.IncomingMessage, socket: Socket, head: Uint8Array) => {
     const path = (req.url ?? "").split("?")[0];
     if (path !== opts.webSocketPath || req.headers.upgrade?.toLowerCase() !== "websocket") {
-      socket.end("HTTP/1.1 404 Not Found\r\nConnection: close\r\nContent-Length: 0\r\n\r\n");
-      return;
+      return refuse(socket, "404 Not Found");
+    }
+    // Unauthenticated upgrades are bounded: each holds a descriptor until it says hello, fails
+    // its deadline or stops answering pings.
+    if (pending >= limits.maxPendingWebSockets) {
+      return refuse(socket, "503 Service Unavailable\r\nRetry-After: 5");
     }
     let ws: WebSocket;
     try {
@@ -138,19 +164,31 @@ export function serveHttp(opts: ServeOptions): Promise<HttpServer> {
         new Request(`http://${req.headers.host ?? "localhost"}${req.url}`, {
           headers: req.headers as Record<string, string>,
         }),
-        { socket, head } as Deno.UpgradeWebSocketOptions,
+        { socket, head, idleTimeout: limits.webSocketIdleS } as Deno.UpgradeWebSocketOptions,
       ));
     } catch (e) {
-      socket.end("HTTP/1.1 400 Bad Request\r\nConnection: close\r\nContent-Length: 0\r\n\r\n");
+      refuse(socket, "400 Bad Request");
       console.error(`[http] websocket upgrade refused: ${(e as Error).message}`);
       return;
     }
     // Deno owns the socket from here: its close is seen on the WebSocket, not on `socket`.
-    ws.addEventListener("close", () => guard.remove(socket));
-    opts.onWebSocket(ws, () => guard.busy(socket));
+    webSockets.add(ws);
+    pending++;
+    let authenticated = false;
+    ws.addEventListener("close", () => {
+      guard.remove(socket);
+      webSockets.delete(ws);
+      if (!authenticated) pending--;
+    });
+    opts.onWebSocket(ws, () => {
+      if (authenticated) return;
+      authenticated = true;
+      pending--;
+      guard.busy(socket);
+    });
   });
   server.on("clientError", (_err: Error, socket: Socket) => {
-    if (socket.writable) socket.end("HTTP/1.1 400 Bad Request\r\nConnection: close\r\n\r\n");
+    if (socket.writable) refuse(socket, "400 Bad Request");
     else socket.destroy();
   });
   return new Promise((resolve, reject) => {
@@ -164,8 +202,15 @@ export function serveHttp(opts: ServeOptions): Promise<HttpServer> {
         connections: () => ({ open: guard.open.size, max: guard.max }),
         shutdown: () =>
           new Promise<void>((done) => {
-            server.close(() => done());
+            // Deno 2.9's node:http never calls back once a socket was upgraded to a WebSocket,
+            // even after it closed: wait for the callback at most SHUTDOWN_GRACE_MS.
+            const timer = setTimeout(done, SHUTDOWN_GRACE_MS);
+            server.close(() => {
+              clearTimeout(timer);
+              done();
+            });
             server.closeAllConnections();
+            for (const ws of webSockets) ws.close(1001, "the server is shutting down");
           }),
       });
     });

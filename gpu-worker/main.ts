@@ -84,6 +84,10 @@ export class GpuWorker {
   #heartbeatMs = 5000;
   /** a `take` was sent and neither a unit nor `none` has answered it yet */
   #takeOutstanding = false;
+  /** the socket of the moment was welcomed: until then the frontend accepts only hello */
+  #welcomed = false;
+  /** results, fails and checkpoints said while no socket was welcomed: sent at the next welcome */
+  #outbox: WorkerMessage[] = [];
   #poll?: ReturnType<typeof setTimeout>;
   provider = "cpu";
 
@@ -104,7 +108,14 @@ export class GpuWorker {
 
   #send(m: WorkerMessage): void {
     const ws = this.#socket;
-    if (ws?.readyState === WebSocket.OPEN) ws.send(JSON.stringify(m));
+    const open = ws?.readyState === WebSocket.OPEN;
+    if (open && (this.#welcomed || m.type === "hello")) ws.send(JSON.stringify(m));
+    // Between sockets (or before the welcome, when anything but hello closes the socket as
+    // unauthorized) an answer waits: its lease may still be ours. A heartbeat is worth only its
+    // moment, and #take asks only once welcomed.
+    else if (m.type === "result" || m.type === "fail" || m.type === "checkpoint") {
+      this.#outbox.push(m);
+    }
   }
 
   #free(): Slot | undefined {
@@ -113,7 +124,10 @@ export class GpuWorker {
 
   #take(): void {
     clearTimeout(this.#poll);
-    if (this.#takeOutstanding || !this.#free() || this.#socket?.readyState !== WebSocket.OPEN) {
+    if (
+      this.#takeOutstanding || !this.#free() || !this.#welcomed ||
+      this.#socket?.readyState !== WebSocket.OPEN
+    ) {
       return;
     }
     this.#takeOutstanding = true;
@@ -184,6 +198,8 @@ export class GpuWorker {
     switch (msg.type) {
       case "welcome":
         this.#heartbeatMs = msg.heartbeatMs;
+        this.#welcomed = true;
+        for (const m of this.#outbox.splice(0)) this.#send(m);
         console.error(
           `[worker] ${this.id} connected to ${url} with ${
             this.bundles.map((b) => b.id).join(", ")
@@ -227,6 +243,7 @@ export class GpuWorker {
       const ws = new WebSocket(url);
       this.#socket = ws;
       this.#takeOutstanding = false;
+      this.#welcomed = false;
       const abort = () => ws.close();
       signal?.addEventListener("abort", abort);
       const hello = () =>

@@ -198,6 +198,55 @@ clusterTest(
   { fileLimit: FRONTEND_FILE_LIMIT },
 );
 
+clusterTest(
+  "load: 1,500 WebSocket upgrades that never say hello nor answer pings are bounded and freed; workers still join",
+  async (c) => {
+    const port = Number(new URL(c.url).port);
+    const pid = c.frontend!.pid;
+    const fds = () => [...Deno.readDirSync(`/proc/${pid}/fd`)].length;
+    const base = fds();
+    const upgrade = new TextEncoder().encode(
+      "GET /v1/workers/ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n" +
+        "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n",
+    );
+    const held: Deno.TcpConn[] = [];
+    try {
+      for (let i = 0; i < 1500; i++) {
+        const conn = await Deno.connect({ hostname: "127.0.0.1", port });
+        await conn.write(upgrade).catch(() => {});
+        held.push(conn);
+      }
+      // beyond TMDC_MAX_PENDING_WEBSOCKETS the upgrades were answered 503 and closed at once
+      await sleep(500);
+      const during = fds() - base;
+      assert_(during <= 64 + 16, `${during} descriptors held while 1,500 upgrades wait`);
+      const r = await fetch(`${c.url}/v1/health`, { signal: AbortSignal.timeout(1000) });
+      assertEquals(r.status, 200);
+      await r.body?.cancel();
+      // the upgraded ones answer no ping: dropped after two idle timeouts (3 s each here)
+      const freed = await waitFor(
+        async () => {
+          await sleep(250);
+          return fds() - base <= 4 ? true : undefined;
+        },
+        "the silent sockets to be dropped",
+        15_000,
+      );
+      assert_(freed);
+      // and a real worker can join again right away (the pending slots are free)
+      c.startWorker("w1");
+      await c.waitForWorker("w1");
+    } finally {
+      for (const s of held) {
+        try {
+          s.close();
+        } catch { /* closed by the server */ }
+      }
+    }
+  },
+  { fileLimit: FRONTEND_FILE_LIMIT },
+);
+
 /**
  * A long unit on a real worker process, the frontend played by this test: heartbeats keep
  * their period while the unit computes, and the worker (capacity 1) asks for nothing more
@@ -296,6 +345,101 @@ Deno.test({
           Promise.resolve(events.some((e) => e.t > doneAt && e.msg.type === "take") || undefined),
         "a take after the result",
       );
+    } finally {
+      worker.kill("SIGKILL");
+      await worker.status;
+      await server.shutdown();
+    }
+  },
+});
+
+/**
+ * A unit in flight when the worker's socket drops: the worker reconnects and, until the new
+ * socket is welcomed, says nothing but hello (anything else is refused as unauthorized); the
+ * unit's result reaches the frontend on the new socket, whenever the unit ends.
+ */
+Deno.test({
+  name: "load: a worker that reconnects mid-unit says only hello until welcomed, then delivers",
+  sanitizeOps: false,
+  sanitizeResources: false,
+  fn: async () => {
+    const models = await tinyModelsDir();
+    const bundle = await loadBundle(join(models, "tiny-diffusion"));
+    const settings = {
+      ...defaultSettings(bundle.manifest as DiffusionManifest),
+      stages: [{ nSamples: 100, keep: 5 }, { nSamples: 200, keep: 1 }],
+      gridSize: 200,
+    };
+    const test = await loadTest(REPO);
+    const pixels = toBase64(new Uint8Array(test.images.slice(0, 784).buffer));
+    let connections = 0;
+    let sent = false;
+    const beforeWelcome: string[] = [];
+    let result: WorkerMsg | undefined;
+    const port = freePort();
+    const server = Deno.serve({ hostname: "127.0.0.1", port, onListen() {} }, (req) => {
+      const { socket, response } = Deno.upgradeWebSocket(req);
+      const n = ++connections;
+      let welcomed = false;
+      let helloSeen = false;
+      const send = (m: FrontendMessage) => socket.send(JSON.stringify(m));
+      const welcome = () => {
+        welcomed = true;
+        send({ type: "welcome", leaseMs: 10_000, heartbeatMs: 100 });
+      };
+      socket.onmessage = (ev) => {
+        const msg = WorkerMessage.parse(JSON.parse(String(ev.data)));
+        if (msg.type === "hello") {
+          // the second socket is welcomed late: heartbeats would fall in the gap
+          if (!helloSeen) n === 1 ? welcome() : setTimeout(welcome, 800);
+          helloSeen = true;
+          return;
+        }
+        if (!welcomed) beforeWelcome.push(`${n}:${msg.type}`);
+        if (msg.type === "take" && !sent) {
+          sent = true;
+          send({
+            type: "unit",
+            kind: "classify",
+            jobId: "job",
+            idx: 0,
+            token: "lease",
+            bundle: bundle.id,
+            adapter: null,
+            lora: null,
+            settings,
+            pixels,
+          });
+        } else if (msg.type === "take") send({ type: "none" });
+        if (msg.type === "heartbeat" && n === 1) socket.close(); // the unit is in flight
+        if (msg.type === "result" || msg.type === "fail") result = msg;
+      };
+      return response;
+    });
+    const worker = new Deno.Command(Deno.execPath(), {
+      args: [
+        "run",
+        "--allow-all",
+        "--config",
+        join(REPO, "deno.json"),
+        join(REPO, "gpu-worker/main.ts"),
+      ],
+      env: {
+        TMDC_WORKER_TOKEN: "t",
+        TMDC_FRONTEND_URL: `http://127.0.0.1:${port}`,
+        TMDC_MODELS_DIR: models,
+        TMDC_WORKER_ID: "reconnect",
+        TMDC_PROVIDERS: "cpu",
+        TMDC_WORKER_THREADS: "1",
+      },
+      stdout: "null",
+      stderr: Deno.env.get("TMDC_TEST_LOGS") ? "inherit" : "null",
+    }).spawn();
+    try {
+      await waitFor(() => Promise.resolve(result), "the unit's result", 120_000);
+      assertEquals(connections, 2);
+      assertEquals(beforeWelcome, []);
+      assertEquals([result!.type, (result as { token: string }).token], ["result", "lease"]);
     } finally {
       worker.kill("SIGKILL");
       await worker.status;

@@ -371,3 +371,25 @@ test("dispatcher: a stale token changes nothing; a lost worker's slot goes with 
   await new Promise((r) => setTimeout(r, 100));
   assertEquals(s.dispatcher.peers.size, 0);
 });
+
+test("dispatcher: a repeated hello (the worker says it until welcomed) changes nothing", async (s) => {
+  await s.classifyJob();
+  await s.classifyJob();
+  const w = await s.connect();
+  await w.hello("w", 1);
+  const u = await w.take();
+  assert_(u !== "none", "a unit");
+  w.send({
+    type: "hello",
+    token: TOKEN,
+    worker: { id: "w2", bundles: [DC], provider: "cpu", threads: 1, version: "t", capacity: 4 },
+  });
+  assertEquals(await w.next(300), undefined, "no second welcome");
+  assertEquals(s.dispatcher.peers.size, 1);
+  assertEquals(s.dispatcher.summary().map((p) => [p.id, p.capacity, p.unitsInFlight]), [[
+    "w",
+    1,
+    1,
+  ]]);
+  assertEquals(await w.take(), "none", "still one slot, still held");
+});
