@@ -32,7 +32,11 @@ export const config = Object.freeze({
   /** units a worker runs at once, each in its own compute thread (one per device) */
   workerCapacity: int("TMDC_WORKER_CAPACITY", 1),
   /** a worker socket that has not said hello by then is closed */
-  helloTimeoutMs: int("TMDC_HELLO_TIMEOUT_MS", 5_000),
+  /**
+   * a worker socket that has not said hello by then is closed; longer than two WebSocket idle
+   * timeouts, so that sockets which answer nothing are already gone (see http.webSocketIdleS)
+   */
+  helloTimeoutMs: int("TMDC_HELLO_TIMEOUT_MS", 10_000),
   /**
    * set by main.ts for its local worker: exit when standard input closes, i.e. when the
    * frontend that started it is gone (even SIGKILLed), instead of living on orphaned
@@ -40,7 +44,7 @@ export const config = Object.freeze({
   workerExitWithParent: env("TMDC_WORKER_EXIT_WITH_PARENT", "0") === "1",
   http: Object.freeze({
     /**
-     * open connections at most (0: from the file-descriptor limit, see main.ts); beyond it the
+     * open connections at most (0: from the file-descriptor limit, see http_server.ts); beyond it the
      * oldest connection that has not sent a request yet is dropped to make room
      */
     maxConnections: int("TMDC_MAX_CONNECTIONS", 0),
@@ -50,6 +54,14 @@ export const config = Object.freeze({
     requestTimeoutMs: int("TMDC_REQUEST_TIMEOUT_MS", 120_000),
     /** an idle keep-alive connection is closed after this */
     keepAliveTimeoutMs: int("TMDC_KEEPALIVE_TIMEOUT_MS", 5_000),
+    /**
+     * a WebSocket is pinged after this many idle seconds and dropped if no pong follows in as
+     * many: the only way a socket that answers nothing is freed (a close handshake it never
+     * answers would hold its descriptor for ever)
+     */
+    webSocketIdleS: int("TMDC_WS_IDLE_TIMEOUT_S", 3),
+    /** upgraded worker sockets that have not authenticated yet, at most; beyond: 503 */
+    maxPendingWebSockets: int("TMDC_MAX_PENDING_WEBSOCKETS", 64),
   }),
   limits: Object.freeze({
     maxUploadBytes: int("TMDC_MAX_UPLOAD_BYTES", 8 * 1024 * 1024),

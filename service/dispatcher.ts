@@ -125,7 +125,7 @@ export class Dispatcher {
       if (peer) return;
       send(socket, { type: "error", message: "no hello in time" });
       socket.close(4408, "hello timeout");
-    }, this.opts.helloTimeoutMs ?? 5000);
+    }, this.opts.helloTimeoutMs ?? 10_000);
     // A peer's messages are handled one after another, in the order sent: a fine-tune's last
     // checkpoint must be stored before its result closes the unit.
     let queue = Promise.resolve();
