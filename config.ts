@@ -18,6 +18,8 @@ export const config = Object.freeze({
   kvPath: env("TMDC_KV_PATH", join(ROOT, "data", "tmdc.kv")),
   modelsDir: env("TMDC_MODELS_DIR", join(ROOT, "models")),
   defaultBundle: env("TMDC_DEFAULT_BUNDLE", "fmnist-ddpm-unet32"),
+  /** the classifier transfer attacks and Truth Maximization attack by default */
+  defaultSurrogate: env("TMDC_DEFAULT_SURROGATE", "resnet14-fmnist"),
   /** shared secret that workers present in their hello message */
   workerToken: Deno.env.get("TMDC_WORKER_TOKEN"),
   frontendUrl: env("TMDC_FRONTEND_URL", "http://127.0.0.1:8787"),
@@ -69,6 +71,10 @@ export const config = Object.freeze({
     maxImagePixels: int("TMDC_MAX_IMAGE_PIXELS", 4096 * 4096),
     maxImagesPerRequest: int("TMDC_MAX_IMAGES", 256),
     maxDatasetImages: int("TMDC_MAX_DATASET_IMAGES", 2048),
+    /** request bodies of the JSON routes (evaluations, fine-tunes): a few hundred bytes in practice */
+    maxJsonBytes: int("TMDC_MAX_JSON_BYTES", 256 * 1024),
+    /** an uploaded labelled set's multipart body */
+    maxDatasetBytes: int("TMDC_MAX_DATASET_BYTES", 64 * 1024 * 1024),
     syncImages: int("TMDC_SYNC_IMAGES", 4),
     syncWaitMs: int("TMDC_SYNC_WAIT_MS", 120_000),
     maxUnetCallsPerImage: int("TMDC_MAX_UNET_CALLS", 20_000),

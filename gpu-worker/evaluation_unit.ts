@@ -8,34 +8,26 @@ import { bundleShape } from "../lib/bundle.ts";
 import { runShard } from "../lib/evaluation/engine.ts";
 import { modelSet } from "../lib/evaluation/targets.ts";
 import { gather, type LabelledImages, loadTest } from "../lib/fashion_mnist.ts";
-import { loraTensors, type WorkerModels } from "./models.ts";
-import { type EvaluationUnitMsg as EvalUnit, fromBase64, toBase64 } from "./protocol.ts";
+import { loraTensors, need, type WorkerModels } from "./models.ts";
+import { type EvaluationUnitMsg as EvalUnit, float32FromBase64, toBase64 } from "./protocol.ts";
+import type { RunnerContext } from "./runners.ts";
 
 let testSet: Promise<LabelledImages> | undefined;
 
-const floats = (b64: string) => {
-  const bytes = fromBase64(b64);
-  return new Float32Array(bytes.buffer, bytes.byteOffset, bytes.byteLength / 4);
-};
-
-/** Concatenate per-image float32 arrays (base64) into one n × D array. */
+/** Per-image float32 arrays (base64) as one n × D array. */
 function stack(list: string[]): Float32Array {
-  const parts = list.map(floats);
+  const parts = list.map(float32FromBase64);
   const out = new Float32Array(parts.reduce((a, p) => a + p.length, 0));
-  let off = 0;
-  for (const p of parts) {
-    out.set(p, off);
-    off += p.length;
-  }
+  parts.forEach((p, i) => out.set(p, i * p.length));
   return out;
 }
 
-export async function runEvalUnit(models: WorkerModels, msg: EvalUnit) {
+export async function runEvalUnit(models: WorkerModels, msg: EvalUnit, ctx?: RunnerContext) {
   const spec = msg.spec;
-  const target = spec.target.kind === "dc"
-    ? models.diffusion.get(spec.target.bundle)
-    : models.classifiers.get(spec.target.bundle);
-  if (!target) throw new Error(`this worker does not hold the target bundle ${spec.target.bundle}`);
+  const dcTarget = spec.target.kind === "dc"
+    ? need(models.diffusion, spec.target.bundle, "target")
+    : undefined;
+  const target = dcTarget ?? need(models.classifiers, spec.target.bundle, "target");
   let set: LabelledImages;
   if (msg.images) {
     set = {
@@ -47,7 +39,6 @@ export async function runEvalUnit(models: WorkerModels, msg: EvalUnit) {
     testSet ??= loadTest(config.root);
     set = gather(await testSet, Int32Array.from(msg.indices));
   }
-  const dcTarget = spec.target.kind === "dc" ? models.diffusion.get(spec.target.bundle) : undefined;
   const run = await runShard({
     spec,
     indices: msg.indices,
@@ -56,6 +47,8 @@ export async function runEvalUnit(models: WorkerModels, msg: EvalUnit) {
     dc: msg.settings,
     lora: msg.lora && dcTarget ? loraTensors(dcTarget, msg.lora) : undefined,
     adv: msg.adv ? stack(msg.adv) : null,
+    // the heartbeat carries the current phase's count (attack evaluations, then UNet calls)
+    onProgress: ctx && ((_phase, done, total) => ctx.progress({ calls: done, total })),
   }, modelSet(models.diffusion, models.classifiers));
   const D = set.images.length / set.n;
   return {

@@ -12,8 +12,6 @@ import {
   bundleShape,
   type ClassifierBundle,
   type DiffusionBundle,
-  isDiffusion,
-  loadBundle,
   type LoadedBundle,
 } from "../lib/bundle.ts";
 import type {
@@ -354,22 +352,4 @@ export class OnnxClassifier implements Classifier {
     }, {});
     return { logits: o.logits, gradX: o.grad_x };
   }
-}
-
-/** The ONNX Runtime model for a checked bundle: a DC's noise predictor or a classifier. */
-export function openModel(
-  b: LoadedBundle,
-  options: RuntimeOptions = {},
-): OnnxDiffusionModel | OnnxClassifier {
-  return isDiffusion(b)
-    ? new OnnxDiffusionModel(b, options)
-    : new OnnxClassifier(b as ClassifierBundle, options);
-}
-
-/** Load and open a bundle folder (tests and tools). */
-export async function openModelDir(
-  dir: string,
-  options: RuntimeOptions = {},
-): Promise<OnnxDiffusionModel | OnnxClassifier> {
-  return openModel(await loadBundle(dir), options);
 }

@@ -31,7 +31,7 @@ type Runner<K extends UnitKind> = (
 
 export const RUNNERS: { readonly [K in UnitKind]: Runner<K> } = Object.freeze({
   classify: runClassifyUnit,
-  evaluation: (models, msg) => runEvalUnit(models, msg),
+  evaluation: runEvalUnit,
   finetune: runFinetuneUnit,
 });
 

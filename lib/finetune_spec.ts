@@ -1,9 +1,10 @@
 /**
  * A Truth-Maximization run as stored and sent to a worker: one zod schema (the HTTP request
- * adds defaults on top of it in routes/, the CLI builds it from flags).
+ * adds defaults on top of it in service/jobs/finetune.ts, the CLI builds it from flags).
  */
 import { z } from "zod";
 import { AttackConfigSchema } from "./attacks/config.ts";
+import { Seed } from "./seed.ts";
 
 export const TMHyperSchema = z.object({
   lr: z.number().positive().max(1),
@@ -18,7 +19,7 @@ export const TMHyperSchema = z.object({
 
 export const FinetuneJobSpec = z.object({
   hyper: TMHyperSchema,
-  seed: z.number().int().min(0).max(2 ** 32 - 1),
+  seed: Seed,
   /** complete (validated) attack on the source per batch; null trains on clean images */
   attack: AttackConfigSchema.nullable(),
   source: z.object({ kind: z.literal("surrogate"), bundle: z.string().min(1) }).strict(),

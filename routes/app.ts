@@ -93,16 +93,13 @@ export function createApp(deps: AppDeps) {
     openapi,
     (c) => c.json((document ??= openApiDocument(app)) as Record<string, unknown>, 200),
   );
-  app.get("/v1/workers/ws", (c) => {
-    if (c.req.header("upgrade")?.toLowerCase() !== "websocket") {
-      return problemResponse(400, "this endpoint speaks WebSocket only", {
-        code: "websocket-required",
-      });
-    }
-    const { socket, response } = Deno.upgradeWebSocket(c.req.raw);
-    dispatcher.accept(socket);
-    return response;
-  });
+  // Upgrades to the worker WebSocket are taken by the HTTP server (http_server.ts) before they
+  // reach the app; a plain request here gets this answer.
+  app.get(
+    "/v1/workers/ws",
+    () =>
+      problemResponse(400, "this endpoint speaks WebSocket only", { code: "websocket-required" }),
+  );
   methodNotAllowed(app);
 
   const api = apiRouter();

@@ -8,8 +8,6 @@ export interface WorkerGateway extends JobQueue {
   readonly peers: { readonly size: number };
   /** the workers online, as GET /v1/models lists them */
   summary(): (OnlineWorker & Record<string, unknown>)[];
-  /** take over a freshly upgraded worker WebSocket */
-  accept(socket: WebSocket): void;
 }
 
 export interface AppDeps extends ServiceDeps {
@@ -17,18 +15,14 @@ export interface AppDeps extends ServiceDeps {
   config: Config;
 }
 
-/**
- * Request-body caps per kind of route. `maxJsonBytes` and `maxDatasetBytes` fall back to these
- * defaults until config.ts names them (TMDC_MAX_JSON_BYTES, TMDC_MAX_DATASET_BYTES).
- */
+/** Request-body caps per kind of route (config.limits, TMDC_MAX_*_BYTES). */
 export function bodyLimits(limits: Config["limits"]) {
-  const l = limits as Config["limits"] & { maxJsonBytes?: number; maxDatasetBytes?: number };
   return {
-    /** evaluation and fine-tune requests: a few hundred bytes in practice */
-    json: l.maxJsonBytes ?? 256 * 1024,
+    /** evaluation and fine-tune requests */
+    json: limits.maxJsonBytes,
     /** a classify upload (images and options) */
-    upload: l.maxUploadBytes,
+    upload: limits.maxUploadBytes,
     /** an uploaded labelled set: up to maxDatasetImages images */
-    dataset: l.maxDatasetBytes ?? 64 * 1024 * 1024,
+    dataset: limits.maxDatasetBytes,
   };
 }
