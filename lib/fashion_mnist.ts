@@ -11,6 +11,12 @@ export class DatasetError extends Error {
   override name = "DatasetError";
 }
 
+/** What the built-in splits hold: 10 classes of 1×28×28 images in [0, 1]. */
+export const FASHION_MNIST = Object.freeze({
+  classes: 10,
+  shape: Object.freeze({ channels: 1, height: 28, width: 28 }),
+});
+
 export const CLASS_NAMES = [
   "T-shirt/top",
   "Trouser",

@@ -158,6 +158,18 @@ Deno.test("shapes come from manifests and uploaded sets: a 3×16×16 classifier'
   // a 1×28×28 target does not fit the set
   const mismatch = await post("resnet8-fmnist");
   assertEquals([mismatch.status, (await mismatch.json()).code], [422, "dataset-mismatch"]);
+  // nor does a 1×28×28 source fit a 3×16×16 target
+  const crossed = await app.request("/v1/evaluations", {
+    method: "POST",
+    headers: json,
+    body: JSON.stringify({
+      target: { bundle: "rgb16" },
+      source: { kind: "surrogate", bundle: "resnet8-fmnist" },
+      attack: { attack: "fgsm", norm: "linf", eps: 0.05 },
+      dataset: { name: "uploaded", id: ds.id },
+    }),
+  });
+  assertEquals([crossed.status, (await crossed.json()).code], [422, "source-target-mismatch"]);
   const r = await post("rgb16");
   assertEquals(r.status, 202);
   const { job } = await r.json();
@@ -181,5 +193,36 @@ Deno.test("shapes come from manifests and uploaded sets: a 3×16×16 classifier'
     headers: auth,
   });
   assertEquals([missing.status, (await missing.json()).code], [404, "unknown-adversarial"]);
+  close();
+});
+
+Deno.test("a target that does not take the test split's images, or not the source's, is refused", async () => {
+  const { app, registry, key, close } = await inProcessApp();
+  // the tiny DC as if it took 3×32×32 images (a manifest-level change: files and hashes stay)
+  const dc = registry.get("tiny-diffusion");
+  registry.add({
+    ...dc,
+    id: "tiny-diffusion-32@1",
+    manifest: {
+      ...dc.manifest,
+      name: "tiny-diffusion-32",
+      version: "1",
+      image: { ...dc.manifest.image, channels: 3, height: 32, width: 32 },
+    },
+  });
+  const post = async (body: unknown) => {
+    const r = await app.request("/v1/evaluations", {
+      method: "POST",
+      headers: { authorization: `Bearer ${key}`, "content-type": "application/json" },
+      body: JSON.stringify(body),
+    });
+    return [r.status, (await r.json()).code];
+  };
+  const target = { bundle: "tiny-diffusion-32" };
+  assertEquals(await post({ ...good, target }), [422, "dataset-mismatch"]);
+  assertEquals(
+    await post({ ...good, target, source: { kind: "dc", bundle: "tiny-diffusion-32" } }),
+    [422, "dataset-mismatch"],
+  );
   close();
 });

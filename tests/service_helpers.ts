@@ -55,7 +55,7 @@ export async function inProcessApp() {
   });
   const app = createApp({ store, registry, dispatcher, config: cfg });
   const { key } = await store.createApiKey("test");
-  return { app, store, key, close: () => store.close() };
+  return { app, store, registry, key, close: () => store.close() };
 }
 
 /** Every KV key except API keys: what a request may have stored. */

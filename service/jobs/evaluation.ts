@@ -43,6 +43,7 @@ import {
   type TargetSpec,
 } from "../../lib/evaluation/spec.ts";
 import type { EvalRun } from "../../lib/evaluation_checks.ts";
+import { FASHION_MNIST } from "../../lib/fashion_mnist.ts";
 import { encodePng } from "../../lib/image_decode.ts";
 import { type ImageShape, imageSize } from "../../lib/model.ts";
 import type { EvaluationJob } from "../../store/records.ts";
@@ -50,9 +51,10 @@ import type { ServiceDeps } from "../context.ts";
 import { ServiceError } from "../errors.ts";
 import { resolveAdapter } from "./finetune.ts";
 import { findJob, type JobView, jobView } from "./views.ts";
+import { Seed } from "../../lib/seed.ts";
+import { config } from "../../config.ts";
 
 const BundleRef = z.string().min(1).max(200);
-const Seed = z.number().int().min(0).max(2 ** 32 - 1);
 
 /** What a client sends; the service completes it into an EvaluationSpec. */
 export const EvaluationRequest = z.object({
@@ -66,7 +68,7 @@ export const EvaluationRequest = z.object({
   source: z.discriminatedUnion("kind", [
     z.object({
       kind: z.literal("surrogate"),
-      bundle: BundleRef.default("resnet14-fmnist"),
+      bundle: BundleRef.default(config.defaultSurrogate),
     }).strict().describe("transfer: attack a surrogate classifier"),
     z.object({
       kind: z.literal("dc"),
@@ -148,6 +150,17 @@ export async function createEvaluation(
     ? { ...req.source, bundle: source.id, adapter }
     : { ...req.source, bundle: source.id };
   const dataset = await datasetRef(deps, req.dataset, target);
+  // The attack is made on the source's input and scored on the target's: they must agree.
+  const [ts, ss] = [bundleShape(target.manifest), bundleShape(source.manifest)];
+  if (JSON.stringify(ts) !== JSON.stringify(ss) || source.manifest.classes.length !== K) {
+    throw new ServiceError(
+      422,
+      "source-target-mismatch",
+      `source '${source.id}' (${source.manifest.classes.length} classes, ${
+        shapeText(ss)
+      }) and target '${target.id}' (${K} classes, ${shapeText(ts)}) do not take the same images`,
+    );
+  }
   const targetSpec: TargetSpec = isDiffusion(target)
     ? { kind: "dc", bundle: target.id, adapter, settings }
     : { kind: "classifier", bundle: target.id };
@@ -176,13 +189,33 @@ export async function createEvaluation(
   return await jobView(store, job);
 }
 
+const shapeText = (s: ImageShape) => `${s.channels}×${s.height}×${s.width}`;
+
 /** The images an evaluation covers: a test subset, or an uploaded set that fits the target. */
 async function datasetRef(
   { store }: ServiceDeps,
   ref: EvaluationRequest["dataset"],
   target: ReturnType<ServiceDeps["registry"]["get"]>,
 ): Promise<DatasetRef> {
-  if (ref.name !== "uploaded") return ref;
+  if (ref.name !== "uploaded") {
+    // the built-in test split: 10 classes of 1×28×28 images
+    const shape = bundleShape(target.manifest);
+    if (
+      target.manifest.classes.length !== FASHION_MNIST.classes ||
+      shapeText(shape) !== shapeText(FASHION_MNIST.shape)
+    ) {
+      throw new ServiceError(
+        422,
+        "dataset-mismatch",
+        `${ref.name} holds ${FASHION_MNIST.classes} classes of ${
+          shapeText(FASHION_MNIST.shape)
+        } images; '${target.id}' takes ${target.manifest.classes.length} classes of ${
+          shapeText(shape)
+        }`,
+      );
+    }
+    return ref;
+  }
   const ds = await store.getDataset(ref.id);
   if (!ds) throw new ServiceError(404, "unknown-dataset", `no dataset '${ref.id}'`);
   const want = bundleShape(target.manifest);
