@@ -16,7 +16,7 @@ import { countingOracle } from "../lib/attacks/oracle.ts";
 export const benchAutoattack = defineCommand({
   summary: "AutoAttack on the surrogate classifier bundle, per-stage robust flags",
   options: {
-    bundle: { type: "bundle", default: "resnet14-fmnist", help: "classifier bundle" },
+    bundle: { type: "bundle", default: config.defaultSurrogate, help: "classifier bundle" },
     n: { type: "int", min: 1, max: 10000, default: 256, help: "images of the seeded subset" },
     seed: { type: "int", min: 0, max: 2 ** 32 - 1, default: 0, help: "subset seed" },
     norm: { type: "enum", values: ["linf", "l2"], default: "linf", help: "threat model" },

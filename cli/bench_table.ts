@@ -38,7 +38,11 @@ export const benchTable = defineCommand({
       help: "logits = −scale × mean error (adaptive)",
     },
     bundle: { type: "bundle", default: config.defaultBundle, help: "diffusion bundle" },
-    surrogate: { type: "bundle", default: "resnet14-fmnist", help: "surrogate classifier bundle" },
+    surrogate: {
+      type: "bundle",
+      default: config.defaultSurrogate,
+      help: "surrogate classifier bundle",
+    },
     adapter: { type: "string", arg: "ID", help: "a TMDC adapter (LoRA) from the service's KV" },
     settings: { type: "settings", help: "overrides of the bundle's default DC settings" },
     threads: { type: "int", min: 0, default: 0, help: "onnxruntime threads (0 = its default)" },

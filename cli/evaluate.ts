@@ -100,7 +100,11 @@ export const evaluateCommand = defineCommand({
       help: "re-score the adversarial set with R fresh noise seeds (target dc)",
     },
     bundle: { type: "bundle", default: config.defaultBundle, help: "diffusion bundle" },
-    surrogate: { type: "bundle", default: "resnet14-fmnist", help: "surrogate classifier bundle" },
+    surrogate: {
+      type: "bundle",
+      default: config.defaultSurrogate,
+      help: "surrogate classifier bundle",
+    },
     threads: { type: "int", min: 0, default: 0, help: "onnxruntime threads (0 = its default)" },
     json: { type: "path", default: "-", help: "report file (- = stdout)" },
     sanity: { type: "boolean", help: "run the unbounded-budget and doubled-budget checks" },

@@ -55,7 +55,11 @@ export const finetune = defineCommand({
     },
     "val-seed": { ...SEED, help: "validation subset seed" },
     bundle: { type: "bundle", default: config.defaultBundle, help: "diffusion bundle" },
-    surrogate: { type: "bundle", default: "resnet14-fmnist", help: "surrogate classifier bundle" },
+    surrogate: {
+      type: "bundle",
+      default: config.defaultSurrogate,
+      help: "surrogate classifier bundle",
+    },
     threads: { type: "int", min: 0, default: 0, help: "onnxruntime threads (0 = its default)" },
     resume: { type: "string", arg: "RUN", help: "continue run RUN from its last checkpoint" },
     json: { type: "path", default: "-", help: "report file (- = stdout)" },

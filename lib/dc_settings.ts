@@ -5,6 +5,7 @@
  */
 import { z } from "zod";
 import type { DiffusionManifest } from "./bundle_manifest.ts";
+import { Seed } from "./seed.ts";
 
 const Stage = z.object({
   nSamples: z.number().int().min(1).max(1000).describe(
@@ -20,7 +21,7 @@ export const DCSettingsSchema = z.object({
   tRange: z.tuple([z.number().int().min(0), z.number().int().min(1)]),
   error: z.enum(["l2", "l1"]),
   timesteps: z.enum(["even", "stratified"]),
-  seed: z.number().int().min(0).max(2 ** 32 - 1),
+  seed: Seed,
   /** posterior = softmax(−meanError · posteriorScale) */
   posteriorScale: z.number().positive().max(1e9),
   /**
@@ -32,7 +33,7 @@ export const DCSettingsSchema = z.object({
     batch: z.number().int().min(1).max(1000),
     minTimesteps: z.number().int().min(1).max(1000),
     maxTimesteps: z.number().int().min(1).max(1000),
-    orderSeed: z.number().int().min(0).max(2 ** 32 - 1),
+    orderSeed: Seed,
   }).strict().optional(),
 }).strict();
 export type DCSettings = z.infer<typeof DCSettingsSchema>;

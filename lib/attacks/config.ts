@@ -4,6 +4,7 @@
  * fields take the attack's defaults in `validateAttack` (lib/attacks/registry.ts).
  */
 import { z } from "zod";
+import { Seed } from "../seed.ts";
 
 export const AttackConfigSchema = z.object({
   attack: z.string().min(1).max(40).describe(
@@ -19,7 +20,7 @@ export const AttackConfigSchema = z.object({
   version: z.enum(["standard", "plus", "rand"]).optional().describe("AutoAttack version"),
   nTargetClasses: z.number().int().optional(),
   queries: z.number().int().min(1).max(100_000).optional().describe("Square attack queries"),
-  seed: z.number().int().min(0).max(2 ** 32 - 1).default(0),
+  seed: Seed.default(0),
 }).strict();
 
 /** A config as written (defaults not yet filled); after `validateAttack` it is complete. */

@@ -6,9 +6,9 @@
 import { z } from "zod";
 import { AttackConfigSchema } from "../attacks/config.ts";
 import { DCSettingsSchema } from "../dc_settings.ts";
+import { Seed } from "../seed.ts";
 
 const BundleId = z.string().min(1).max(200);
-const Seed = z.number().int().min(0).max(2 ** 32 - 1);
 
 /** Where adversarial examples are made (gradients are taken). */
 export const SourceSpec = z.discriminatedUnion("kind", [
