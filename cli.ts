@@ -17,6 +17,7 @@ import { benchTableMd } from "./cli/bench_table_md.ts";
 import { benchTmCurve } from "./cli/bench_tm_curve.ts";
 import { benchTmAblation } from "./cli/bench_tm_ablation.ts";
 import { benchDumpErrors } from "./cli/bench_dump_errors.ts";
+import { benchFrontier } from "./cli/bench_frontier.ts";
 
 /** Command name (one or two words) → its module. */
 export const COMMANDS: Readonly<Record<string, Command>> = Object.freeze({
@@ -31,6 +32,7 @@ export const COMMANDS: Readonly<Record<string, Command>> = Object.freeze({
   "bench tm-curve": benchTmCurve,
   "bench tm-ablation": benchTmAblation,
   "bench dump-errors": benchDumpErrors,
+  "bench frontier": benchFrontier,
 });
 
 const HELP = new Set(["-h", "--help", "help"]);

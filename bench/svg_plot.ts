@@ -6,24 +6,34 @@ export interface Series {
   points: { x: number; y: number; lo?: number; hi?: number }[];
 }
 
+export interface ChartOptions {
+  /** a log10 x axis (costs spanning orders of magnitude) */
+  xLog?: boolean;
+  width?: number;
+  /** legend column width */
+  legend?: number;
+}
+
 export function lineChart(
   title: string,
   xLabel: string,
   yLabel: string,
   series: Series[],
   yRange: [number, number] = [0, 1],
+  opts: ChartOptions = {},
 ): string {
-  const W = 640;
+  const W = opts.width ?? 640;
   const H = 400;
-  const m = { l: 60, r: 170, t: 40, b: 50 };
+  const m = { l: 60, r: opts.legend ?? 170, t: 40, b: 50 };
   const xs = series.flatMap((s) => s.points.map((p) => p.x));
-  const [x0, x1] = [Math.min(...xs), Math.max(...xs)];
-  const sx = (x: number) => m.l + ((x - x0) / Math.max(1e-9, x1 - x0)) * (W - m.l - m.r);
+  const f = opts.xLog ? Math.log10 : (x: number) => x;
+  const [x0, x1] = [f(Math.min(...xs)), f(Math.max(...xs))];
+  const sx = (x: number) => m.l + ((f(x) - x0) / Math.max(1e-9, x1 - x0)) * (W - m.l - m.r);
   const sy = (y: number) => H - m.b - ((y - yRange[0]) / (yRange[1] - yRange[0])) * (H - m.t - m.b);
   const out: string[] = [
     `<svg xmlns="http://www.w3.org/2000/svg" width="${W}" height="${H}" font-family="sans-serif" font-size="12">`,
     `<rect width="${W}" height="${H}" fill="white"/>`,
-    `<text x="${W / 2 - m.r / 2}" y="22" text-anchor="middle" font-size="14">${esc(title)}</text>`,
+    `<text x="${m.l}" y="22" font-size="14">${esc(title)}</text>`,
   ];
   for (let k = 0; k <= 5; k++) {
     const y = yRange[0] + (k / 5) * (yRange[1] - yRange[0]);
@@ -32,7 +42,7 @@ export function lineChart(
       `<text x="${m.l - 6}" y="${sy(y) + 4}" text-anchor="end">${(y * 100).toFixed(0)}%</text>`,
     );
   }
-  for (const x of [...new Set(xs)].sort((a, b) => a - b)) {
+  for (const x of xTicks(xs, !!opts.xLog)) {
     out.push(`<text x="${sx(x)}" y="${H - m.b + 16}" text-anchor="middle">${x}</text>`);
   }
   out.push(
@@ -63,6 +73,29 @@ export function lineChart(
   });
   out.push("</svg>");
   return out.join("\n") + "\n";
+}
+
+/** The x values themselves when few; else round ticks (1-2-5 steps, or powers on a log axis). */
+function xTicks(xs: number[], log: boolean): number[] {
+  const distinct = [...new Set(xs)].sort((a, b) => a - b);
+  if (distinct.length <= 10 && !log) return distinct;
+  const [lo, hi] = [distinct[0], distinct[distinct.length - 1]];
+  if (log) {
+    const out: number[] = [];
+    for (let e = Math.floor(Math.log10(lo)); e <= Math.ceil(Math.log10(hi)); e++) {
+      for (const k of [1, 2, 5]) {
+        const v = k * 10 ** e;
+        if (v >= lo && v <= hi) out.push(v);
+      }
+    }
+    return out;
+  }
+  const raw = (hi - lo) / 6;
+  const mag = 10 ** Math.floor(Math.log10(raw));
+  const step = [1, 2, 5, 10].map((k) => k * mag).find((v) => v >= raw)!;
+  const out: number[] = [];
+  for (let v = Math.ceil(lo / step) * step; v <= hi; v += step) out.push(v);
+  return out;
 }
 
 function esc(s: string): string {
