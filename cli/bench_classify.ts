@@ -50,6 +50,7 @@ export const benchClassify = defineCommand({
       accuracy: correct / n,
       ci95: [lo, hi],
       unet_calls_per_image: unetCalls(s, model.classNames.length),
+      mean_unet_calls_per_image: verdicts.reduce((a, v) => a + v.unetCalls, 0) / n,
       unet_calls_total: verdicts.reduce((a, v) => a + v.unetCalls, 0),
       seconds,
       images_per_second: n / seconds,
@@ -61,6 +62,8 @@ export const benchClassify = defineCommand({
       provider: model.provider,
       machine: machine(),
       labels: verdicts.map((v) => v.label),
+      // per image: sequential pruning spends a different number on each
+      unet_calls: verdicts.map((v) => v.unetCalls),
       mean_errors: values.errors ? verdicts.map((v) => Array.from(v.meanError)) : undefined,
     };
     await writeReport(values.json, out);

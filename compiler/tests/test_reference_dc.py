@@ -69,3 +69,22 @@ def test_idx_reader(tmp_path):
     bad.write_bytes(struct.pack(">HBB3I", 0, 8, 3, 2, 3, 4) + data.tobytes()[:-1])
     with pytest.raises(ValueError, match="expected 24 bytes"):
         read_idx(bad)
+
+
+def test_sequential_race_drops_a_significantly_worse_class_and_stops_on_budget():
+    """The same synthetic race as tests/class_pruning_test.ts (lib/class_pruning.ts)."""
+    import math
+
+    from tmdc_compiler.reference_dc import ClassRace, Sequential, timestep_order
+
+    order = timestep_order(8, 0)
+    assert sorted(order.tolist()) == list(range(8))
+    race = ClassRace(3, Sequential(z=2, batch=2, min_timesteps=4, max_timesteps=8), order)
+    while (js := race.next()) is not None:
+        for c in race.alive:
+            for j in js:
+                race.errors[c].append([0.5, 0.6, 0.5][c] + 0.001 * math.sin(7 * j + c))
+        race.decide(len(js))
+    assert race.exit_at == [None, 4, None]
+    assert race.stop == "budget"
+    assert race.rounds == [[0, 1, 2], [0, 2], [0, 2], [0, 2]]

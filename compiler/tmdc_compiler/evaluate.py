@@ -24,7 +24,7 @@ import torch
 
 from .bundle import load_manifest, record_metrics
 from .data import load_split, portable_subset
-from .reference_dc import DCSettings, Stage, classify, wilson
+from .reference_dc import DCSettings, Sequential, Stage, classify, wilson
 from .unet import UNet, UNetConfig
 
 
@@ -50,6 +50,9 @@ def settings_from_json(d: dict) -> DCSettings:
         timesteps=d.get("timesteps", base.timesteps),
         seed=d.get("seed", base.seed),
         posterior_scale=d.get("posteriorScale", base.posterior_scale),
+        sequential=Sequential(q["z"], q["batch"], q["minTimesteps"], q["maxTimesteps"], q.get("orderSeed", 0))
+        if (q := d.get("sequential"))
+        else None,
     )
 
 
@@ -62,6 +65,19 @@ def settings_to_json(s: DCSettings) -> dict:
         "timesteps": s.timesteps,
         "seed": s.seed,
         "posteriorScale": s.posterior_scale,
+        **(
+            {
+                "sequential": {
+                    "z": s.sequential.z,
+                    "batch": s.sequential.batch,
+                    "minTimesteps": s.sequential.min_timesteps,
+                    "maxTimesteps": s.sequential.max_timesteps,
+                    "orderSeed": s.sequential.order_seed,
+                }
+            }
+            if s.sequential
+            else {}
+        ),
     }
 
 
@@ -98,6 +114,7 @@ def run_dc(model: UNet, images: np.ndarray, labels: np.ndarray, s: DCSettings, c
         "seconds": secs,
         "images_per_second": len(labels) / secs,
         "labels": pred.tolist(),
+        "unet_calls": [v.unet_calls for v in verdicts],
         "mean_errors": [v.mean_error.tolist() for v in verdicts],
         "finalists": [v.finalists for v in verdicts],
     }
@@ -265,10 +282,16 @@ def main(argv: list[str] | None = None) -> None:
         rel = float(np.abs(a[mask] - b[mask]).max() / np.abs(b[mask]).max())
         per = float((np.abs(a[mask] - b[mask]) / np.abs(b[mask])).max())
         agree = int((np.array(ts["labels"]) == np.array(py["labels"])).sum())
+        calls = (
+            int((np.array(ts["unet_calls"]) == np.array(py["unet_calls"])).sum())
+            if "unet_calls" in ts and "unet_calls" in py
+            else None
+        )
         out = {
             "benchmark": "dc-parity",
             "n": len(ts["labels"]),
             "labels_agree": agree,
+            "unet_calls_agree": calls,
             "max_abs_over_max_rel": rel,
             "max_elementwise_rel": per,
             "ts_images_per_second": ts["images_per_second"],

@@ -27,12 +27,24 @@ from . import portable_rng
 from .schedule import alphas_cumprod, eps_errors
 
 STRATIFIED_STREAM = 0x5EED
+ORDER_STREAM = 0x0DE5
 
 
 @dataclass(frozen=True)
 class Stage:
     n_samples: int
     keep: int
+
+
+@dataclass(frozen=True)
+class Sequential:
+    """Sequential class pruning with a paired z test (lib/class_pruning.ts)."""
+
+    z: float
+    batch: int
+    min_timesteps: int
+    max_timesteps: int
+    order_seed: int = 0
 
 
 @dataclass(frozen=True)
@@ -45,6 +57,7 @@ class DCSettings:
     seed: int = 0
     posterior_scale: float = 1.0
     extra: dict = field(default_factory=dict)
+    sequential: Sequential | None = None  # when set, `stages` are not used
 
     def full_grid(self) -> np.ndarray:
         lo, hi = self.t_range
@@ -73,6 +86,8 @@ class DCSettings:
         return out
 
     def unet_calls(self, num_classes: int) -> int:
+        if self.sequential:  # the budget; most images stop earlier
+            return num_classes * self.sequential.max_timesteps
         calls, remaining = 0, num_classes
         for st, idx in zip(self.stages, self.stage_indices(), strict=True):
             calls += remaining * len(idx)
@@ -104,6 +119,8 @@ class Verdict:
         return np.sqrt(var / n)
 
     finalists: list[int] = field(default_factory=list)
+    stop: str = "stages"  # or, sequential pruning: "decided" / "budget"
+    exit_at: list | None = None  # sequential: timesteps scored when each class left (None: never)
 
     def posterior(self, scale: float) -> np.ndarray:
         """Softmax over the classes scored in the last stage (same timesteps); 0 elsewhere."""
@@ -115,11 +132,119 @@ class Verdict:
         return out
 
 
+def timestep_order(grid_size: int, seed: int) -> np.ndarray:
+    """The order grid indices are scored in by sequential pruning (ties: the lower index)."""
+    return np.argsort(portable_rng.uniform(seed, ORDER_STREAM, grid_size), kind="stable")
+
+
+class ClassRace:
+    """One image's race, operation for operation as lib/class_pruning.ts (plain float64 sums in
+    scoring order), so both engines take the same decisions from the same errors."""
+
+    def __init__(self, num_classes: int, policy: Sequential, order: np.ndarray):
+        self.policy, self.order = policy, [int(j) for j in order]
+        self.alive = list(range(num_classes))
+        self.errors: list[list[float]] = [[] for _ in range(num_classes)]
+        self.exit_at: list[int | None] = [None] * num_classes
+        self.rounds: list[list[int]] = []
+        self.scored = 0
+        self.stop: str | None = None
+
+    def next(self) -> list[int] | None:
+        if self.stop:
+            return None
+        end = min(self.scored + self.policy.batch, self.policy.max_timesteps, len(self.order))
+        return self.order[self.scored : end]
+
+    def mean(self, c: int) -> float:
+        s = 0.0
+        for v in self.errors[c]:
+            s += v
+        return s / len(self.errors[c])
+
+    def leader(self) -> int:
+        best = self.alive[0]
+        for c in self.alive:
+            if self.mean(c) < self.mean(best):
+                best = c
+        return best
+
+    def decide(self, count: int) -> None:
+        self.scored += count
+        p, m = self.policy, self.scored
+        if m >= p.min_timesteps and len(self.alive) > 1:
+            lead = self.leader()
+            out = []
+            for c in self.alive:
+                if c == lead:
+                    continue
+                total = 0.0
+                for k in range(m):
+                    total += self.errors[c][k] - self.errors[lead][k]
+                mean = total / m
+                ss = 0.0
+                for k in range(m):
+                    ss += (self.errors[c][k] - self.errors[lead][k] - mean) ** 2
+                se = math.sqrt(ss / max(m - 1, 1) / m)
+                if mean > p.z * se:
+                    out.append(c)
+            for c in out:
+                self.exit_at[c] = m
+            self.alive = [c for c in self.alive if c not in out]
+        self.rounds.append(list(self.alive))
+        if len(self.alive) == 1:
+            self.stop = "decided"
+        elif self.scored >= min(p.max_timesteps, len(self.order)):
+            self.stop = "budget"
+
+
+@torch.no_grad()
+def classify_sequential(model, images: np.ndarray, settings: DCSettings, num_classes: int, lora=None, batch_rows: int = 1024):
+    """Sequential class pruning: rounds of `batch` timesteps in the seeded order for the classes
+    still in each image's race; rows of all images share UNet batches (rows in (image, class,
+    grid index) order, as the TypeScript engine)."""
+    model.eval()
+    abar = alphas_cumprod()
+    grid = settings.full_grid()
+    noise = torch.from_numpy(noise_bank(settings, images.shape[1:]))
+    x_all = torch.from_numpy(np.ascontiguousarray(images, dtype=np.float32))
+    err_col = 0 if settings.error == "l2" else 1
+    order = timestep_order(settings.grid_size, settings.sequential.order_seed)
+    races = [ClassRace(num_classes, settings.sequential, order) for _ in range(len(images))]
+    while True:
+        plan = [r.next() for r in races]
+        rows = [(i, c, j) for i, js in enumerate(plan) if js for c in races[i].alive for j in js]
+        if not rows:
+            break
+        for s in range(0, len(rows), batch_rows):
+            chunk = rows[s : s + batch_rows]
+            ii = torch.tensor([r[0] for r in chunk])
+            cc = torch.tensor([r[1] for r in chunk])
+            jj = torch.tensor([r[2] for r in chunk])
+            tt = torch.from_numpy(grid[jj.numpy()]).long()
+            errs = eps_errors(model, x_all[ii], tt, noise[jj], cc, abar, lora)[err_col].double().numpy()
+            for (i, c, _), e in zip(chunk, errs, strict=True):
+                races[i].errors[c].append(float(e))
+        for i, js in enumerate(plan):
+            if js:
+                races[i].decide(len(js))
+    out = []
+    for r in races:
+        e = [np.array(v, dtype=np.float64) for v in r.errors]
+        sums = np.array([v.sum() for v in e])
+        sqs = np.array([(v**2).sum() for v in e])
+        counts = np.array([len(v) for v in e], dtype=np.int64)
+        out.append(Verdict(r.leader(), sums, sqs, counts, int(counts.sum()), list(r.alive), r.stop or "budget", list(r.exit_at)))
+    return out
+
+
 @torch.no_grad()
 def classify(
     model, images: np.ndarray, settings: DCSettings, num_classes: int, lora=None, batch_rows: int = 1024
 ) -> list[Verdict]:
     """Classify float32 NCHW images in [0, 1]; rows of several images share UNet batches."""
+    if settings.sequential:
+        return classify_sequential(model, images, settings, num_classes, lora, batch_rows)
     model.eval()
     abar = alphas_cumprod()
     grid = settings.full_grid()
