@@ -31,6 +31,8 @@ export async function runClassifyUnit(
     stdError: Array.from(r.stdError),
     unetCalls: r.unetCalls,
     survivors: r.survivors,
+    stop: r.stop,
+    ...(r.exitAt ? { exitAt: r.exitAt } : {}),
     computeMs: performance.now() - t0,
     provider: model.provider,
   };

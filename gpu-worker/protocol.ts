@@ -112,8 +112,11 @@ export const ClassifyResultMsg = z.object({
   meanError: z.array(z.number()),
   stdError: z.array(z.number()),
   unetCalls: z.number().int().nonnegative(),
-  /** the classes still in the running after each elimination stage */
+  /** the classes still in the running after each elimination stage (sequential: each round) */
   survivors: z.array(z.array(z.number().int())),
+  stop: z.enum(["stages", "decided", "budget"]),
+  /** sequential pruning: timesteps scored when each class left the race */
+  exitAt: z.array(z.number().int().nullable()).optional(),
   ...Computed,
 });
 export type ClassifyResultMsg = z.infer<typeof ClassifyResultMsg>;

@@ -112,6 +112,12 @@ export const Verdict = z.object({
   timestepsScored: z.array(z.number().int()),
   eliminatedAtStage: z.array(z.number().int().nullable()),
   unetCalls: z.number().int(),
+  stop: z.enum(["stages", "decided", "budget"]).optional().describe(
+    "why scoring stopped: the staged schedule ran out, one class was left (sequential), the budget",
+  ),
+  exitAt: z.array(z.number().int().nullable()).optional().describe(
+    "sequential pruning: timesteps scored when each class left the race (null: never left)",
+  ),
   settings: Settings,
   bundle: z.string(),
   adapter: z.string().nullable(),

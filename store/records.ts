@@ -137,6 +137,10 @@ export interface Verdict {
   timestepsScored: number[];
   eliminatedAtStage: (number | null)[];
   unetCalls: number;
+  /** why scoring stopped: the staged schedule ran out, one class was left, or the budget */
+  stop?: "stages" | "decided" | "budget";
+  /** sequential pruning: timesteps scored when each class left the race (null: never) */
+  exitAt?: (number | null)[];
   settings: DCSettings;
   bundle: string;
   adapter: string | null;

@@ -176,6 +176,7 @@ function classifyResult(u: UnitRef, label: number) {
     stdError: k,
     unetCalls: 40,
     survivors: [[0, 1, 2, 3, 4, 5, 6, 7, 8, 9]],
+    stop: "stages",
     computeMs: 1,
     provider: "cpu",
   };

@@ -40,6 +40,31 @@ clusterTest(
     assertEquals(v.input.name, "fmnist-0.png");
     assertEquals(v.worker.id, "w1");
     assertEquals(v.unetCalls, 10 * 4 + 2 * 4);
+    assertEquals(v.stop, "stages");
+
+    // sequential pruning: the verdict says why it stopped and when each class left
+    const seq = new FormData();
+    seq.append("image", new Blob([png.slice()], { type: "image/png" }), "fmnist-0.png");
+    seq.append(
+      "options",
+      JSON.stringify({
+        settings: {
+          ...SMALL,
+          sequential: { z: 1, batch: 2, minTimesteps: 2, maxTimesteps: 8, orderSeed: 0 },
+        },
+      }),
+    );
+    const sr = await (await fetch(`${c.url}/v1/classify`, {
+      method: "POST",
+      body: seq,
+      headers: { authorization: `Bearer ${key}` },
+    })).json();
+    const sv = sr.verdicts[0];
+    assert_(["decided", "budget"].includes(sv.stop), `stop ${sv.stop}`);
+    assertEquals(sv.exitAt.length, 10);
+    // a class that left was scored on exitAt timesteps (whole rounds of 2, at least 2)
+    assert_(sv.exitAt.every((x: number | null) => x === null || (x >= 2 && x % 2 === 0)));
+    assert_(sv.unetCalls <= 10 * 8 && sv.unetCalls >= 10 * 2);
     assert_(
       Number.isInteger(v.label) && v.classNames.length === 10,
       `label ${v.label} (true ${label})`,

@@ -81,6 +81,8 @@ function verdict(
     timestepsScored: r.count,
     eliminatedAtStage: eliminatedAt,
     unetCalls: r.unetCalls,
+    stop: r.stop,
+    ...(r.exitAt ? { exitAt: r.exitAt } : {}),
     settings: job.settings,
     bundle: job.bundle,
     adapter: job.adapter,
