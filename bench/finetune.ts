@@ -6,7 +6,8 @@
  */
 import { config } from "../config.ts";
 import { classifierOracle } from "../lib/attacks/oracle.ts";
-import { type AttackConfig, attackCost, validateAttack } from "../lib/attacks/registry.ts";
+import { attackCost, validateAttack } from "../lib/attacks/registry.ts";
+import type { AttackConfig } from "../lib/attacks/config.ts";
 import { loadTrainSplit } from "../lib/fashion_mnist.ts";
 import {
   bestCheckpoint,

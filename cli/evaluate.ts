@@ -6,7 +6,8 @@
 import { config } from "../config.ts";
 import { unetCalls } from "../lib/diffusion_classifier.ts";
 import { gather, loadTest, seededSubset } from "../lib/fashion_mnist.ts";
-import { type AttackConfig, ATTACKS, validateAttack } from "../lib/attacks/registry.ts";
+import { ATTACKS, validateAttack } from "../lib/attacks/registry.ts";
+import type { AttackConfig } from "../lib/attacks/config.ts";
 import { adversarialSetKey, runShard } from "../lib/evaluation/engine.ts";
 import { asRun, evaluationReport } from "../lib/evaluation/report.ts";
 import {

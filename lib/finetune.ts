@@ -5,7 +5,8 @@
  * same attack. Transport-free: the worker and the CLI both call `runFinetune` and persist the
  * checkpoints it hands them.
  */
-import { type AttackConfig, runAttack } from "./attacks/registry.ts";
+import { runAttack } from "./attacks/registry.ts";
+import type { AttackConfig } from "./attacks/config.ts";
 import type { GradientOracle } from "./attacks/oracle.ts";
 import { classifyImages } from "./diffusion_classifier.ts";
 import type { DCSettings } from "./dc_settings.ts";

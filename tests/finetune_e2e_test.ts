@@ -11,7 +11,7 @@ import { fashionPngs } from "./service_helpers.ts";
 import { OnnxClassifier, OnnxDiffusionModel } from "../gpu-worker/onnx_model.ts";
 import { loadClassifierBundle, loadDiffusionBundle } from "../lib/bundle.ts";
 import { classifierOracle } from "../lib/attacks/oracle.ts";
-import type { AttackConfig } from "../lib/attacks/registry.ts";
+import type { AttackConfig } from "../lib/attacks/config.ts";
 import { loadTrainSplit } from "../lib/fashion_mnist.ts";
 import { type FinetuneSpec, runFinetune, validationSet } from "../lib/finetune.ts";
 import { initState, packState } from "../lib/truth_max.ts";

@@ -15,8 +15,6 @@ import { square, SQUARE_AUTOATTACK } from "./square.ts";
 import { PortableRandom } from "../rng.ts";
 import type { ImageShape } from "../model.ts";
 
-export type { AttackConfig };
-
 export interface AttackOutcome {
   xAdv: Float32Array;
   perAttack?: { attack: string; robustAccuracy: number; seconds: number }[];

@@ -9,12 +9,8 @@
  * a second evaluation that differs only in its target scores the stored images.
  */
 import { z } from "zod";
-import { AttackConfigSchema } from "../../lib/attacks/config.ts";
-import {
-  type AttackConfig,
-  AttackConfigError,
-  validateAttack,
-} from "../../lib/attacks/registry.ts";
+import { type AttackConfig, AttackConfigSchema } from "../../lib/attacks/config.ts";
+import { AttackConfigError, validateAttack } from "../../lib/attacks/registry.ts";
 import { bundleShape, isDiffusion } from "../../lib/bundle.ts";
 import {
   type DCSettings,

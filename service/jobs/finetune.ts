@@ -4,12 +4,8 @@
  * best adapter; the adapters it stored, which classify and evaluation requests reference by id.
  */
 import { z } from "zod";
-import { AttackConfigSchema } from "../../lib/attacks/config.ts";
-import {
-  type AttackConfig,
-  AttackConfigError,
-  validateAttack,
-} from "../../lib/attacks/registry.ts";
+import { type AttackConfig, AttackConfigSchema } from "../../lib/attacks/config.ts";
+import { AttackConfigError, validateAttack } from "../../lib/attacks/registry.ts";
 import { defaultSettings } from "../../lib/dc_settings.ts";
 import { bestCheckpoint } from "../../lib/finetune.ts";
 import { type FinetuneJobSpec, TMHyperSchema } from "../../lib/finetune_spec.ts";
