@@ -206,7 +206,13 @@ export async function frontier(o: FrontierOptions, argv: readonly string[]) {
   const best = scores.reduce((a, b) => (b.accuracy > a.accuracy ? b : a));
   const eligible = scores.filter((s) => s.accuracy >= best.accuracy - o.tolerance);
   const chosen = eligible.reduce((a, b) => (b.mean_calls < a.mean_calls ? b : a));
-  const chosenPolicy = all[scores.indexOf(chosen)];
+  const picked = all[scores.indexOf(chosen)];
+  // the posterior's scale belongs to the error norm: refit it for the chosen policy
+  const fit = fitPosteriorScale(val, picked.settings);
+  const chosenPolicy: Policy = {
+    ...picked,
+    settings: { ...picked.settings, posteriorScale: fit.scale },
+  };
   const oldDefault: Policy = { name: `old default (${describeStages(base)})`, settings: base };
   const fullGrid = (error: "l1" | "l2"): Policy => ({
     name: `full grid ${base.gridSize}×K ${error}`,
@@ -269,7 +275,7 @@ export async function frontier(o: FrontierOptions, argv: readonly string[]) {
       o.tolerance * 100
     } pt of the best validation accuracy`,
     best_on_validation: view(best),
-    chosen: { ...view(chosen), settings: chosenPolicy.settings },
+    chosen: { ...view(chosen), settings: chosenPolicy.settings, posterior_scale_fit: fit },
     references_on_validation: refs.map((p) => view(score(val, p))),
     pareto_validation: front.map(view),
     pareto_test: frontTest.map(view),
@@ -327,6 +333,38 @@ export async function frontier(o: FrontierOptions, argv: readonly string[]) {
     if (o.png) await sharp(new TextEncoder().encode(svg)).png().toFile(o.png);
   }
   return report;
+}
+
+/**
+ * The posterior scale minimising the validation NLL of the true class under
+ * softmax(−mean error × scale) over the classes still in the race at the end (images whose true
+ * class left earlier have posterior 0 at any scale and are skipped), on a log grid.
+ */
+export function fitPosteriorScale(dump: Dump, s: DCSettings) {
+  const grid = [1, 3, 10, 30, 100, 300, 1000, 3000, 10000, 30000, 100000];
+  const g = gridPrefix(dump.grid, s.gridSize);
+  const rows: { err: number[]; k: number }[] = [];
+  for (let i = 0; i < g.n; i++) {
+    // the classes the posterior is over: those alive at the end of a race, or those scored
+    // in a staged schedule's last stage
+    const v = s.sequential ? simulateSequential(g, i, s) : simulateStaged(g, i, s);
+    const finalists = s.sequential
+      ? v.survivors.at(-1)!
+      : (v.survivors.at(-2) ?? Array.from({ length: g.classes }, (_, c) => c));
+    const k = finalists.indexOf(dump.meta.labels[i]);
+    if (k >= 0) rows.push({ err: finalists.map((c) => v.meanError[c]), k });
+  }
+  const nll = grid.map((scale) => {
+    let total = 0;
+    for (const { err, k } of rows) {
+      const z = err.map((e) => -e * scale);
+      const max = Math.max(...z);
+      total -= z[k] - max - Math.log(z.reduce((a, v) => a + Math.exp(v - max), 0));
+    }
+    return total / Math.max(rows.length, 1);
+  });
+  const best = nll.indexOf(Math.min(...nll));
+  return { scale: grid[best], nll: nll[best], grid, nll_per_scale: nll, images: rows.length };
 }
 
 function describeStages(s: DCSettings): string {
