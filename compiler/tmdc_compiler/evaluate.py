@@ -168,6 +168,7 @@ def main(argv: list[str] | None = None) -> None:
     p = sub.add_parser("parity")
     p.add_argument("ts")
     p.add_argument("py")
+    p.add_argument("--json", default="-")
     args = ap.parse_args(argv)
     command = "python -m tmdc_compiler.evaluate " + " ".join(argv or sys.argv[1:])
 
