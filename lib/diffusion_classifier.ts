@@ -128,6 +128,28 @@ export function summarize(
   return { ...ev, meanError, stdError, posterior };
 }
 
+/** Model rows for (image, class, grid index) triples: the image, its grid timestep and noise. */
+export function gridRows(
+  images: Float32Array,
+  D: number,
+  grid: Int32Array,
+  noise: Float32Array[],
+  triples: readonly (readonly [number, number, number])[],
+) {
+  const B = triples.length;
+  const x = new Float32Array(B * D);
+  const eps = new Float32Array(B * D);
+  const t = new Int32Array(B);
+  const cls = new Int32Array(B);
+  triples.forEach(([i, c, j], r) => {
+    x.set(images.subarray(i * D, (i + 1) * D), r * D);
+    eps.set(noise[j], r * D);
+    t[r] = grid[j];
+    cls[r] = c;
+  });
+  return { x, t, eps, cls };
+}
+
 export interface ClassifyOptions {
   lora?: LoraTensors;
   /** rows per model call (rows of several images share a call) */
@@ -179,17 +201,7 @@ export async function classifyImages(
     for (let start = 0; start < rows.length; start += batchRows) {
       const chunk = rows.slice(start, start + batchRows);
       const B = chunk.length;
-      const x = new Float32Array(B * D);
-      const eps = new Float32Array(B * D);
-      const t = new Int32Array(B);
-      const cls = new Int32Array(B);
-      chunk.forEach(([i, c, j], r) => {
-        x.set(images.subarray(i * D, (i + 1) * D), r * D);
-        eps.set(noise[j], r * D);
-        t[r] = grid[j];
-        cls[r] = c;
-      });
-      const out = await model.epsLoss({ x, t, eps, cls }, opts.lora);
+      const out = await model.epsLoss(gridRows(images, D, grid, noise, chunk), opts.lora);
       const err = s.error === "l2" ? out.l2 : out.l1;
       chunk.forEach(([i, c], r) => {
         const e = err[r];
@@ -256,17 +268,7 @@ async function classifySequential(
     for (let start = 0; start < rows.length; start += batchRows) {
       const chunk = rows.slice(start, start + batchRows);
       const B = chunk.length;
-      const x = new Float32Array(B * D);
-      const eps = new Float32Array(B * D);
-      const t = new Int32Array(B);
-      const cls = new Int32Array(B);
-      chunk.forEach(([i, c, j], r) => {
-        x.set(images.subarray(i * D, (i + 1) * D), r * D);
-        eps.set(noise[j], r * D);
-        t[r] = grid[j];
-        cls[r] = c;
-      });
-      const out = await model.epsLoss({ x, t, eps, cls }, opts.lora);
+      const out = await model.epsLoss(gridRows(images, D, grid, noise, chunk), opts.lora);
       const err = s.error === "l2" ? out.l2 : out.l1;
       chunk.forEach(([i, c], r) => races[i].record(c, err[r]));
       done += B;

@@ -6,7 +6,7 @@
  * reproduces `classifyImages` exactly (same sums in the same order, same ranking).
  */
 import { type DCSettings } from "./dc_settings.ts";
-import { fullGrid, noiseBank, raceResult, stageIndices } from "./diffusion_classifier.ts";
+import { fullGrid, gridRows, noiseBank, raceResult, stageIndices } from "./diffusion_classifier.ts";
 import { ClassRace, timestepOrder } from "./class_pruning.ts";
 import { type DiffusionModel, imageSize, type LoraTensors } from "./model.ts";
 
@@ -51,21 +51,11 @@ export async function fullGridErrors(
   // rows in (image, class, grid index) order: row r is entry r of the output
   for (let start = 0; start < total; start += batchRows) {
     const B = Math.min(batchRows, total - start);
-    const x = new Float32Array(B * D);
-    const eps = new Float32Array(B * D);
-    const t = new Int32Array(B);
-    const cls = new Int32Array(B);
-    for (let r = 0; r < B; r++) {
+    const triples = Array.from({ length: B }, (_, r) => {
       const row = start + r;
-      const i = Math.floor(row / (K * G));
-      const c = Math.floor(row / G) % K;
-      const j = row % G;
-      x.set(images.subarray(i * D, (i + 1) * D), r * D);
-      eps.set(noise[j], r * D);
-      t[r] = grid[j];
-      cls[r] = c;
-    }
-    const e = await model.epsLoss({ x, t, eps, cls }, opts.lora);
+      return [Math.floor(row / (K * G)), Math.floor(row / G) % K, row % G] as const;
+    });
+    const e = await model.epsLoss(gridRows(images, D, grid, noise, triples), opts.lora);
     out.l1.set(e.l1, start);
     out.l2.set(e.l2, start);
     opts.onProgress?.(start + B, total);

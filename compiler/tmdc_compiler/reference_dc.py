@@ -132,6 +132,16 @@ class Verdict:
         return out
 
 
+def _row_errors(model, x_all, chunk, grid, noise, abar, lora, err_col):
+    """Errors (float64) of (image, class, grid index) rows, one UNet batch."""
+    ii = torch.tensor([r[0] for r in chunk])
+    cc = torch.tensor([r[1] for r in chunk])
+    jj = torch.tensor([r[2] for r in chunk])
+    tt = torch.from_numpy(grid[jj.numpy()]).long()
+    errs = eps_errors(model, x_all[ii], tt, noise[jj], cc, abar, lora)[err_col].double().numpy()
+    return ii.numpy(), cc.numpy(), errs
+
+
 def timestep_order(grid_size: int, seed: int) -> np.ndarray:
     """The order grid indices are scored in by sequential pruning (ties: the lower index)."""
     return np.argsort(portable_rng.uniform(seed, ORDER_STREAM, grid_size), kind="stable")
@@ -218,11 +228,7 @@ def classify_sequential(model, images: np.ndarray, settings: DCSettings, num_cla
             break
         for s in range(0, len(rows), batch_rows):
             chunk = rows[s : s + batch_rows]
-            ii = torch.tensor([r[0] for r in chunk])
-            cc = torch.tensor([r[1] for r in chunk])
-            jj = torch.tensor([r[2] for r in chunk])
-            tt = torch.from_numpy(grid[jj.numpy()]).long()
-            errs = eps_errors(model, x_all[ii], tt, noise[jj], cc, abar, lora)[err_col].double().numpy()
+            ii, cc, errs = _row_errors(model, x_all, chunk, grid, noise, abar, lora, err_col)
             for (i, c, _), e in zip(chunk, errs, strict=True):
                 races[i].errors[c].append(float(e))
         for i, js in enumerate(plan):
@@ -265,15 +271,11 @@ def classify(
         rows = [(i, c, j) for i in range(n_img) for c in remaining[i] for j in idx]
         for s in range(0, len(rows), batch_rows):
             chunk = rows[s : s + batch_rows]
-            ii = torch.tensor([r[0] for r in chunk])
-            cc = torch.tensor([r[1] for r in chunk])
-            jj = torch.tensor([r[2] for r in chunk])
-            tt = torch.from_numpy(grid[jj.numpy()]).long()
-            errs = eps_errors(model, x_all[ii], tt, noise[jj], cc, abar, lora)[err_col].double().numpy()
-            np.add.at(sums, (ii.numpy(), cc.numpy()), errs)
-            np.add.at(sqs, (ii.numpy(), cc.numpy()), errs**2)
-            np.add.at(counts, (ii.numpy(), cc.numpy()), 1)
-            np.add.at(calls, ii.numpy(), 1)
+            ii, cc, errs = _row_errors(model, x_all, chunk, grid, noise, abar, lora, err_col)
+            np.add.at(sums, (ii, cc), errs)
+            np.add.at(sqs, (ii, cc), errs**2)
+            np.add.at(counts, (ii, cc), 1)
+            np.add.at(calls, ii, 1)
         for i in range(n_img):
             mean = [sums[i, c] / counts[i, c] for c in remaining[i]]
             order = np.argsort(mean, kind="stable")[: st.keep]  # lowest error first; ties -> lower index
