@@ -255,7 +255,15 @@ async function classifySequential(
   const order = timestepOrder(s.gridSize, policy.orderSeed);
   const races = Array.from({ length: n }, () => new ClassRace(K, policy, order));
   const batchRows = opts.batchRows ?? 512;
-  const total = n * unetCalls(s, K);
+  // the budget, shrinking as classes leave: done + what the races still alive could spend
+  let total = n * unetCalls(s, K);
+  const budgetLeft = () =>
+    races.reduce(
+      (a, r) =>
+        a +
+        (r.stop ? 0 : r.alive.length * (Math.min(policy.maxTimesteps, order.length) - r.scored)),
+      0,
+    );
   let done = 0;
   for (;;) {
     const plan = races.map((r) => r.next());
@@ -275,8 +283,9 @@ async function classifySequential(
       opts.onProgress?.(done, total);
     }
     plan.forEach((js, i) => js && races[i].decide(js.length));
+    total = done + budgetLeft();
   }
-  opts.onProgress?.(total, total);
+  opts.onProgress?.(done, done);
   return races.map((race) => raceResult(race, s.posteriorScale));
 }
 
