@@ -11,6 +11,7 @@ import { join } from "node:path";
 import sharp from "sharp";
 import type { DCSettings } from "../lib/dc_settings.ts";
 import { type ErrorGrid, simulateSequential, simulateStaged } from "../lib/error_grid.ts";
+import { timestepOrder } from "../lib/class_pruning.ts";
 import { signTestP } from "../lib/sanity.ts";
 import { wilson } from "../lib/stats.ts";
 import { Progress } from "../cli/progress.ts";
@@ -343,16 +344,30 @@ export async function frontier(o: FrontierOptions, argv: readonly string[]) {
 export function fitPosteriorScale(dump: Dump, s: DCSettings) {
   const grid = [1, 3, 10, 30, 100, 300, 1000, 3000, 10000, 30000, 100000];
   const g = gridPrefix(dump.grid, s.gridSize);
+  const order = s.sequential ? timestepOrder(g.grid, s.sequential.orderSeed) : [];
+  // per image: the errors the posterior is computed from, and the true class's position in them
   const rows: { err: number[]; k: number }[] = [];
   for (let i = 0; i < g.n; i++) {
-    // the classes the posterior is over: those alive at the end of a race, or those scored
-    // in a staged schedule's last stage
-    const v = s.sequential ? simulateSequential(g, i, s) : simulateStaged(g, i, s);
-    const finalists = s.sequential
-      ? v.survivors.at(-1)!
-      : (v.survivors.at(-2) ?? Array.from({ length: g.classes }, (_, c) => c));
-    const k = finalists.indexOf(dump.meta.labels[i]);
-    if (k >= 0) rows.push({ err: finalists.map((c) => v.meanError[c]), k });
+    const y = dump.meta.labels[i];
+    if (s.sequential) {
+      // every class on the timesteps all were scored on (sharedPrefixPosterior)
+      const v = simulateSequential(g, i, s);
+      const m = Math.min(...Array.from(v.count));
+      const src = s.error === "l2" ? g.l2 : g.l1;
+      const err = Array.from({ length: g.classes }, (_, c) => {
+        let sum = 0;
+        for (let k = 0; k < m; k++) sum += src[(i * g.classes + c) * g.grid + order[k]];
+        return sum / m;
+      });
+      rows.push({ err, k: y });
+    } else {
+      // the classes scored in a staged schedule's last stage (images whose true class left
+      // earlier have posterior 0 at any scale and are skipped)
+      const v = simulateStaged(g, i, s);
+      const finalists = v.survivors.at(-2) ?? Array.from({ length: g.classes }, (_, c) => c);
+      const k = finalists.indexOf(y);
+      if (k >= 0) rows.push({ err: finalists.map((c) => v.meanError[c]), k });
+    }
   }
   const nll = grid.map((scale) => {
     let total = 0;

@@ -101,9 +101,18 @@ export async function dumpErrors(o: DumpOptions, argv: readonly string[]): Promi
     ? { ...fresh, done: Math.min(old.done, o.n), seconds: old.seconds }
     : fresh;
   const per = K * G * 4;
-  // keep exactly the whole images recorded as done (a run stopped mid-chunk may have written more)
+  // keep exactly the whole images recorded as done (a run stopped mid-chunk may have written
+  // more); a file shorter than that lost data: refuse rather than zero-fill it
   for (const f of ["l1.f32", "l2.f32"]) {
     const path = join(o.out, f);
+    const size = await Deno.stat(path).then((st) => st.size, () => 0);
+    if (size < meta.done * per) {
+      usageError(
+        `${path} holds ${
+          Math.floor(size / per)
+        } images, meta.json says ${meta.done}: start a new --out`,
+      );
+    }
     using file = await Deno.open(path, { create: true, write: true });
     await file.truncate(meta.done * per);
   }
@@ -121,6 +130,8 @@ export async function dumpErrors(o: DumpOptions, argv: readonly string[]): Promi
     const g = await fullGridErrors(model, x, m, settings);
     for (const [f, a] of [["l1.f32", g.l1], ["l2.f32", g.l2]] as const) {
       await Deno.writeFile(join(o.out, f), new Uint8Array(a.buffer), { append: true });
+      using file = await Deno.open(join(o.out, f), { write: true });
+      await file.sync(); // the data is on disk before meta.json says it is there
     }
     meta.done += m;
     meta.seconds += (performance.now() - t0) / 1000;

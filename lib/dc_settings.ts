@@ -31,18 +31,22 @@ export const DCSettingsSchema = z.object({
   sequential: z.object({
     z: z.number().positive().max(20),
     batch: z.number().int().min(1).max(1000),
-    minTimesteps: z.number().int().min(1).max(1000),
-    maxTimesteps: z.number().int().min(1).max(1000),
+    // at least 2: a paired difference needs two timesteps for its standard error
+    minTimesteps: z.number().int().min(2).max(1000),
+    maxTimesteps: z.number().int().min(2).max(1000),
     orderSeed: Seed,
   }).strict().optional(),
 }).strict();
 export type DCSettings = z.infer<typeof DCSettingsSchema>;
 export type Stage = DCSettings["stages"][number];
 
-/** What a user may send: any subset, completed with the bundle's default. */
-export const DCSettingsOverrides = DCSettingsSchema.partial().strict().describe(
-  "overrides of the bundle's default diffusion-classifier settings",
-);
+/**
+ * What a user may send: any subset, completed with the bundle's default. `sequential: null`
+ * turns a default's sequential pruning off; so does sending `stages` without `sequential`.
+ */
+export const DCSettingsOverrides = DCSettingsSchema.partial().extend({
+  sequential: DCSettingsSchema.shape.sequential.unwrap().nullable().optional(),
+}).strict().describe("overrides of the bundle's default diffusion-classifier settings");
 export type DCSettingsOverrides = z.infer<typeof DCSettingsOverrides>;
 
 /** The paper's CIFAR-10 schedule: 50 samples for all classes, keep 5, then 500. */
@@ -73,7 +77,11 @@ export function resolveSettings(
   m: DiffusionManifest,
   overrides: DCSettingsOverrides = {},
 ): DCSettings {
-  const s = { ...defaultSettings(m), ...overrides } as DCSettings;
+  const { sequential, ...rest } = overrides;
+  const s = { ...defaultSettings(m), ...rest } as DCSettings;
+  // a staged schedule asked for by its stages replaces a sequential default
+  if (sequential === null || (sequential === undefined && rest.stages)) delete s.sequential;
+  else if (sequential) s.sequential = sequential;
   checkSettings(s, m.classes.length, m.schedule.num_timesteps);
   return s;
 }
@@ -84,7 +92,7 @@ export function checkSettings(s: DCSettings, numClasses: number, numTimesteps: n
   if (s.stages[s.stages.length - 1].keep !== 1) {
     throw new SettingsError("the last stage must keep 1 class");
   }
-  for (const st of s.stages) {
+  for (const st of s.sequential ? [] : s.stages) { // stages are unused under sequential pruning
     if (st.nSamples < 1 || st.nSamples > s.gridSize) {
       throw new SettingsError("stage nSamples must be in [1, gridSize]");
     }
@@ -94,8 +102,8 @@ export function checkSettings(s: DCSettings, numClasses: number, numTimesteps: n
   }
   if (s.sequential) {
     const q = s.sequential;
-    if (q.maxTimesteps > s.gridSize || q.minTimesteps > q.maxTimesteps) {
-      throw new SettingsError("sequential: need minTimesteps ≤ maxTimesteps ≤ gridSize");
+    if (q.maxTimesteps > s.gridSize || q.minTimesteps > q.maxTimesteps || q.minTimesteps < 2) {
+      throw new SettingsError("sequential: need 2 ≤ minTimesteps ≤ maxTimesteps ≤ gridSize");
     }
   }
   if (s.tRange[0] < 0 || s.tRange[1] > numTimesteps || s.tRange[0] >= s.tRange[1]) {

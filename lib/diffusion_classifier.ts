@@ -306,10 +306,30 @@ export function raceResult(race: ClassRace, scale: number): DCResult {
   });
   return {
     ...summarize(ev, scale, race.alive),
+    posterior: sharedPrefixPosterior(race.errors, scale),
     label: race.leader(),
     unetCalls: race.errors.reduce((a, e) => a + e.length, 0),
     survivors: race.rounds,
     stop: race.stop ?? "budget",
     exitAt: race.exitAt.slice(),
   };
+}
+
+/**
+ * The posterior of a race: softmax(−mean error × scale) over every class, each mean over the
+ * timesteps all classes were scored on (the first min(exit point) of the order, shared draws).
+ * A race that ends with one class left would otherwise claim certainty (posterior 1) whether
+ * it was right or not.
+ */
+export function sharedPrefixPosterior(errors: readonly (readonly number[])[], scale: number) {
+  const m = Math.min(...errors.map((e) => e.length));
+  const z = errors.map((e) => {
+    let s = 0;
+    for (let k = 0; k < m; k++) s += e[k];
+    return -(s / m) * scale;
+  });
+  const max = Math.max(...z);
+  const p = z.map((v) => Math.exp(v - max));
+  const total = p.reduce((a, v) => a + v, 0);
+  return Float64Array.from(p, (v) => v / total);
 }

@@ -6,7 +6,7 @@
 import { assertEquals } from "./assert.ts";
 import { ClassRace, timestepOrder } from "../lib/class_pruning.ts";
 import { loadDiffusionBundle } from "../lib/bundle.ts";
-import { classifyImages } from "../lib/diffusion_classifier.ts";
+import { classifyImages, raceResult } from "../lib/diffusion_classifier.ts";
 import type { DCSettings } from "../lib/dc_settings.ts";
 import { gather, loadTest, seededSubset } from "../lib/fashion_mnist.ts";
 import { OnnxDiffusionModel } from "../gpu-worker/onnx_model.ts";
@@ -49,4 +49,51 @@ Deno.test("sequential pruning: TypeScript equals the PyTorch reference on the ti
   assertEquals(v.map((r) => r.stop), fx.stop);
   assertEquals(v.map((r) => r.exitAt), fx.exit_at);
   v.forEach((r, i) => assertClose(Array.from(r.meanError), fx.mean_errors[i], 1e-5));
+});
+
+Deno.test("a sequential default can be turned off or replaced by stages; one timestep cannot decide", async () => {
+  const { resolveSettings, DCSettingsOverrides } = await import("../lib/dc_settings.ts");
+  const b = await loadDiffusionBundle(TINY_DIFFUSION);
+  const seq = { z: 2, batch: 1, minTimesteps: 3, maxTimesteps: 10, orderSeed: 0 };
+  const m = {
+    ...b.manifest,
+    dc_default: { gridSize: 10, stages: [{ nSamples: 10, keep: 1 }], sequential: seq },
+  };
+  assertEquals(resolveSettings(m).sequential, seq);
+  assertEquals(resolveSettings(m, { sequential: null }).sequential, undefined);
+  const staged = resolveSettings(m, {
+    stages: [{ nSamples: 5, keep: 2 }, { nSamples: 10, keep: 1 }],
+  });
+  assertEquals([staged.sequential, staged.stages.length], [undefined, 2]);
+  assertEquals(
+    DCSettingsOverrides.safeParse({ sequential: { ...seq, minTimesteps: 1 } }).success,
+    false,
+  );
+});
+
+Deno.test("a decided race's posterior is not a certainty: all classes on the shared timesteps", () => {
+  const race = new ClassRace(
+    3,
+    { z: 1, batch: 1, minTimesteps: 2, maxTimesteps: 6, orderSeed: 0 },
+    [0, 1, 2, 3, 4, 5],
+  );
+  const err = [[0.50, 0.52, 0.49, 0.51, 0.5, 0.5], [0.9, 0.91, 0.9, 0.9, 0.9, 0.9], [
+    0.51,
+    0.5,
+    0.52,
+    0.53,
+    0.51,
+    0.52,
+  ]];
+  for (let js = race.next(); js; js = race.next()) {
+    for (const c of race.alive) for (const j of js) race.record(c, err[c][j]);
+    race.decide(js.length);
+  }
+  const r = raceResult(race, 100);
+  assertEquals(r.stop, "decided");
+  assertEquals(r.label, 0);
+  // class 2 is close on the shared timesteps: it keeps real mass, class 1 almost none
+  if (!(r.posterior[0] < 0.99 && r.posterior[2] > 0.05 && r.posterior[1] < 1e-6)) {
+    throw new Error(`posterior ${Array.from(r.posterior)}`);
+  }
 });

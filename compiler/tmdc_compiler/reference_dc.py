@@ -237,8 +237,9 @@ def classify_sequential(model, images: np.ndarray, settings: DCSettings, num_cla
     out = []
     for r in races:
         e = [np.array(v, dtype=np.float64) for v in r.errors]
-        sums = np.array([v.sum() for v in e])
-        sqs = np.array([(v**2).sum() for v in e])
+        # plain float64 sums in scoring order, as the TypeScript engine (not numpy's pairwise sum)
+        sums = np.array([sum(float(x) for x in v) for v in e])
+        sqs = np.array([sum(float(x) * float(x) for x in v) for v in e])
         counts = np.array([len(v) for v in e], dtype=np.int64)
         out.append(Verdict(r.leader(), sums, sqs, counts, int(counts.sum()), list(r.alive), r.stop or "budget", list(r.exit_at)))
     return out
