@@ -18,6 +18,7 @@ import { benchTmCurve } from "./cli/bench_tm_curve.ts";
 import { benchTmAblation } from "./cli/bench_tm_ablation.ts";
 import { benchDumpErrors } from "./cli/bench_dump_errors.ts";
 import { benchFrontier } from "./cli/bench_frontier.ts";
+import { benchLatency } from "./cli/bench_latency.ts";
 
 /** Command name (one or two words) → its module. */
 export const COMMANDS: Readonly<Record<string, Command>> = Object.freeze({
@@ -33,6 +34,7 @@ export const COMMANDS: Readonly<Record<string, Command>> = Object.freeze({
   "bench tm-ablation": benchTmAblation,
   "bench dump-errors": benchDumpErrors,
   "bench frontier": benchFrontier,
+  "bench latency": benchLatency,
 });
 
 const HELP = new Set(["-h", "--help", "help"]);
