@@ -12,6 +12,7 @@ import { UsageError } from "./errors.ts";
 import { defineCommand } from "./command.ts";
 import { Progress } from "./progress.ts";
 import { countingOracle } from "../lib/attacks/oracle.ts";
+import { THREADS } from "./shared_options.ts";
 
 export const benchAutoattack = defineCommand({
   summary: "AutoAttack on the surrogate classifier bundle, per-stage robust flags",
@@ -27,7 +28,7 @@ export const benchAutoattack = defineCommand({
       default: "standard",
       help: "AutoAttack version",
     },
-    threads: { type: "int", min: 0, default: 0, help: "onnxruntime threads (0 = its default)" },
+    threads: THREADS,
     json: { type: "path", default: "-", help: "report file (- = stdout)" },
   },
   async run(values, _, argv) {

@@ -6,6 +6,7 @@ import { wilson } from "../lib/stats.ts";
 import { loadAdapter, machine, openDiffusion, settingsFor, writeReport } from "../bench/common.ts";
 import { defineCommand } from "./command.ts";
 import { Progress } from "./progress.ts";
+import { DIFFUSION_BUNDLE, THREADS } from "./shared_options.ts";
 
 export const benchClassify = defineCommand({
   summary: "clean accuracy of the diffusion classifier on a seeded Fashion-MNIST test subset",
@@ -13,9 +14,9 @@ export const benchClassify = defineCommand({
     n: { type: "int", min: 1, max: 10000, default: 1024, help: "images of the seeded subset" },
     seed: { type: "int", min: 0, max: 2 ** 32 - 1, default: 0, help: "subset seed" },
     settings: { type: "settings", help: "overrides of the bundle's default DC settings" },
-    bundle: { type: "bundle", default: config.defaultBundle, help: "diffusion bundle" },
+    bundle: DIFFUSION_BUNDLE,
     adapter: { type: "string", arg: "ID", help: "a TMDC adapter (LoRA) from the service's KV" },
-    threads: { type: "int", min: 0, default: 0, help: "onnxruntime threads (0 = its default)" },
+    threads: THREADS,
     "batch-rows": { type: "int", min: 1, default: 512, help: "UNet rows per model call" },
     errors: { type: "boolean", help: "include every image's mean errors in the report" },
     json: { type: "path", default: "-", help: "report file (- = stdout)" },

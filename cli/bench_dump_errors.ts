@@ -1,8 +1,8 @@
 /** `bench dump-errors`: the classifier's full error grid on a seeded subset, for offline policies. */
-import { config } from "../config.ts";
 import { dumpErrors } from "../bench/error_dump.ts";
 import { writeReport } from "../bench/common.ts";
 import { defineCommand } from "./command.ts";
+import { DIFFUSION_BUNDLE, THREADS } from "./shared_options.ts";
 
 export const benchDumpErrors = defineCommand({
   summary: "every (class, grid timestep) error, L1 and L2, of a seeded subset (resumable)",
@@ -18,12 +18,12 @@ export const benchDumpErrors = defineCommand({
     },
     n: { type: "int", min: 1, max: 10000, default: 1024, help: "images of the seeded subset" },
     seed: { type: "int", min: 0, max: 2 ** 32 - 1, default: 0, help: "subset seed" },
-    bundle: { type: "bundle", default: config.defaultBundle, help: "diffusion bundle" },
+    bundle: DIFFUSION_BUNDLE,
     settings: {
       type: "settings",
       help: "grid to dump: gridSize, tRange, timesteps, seed (default: the bundle's)",
     },
-    threads: { type: "int", min: 0, default: 0, help: "onnxruntime threads (0 = its default)" },
+    threads: THREADS,
     chunk: { type: "int", min: 1, max: 4096, default: 16, help: "images per checkpoint" },
     out: { type: "path", required: true, arg: "DIR", help: "dump folder (resumed if it exists)" },
     json: { type: "path", default: "-", help: "the dump's meta report (- = stdout)" },

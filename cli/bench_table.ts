@@ -1,7 +1,7 @@
 /** `bench table`: the Fashion-MNIST robustness table, one mode (transfer or adaptive) per run. */
-import { config } from "../config.ts";
 import { DEFAULT_CELLS, robustnessTable } from "../bench/robustness_table.ts";
 import { defineCommand } from "./command.ts";
+import { DIFFUSION_BUNDLE, SURROGATE_BUNDLE, THREADS } from "./shared_options.ts";
 
 export const benchTable = defineCommand({
   summary: "the robustness table: a grid of attack cells scored on the DC, checkpointed per cell",
@@ -37,15 +37,11 @@ export const benchTable = defineCommand({
       default: 100,
       help: "logits = −scale × mean error (adaptive)",
     },
-    bundle: { type: "bundle", default: config.defaultBundle, help: "diffusion bundle" },
-    surrogate: {
-      type: "bundle",
-      default: config.defaultSurrogate,
-      help: "surrogate classifier bundle",
-    },
+    bundle: DIFFUSION_BUNDLE,
+    surrogate: SURROGATE_BUNDLE,
     adapter: { type: "string", arg: "ID", help: "a TMDC adapter (LoRA) from the service's KV" },
     settings: { type: "settings", help: "overrides of the bundle's default DC settings" },
-    threads: { type: "int", min: 0, default: 0, help: "onnxruntime threads (0 = its default)" },
+    threads: THREADS,
     "sanity-n": { type: "int", min: 1, default: 16, help: "images the sanity checks use" },
     rescore: {
       type: "int",

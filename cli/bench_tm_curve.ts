@@ -3,6 +3,7 @@ import { join } from "node:path";
 import { config } from "../config.ts";
 import { tmCurve } from "../bench/tm_report.ts";
 import { defineCommand } from "./command.ts";
+import { DIFFUSION_BUNDLE, THREADS } from "./shared_options.ts";
 
 export const benchTmCurve = defineCommand({
   summary: "TMDC checkpoint curve: each checkpoint of a fine-tune on test images (JSON + SVG)",
@@ -19,8 +20,8 @@ export const benchTmCurve = defineCommand({
     cell: { type: "string", default: "autoattack:plus@linf:0.05", help: "the table cell" },
     n: { type: "int", min: 1, max: 10000, default: 64, help: "test images" },
     seed: { type: "int", min: 0, max: 2 ** 32 - 1, default: 0, help: "subset seed" },
-    bundle: { type: "bundle", default: config.defaultBundle, help: "diffusion bundle" },
-    threads: { type: "int", min: 0, default: 0, help: "onnxruntime threads (0 = its default)" },
+    bundle: DIFFUSION_BUNDLE,
+    threads: THREADS,
     json: { type: "path", required: true, help: "report file (- = stdout)" },
     svg: { type: "path", help: "plot file" },
     "test-from": {

@@ -6,14 +6,15 @@ import { openDiffusion, settingsFor } from "../bench/common.ts";
 import { UsageError } from "./errors.ts";
 import { defineCommand } from "./command.ts";
 import { userPath } from "./paths.ts";
+import { DIFFUSION_BUNDLE, THREADS } from "./shared_options.ts";
 
 export const classify = defineCommand({
   summary: "classify image files with the diffusion classifier in-process (one JSON line each)",
   positionals: "FILE…",
   options: {
-    bundle: { type: "bundle", default: config.defaultBundle, help: "diffusion bundle" },
+    bundle: DIFFUSION_BUNDLE,
     settings: { type: "settings", help: "overrides of the bundle's default DC settings" },
-    threads: { type: "int", min: 0, default: 0, help: "onnxruntime threads (0 = its default)" },
+    threads: THREADS,
   },
   async run(values, files) {
     const model = await openDiffusion(values.bundle, values.threads);

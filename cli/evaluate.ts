@@ -29,6 +29,7 @@ import {
 } from "../bench/common.ts";
 import { defineCommand } from "./command.ts";
 import { Progress } from "./progress.ts";
+import { DIFFUSION_BUNDLE, SURROGATE_BUNDLE, THREADS } from "./shared_options.ts";
 
 export const evaluateCommand = defineCommand({
   summary: "one robustness evaluation: attack on a source, scored on a target (in-process)",
@@ -100,13 +101,9 @@ export const evaluateCommand = defineCommand({
       default: 0,
       help: "re-score the adversarial set with R fresh noise seeds (target dc)",
     },
-    bundle: { type: "bundle", default: config.defaultBundle, help: "diffusion bundle" },
-    surrogate: {
-      type: "bundle",
-      default: config.defaultSurrogate,
-      help: "surrogate classifier bundle",
-    },
-    threads: { type: "int", min: 0, default: 0, help: "onnxruntime threads (0 = its default)" },
+    bundle: DIFFUSION_BUNDLE,
+    surrogate: SURROGATE_BUNDLE,
+    threads: THREADS,
     json: { type: "path", default: "-", help: "report file (- = stdout)" },
     sanity: { type: "boolean", help: "run the unbounded-budget and doubled-budget checks" },
     "sanity-n": { type: "int", min: 1, default: 16, help: "images the sanity checks use" },

@@ -1,9 +1,9 @@
 /** `finetune`: a Truth-Maximization run in-process; checkpoints go to the service's KV. */
-import { config } from "../config.ts";
 import { ATTACKS } from "../lib/attacks/registry.ts";
 import { PAPER_TM } from "../lib/truth_max.ts";
 import { finetuneCommand } from "../bench/finetune.ts";
 import { defineCommand } from "./command.ts";
+import { DIFFUSION_BUNDLE, SURROGATE_BUNDLE, THREADS } from "./shared_options.ts";
 
 const SEED = { type: "int", min: 0, max: 2 ** 32 - 1, default: 0 } as const;
 
@@ -54,13 +54,9 @@ export const finetune = defineCommand({
       help: "0: attack every batch online; P: draw batches from P images attacked once",
     },
     "val-seed": { ...SEED, help: "validation subset seed" },
-    bundle: { type: "bundle", default: config.defaultBundle, help: "diffusion bundle" },
-    surrogate: {
-      type: "bundle",
-      default: config.defaultSurrogate,
-      help: "surrogate classifier bundle",
-    },
-    threads: { type: "int", min: 0, default: 0, help: "onnxruntime threads (0 = its default)" },
+    bundle: DIFFUSION_BUNDLE,
+    surrogate: SURROGATE_BUNDLE,
+    threads: THREADS,
     resume: { type: "string", arg: "RUN", help: "continue run RUN from its last checkpoint" },
     json: { type: "path", default: "-", help: "report file (- = stdout)" },
   },

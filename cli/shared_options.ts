@@ -1,0 +1,21 @@
+/** Options several commands take, declared once (cli/args.ts parses and documents them). */
+import { config } from "../config.ts";
+
+export const THREADS = {
+  type: "int",
+  min: 0,
+  default: 0,
+  help: "onnxruntime threads (0 = its default)",
+} as const;
+
+export const DIFFUSION_BUNDLE = {
+  type: "bundle",
+  default: config.defaultBundle,
+  help: "diffusion bundle",
+} as const;
+
+export const SURROGATE_BUNDLE = {
+  type: "bundle",
+  default: config.defaultSurrogate,
+  help: "surrogate classifier bundle",
+} as const;
