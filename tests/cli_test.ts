@@ -12,33 +12,10 @@ import { countingOracle } from "../lib/attacks/oracle.ts";
 import { config } from "../config.ts";
 import { dataDirs } from "../lib/fashion_mnist.ts";
 import { assert_, assertEquals, assertThrows } from "./assert.ts";
-import { REPO, TINY_DIFFUSION } from "./helpers.ts";
+import { REPO, runCli, TINY_DIFFUSION } from "./helpers.ts";
 import { linearOracle } from "./linear_oracle.ts";
 
-const DENO = Deno.execPath();
-
-async function cli(args: string[], opts: { cwd?: string; env?: Record<string, string> } = {}) {
-  const out = await new Deno.Command(DENO, {
-    args: [
-      "run",
-      "--allow-all",
-      "--unstable-kv",
-      "--config",
-      join(REPO, "deno.json"),
-      join(REPO, "cli.ts"),
-      ...args,
-    ],
-    cwd: opts.cwd ?? REPO,
-    // as `deno task` run from that folder (the suite's own INIT_CWD must not leak into it)
-    env: { NO_COLOR: "1", INIT_CWD: opts.cwd ?? REPO, ...opts.env },
-    stdout: "piped",
-    stderr: "piped",
-  }).output();
-  const dec = new TextDecoder();
-  // Deno's own notice when another process holds node_modules: not the CLI's output
-  const stderr = dec.decode(out.stderr).replace(/^Blocking waiting for file lock.*\n/gm, "");
-  return { code: out.code, stdout: dec.decode(out.stdout), stderr };
-}
+const cli = runCli;
 
 /** `f` over `items`, four at a time (the machine's cores are shared). */
 async function pool<T, R>(items: T[], f: (t: T) => Promise<R>): Promise<R[]> {

@@ -30,3 +30,32 @@ export function assertClose(
   const e = relErr(a, b);
   if (!(e <= tol)) throw new Error(`${what}: relative error ${e.toExponential(3)} > ${tol}`);
 }
+
+/**
+ * `deno run cli.ts ARGS` as a user's `deno task cli` from `cwd` (the suite's own INIT_CWD must
+ * not leak into it): exit code, stdout and stderr.
+ */
+export async function runCli(
+  args: string[],
+  opts: { cwd?: string; env?: Record<string, string> } = {},
+) {
+  const out = await new Deno.Command(Deno.execPath(), {
+    args: [
+      "run",
+      "--allow-all",
+      "--unstable-kv",
+      "--config",
+      join(REPO, "deno.json"),
+      join(REPO, "cli.ts"),
+      ...args,
+    ],
+    cwd: opts.cwd ?? REPO,
+    env: { NO_COLOR: "1", INIT_CWD: opts.cwd ?? REPO, ...opts.env },
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
+  const dec = new TextDecoder();
+  // Deno's own notice when another process holds node_modules: not the CLI's output
+  const stderr = dec.decode(out.stderr).replace(/^Blocking waiting for file lock.*\n/gm, "");
+  return { code: out.code, stdout: dec.decode(out.stdout), stderr };
+}

@@ -7,7 +7,7 @@
 import { join } from "node:path";
 import { assertEquals } from "./assert.ts";
 import { clusterTest, waitFor } from "./cluster.ts";
-import { REPO } from "./helpers.ts";
+import { runCli } from "./helpers.ts";
 import { FAST_SETTINGS } from "./service_helpers.ts";
 
 /** The structure of a JSON value: keys and value types, not the values. */
@@ -23,22 +23,9 @@ function shape(v: unknown): unknown {
 }
 
 async function cli(env: Record<string, string>, ...args: string[]): Promise<unknown> {
-  const out = await new Deno.Command(Deno.execPath(), {
-    args: [
-      "run",
-      "--allow-all",
-      "--unstable-kv",
-      "--config",
-      join(REPO, "deno.json"),
-      join(REPO, "cli.ts"),
-      ...args,
-    ],
-    env,
-    stderr: "piped",
-  }).output();
-  const err = new TextDecoder().decode(out.stderr);
-  if (!out.success) throw new Error(`cli ${args.join(" ")} failed: ${err.slice(-2000)}`);
-  return JSON.parse(new TextDecoder().decode(out.stdout));
+  const r = await runCli(args, { env });
+  if (r.code !== 0) throw new Error(`cli ${args.join(" ")} failed: ${r.stderr.slice(-2000)}`);
+  return JSON.parse(r.stdout);
 }
 
 clusterTest(
