@@ -158,6 +158,8 @@ export function serveHttp(opts: ServeOptions): Promise<HttpServer> {
     if (pending >= limits.maxPendingWebSockets) {
       return refuse(socket, "503 Service Unavailable\r\nRetry-After: 5");
     }
+    // small frames (leases, wakes) leave at once instead of waiting on the peer's delayed ACK
+    socket.setNoDelay(true);
     let ws: WebSocket;
     try {
       ({ socket: ws } = Deno.upgradeWebSocket(
