@@ -36,6 +36,12 @@ export const DCSettingsSchema = z.object({
     maxTimesteps: z.number().int().min(2).max(1000),
     orderSeed: Seed,
   }).strict().optional(),
+  /**
+   * Per-timestep weights, one per grid index, learned on validation (lib/timestep_weights.ts):
+   * every error is multiplied by its timestep's weight before it is summed, ranked or tested.
+   * They belong to one grid and error norm: see `resolveSettings`.
+   */
+  weights: z.array(z.number().positive().max(1e6)).min(1).max(1000).optional(),
 }).strict();
 export type DCSettings = z.infer<typeof DCSettingsSchema>;
 export type Stage = DCSettings["stages"][number];
@@ -43,9 +49,12 @@ export type Stage = DCSettings["stages"][number];
 /**
  * What a user may send: any subset, completed with the bundle's default. `sequential: null`
  * turns a default's sequential pruning off; so does sending `stages` without `sequential`.
+ * `weights: null` turns the default's timestep weights off; so does changing the grid, the
+ * timestep range, the timestep mode or the error norm without sending weights.
  */
 export const DCSettingsOverrides = DCSettingsSchema.partial().extend({
   sequential: DCSettingsSchema.shape.sequential.unwrap().nullable().optional(),
+  weights: DCSettingsSchema.shape.weights.unwrap().nullable().optional(),
 }).strict().describe("overrides of the bundle's default diffusion-classifier settings");
 export type DCSettingsOverrides = z.infer<typeof DCSettingsOverrides>;
 
@@ -77,11 +86,18 @@ export function resolveSettings(
   m: DiffusionManifest,
   overrides: DCSettingsOverrides = {},
 ): DCSettings {
-  const { sequential, ...rest } = overrides;
-  const s = { ...defaultSettings(m), ...rest } as DCSettings;
+  const { sequential, weights, ...rest } = overrides;
+  const base = defaultSettings(m);
+  const s = { ...base, ...rest } as DCSettings;
   // a staged schedule asked for by its stages replaces a sequential default
   if (sequential === null || (sequential === undefined && rest.stages)) delete s.sequential;
   else if (sequential) s.sequential = sequential;
+  // weights were learned for one grid and norm: another one without its own weights drops them
+  const regridded = (["gridSize", "tRange", "timesteps", "error"] as const).some((k) =>
+    rest[k] !== undefined && JSON.stringify(rest[k]) !== JSON.stringify(base[k])
+  );
+  if (weights === null || (weights === undefined && regridded)) delete s.weights;
+  else if (weights) s.weights = weights;
   checkSettings(s, m.classes.length, m.schedule.num_timesteps);
   return s;
 }
@@ -105,6 +121,9 @@ export function checkSettings(s: DCSettings, numClasses: number, numTimesteps: n
     if (q.maxTimesteps > s.gridSize || q.minTimesteps > q.maxTimesteps || q.minTimesteps < 2) {
       throw new SettingsError("sequential: need 2 ≤ minTimesteps ≤ maxTimesteps ≤ gridSize");
     }
+  }
+  if (s.weights && s.weights.length !== s.gridSize) {
+    throw new SettingsError(`weights: ${s.weights.length} given for a grid of ${s.gridSize}`);
   }
   if (s.tRange[0] < 0 || s.tRange[1] > numTimesteps || s.tRange[0] >= s.tRange[1]) {
     throw new SettingsError(`tRange must satisfy 0 <= lo < hi <= ${numTimesteps}`);

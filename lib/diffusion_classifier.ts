@@ -64,6 +64,25 @@ export function unetCalls(s: DCSettings, numClasses: number): number {
   return calls;
 }
 
+/** An error as the classifier sums it: times its grid index's weight when there are weights. */
+export function weighted(e: number, weights: readonly number[] | undefined, j: number): number {
+  return weights ? e * weights[j] : e;
+}
+
+/**
+ * The settings' weight for arbitrary timesteps: that of the grid cell each falls in (an
+ * adaptive attack's estimate may use another count of timesteps than the classifier's grid).
+ */
+export function weightsAt(s: DCSettings, timesteps: readonly number[]): number[] | undefined {
+  const w = s.weights;
+  if (!w) return undefined;
+  const [lo, hi] = s.tRange;
+  const step = Math.floor((hi - lo) / s.gridSize);
+  return timesteps.map((t) =>
+    w[Math.min(s.gridSize - 1, Math.max(0, Math.floor((t - lo) / step)))]
+  );
+}
+
 const noiseCache = new Map<string, Float32Array[]>();
 
 /** One noise image per full-grid index: normal(seed, j, C·H·W). Cached per (seed, grid, size). */
@@ -203,8 +222,8 @@ export async function classifyImages(
       const B = chunk.length;
       const out = await model.epsLoss(gridRows(images, D, grid, noise, chunk), opts.lora);
       const err = s.error === "l2" ? out.l2 : out.l1;
-      chunk.forEach(([i, c], r) => {
-        const e = err[r];
+      chunk.forEach(([i, c, j], r) => {
+        const e = weighted(err[r], s.weights, j);
         ev[i].errorSum[c] += e;
         ev[i].errorSumSq[c] += e * e;
         ev[i].count[c] += 1;
@@ -278,7 +297,7 @@ async function classifySequential(
       const B = chunk.length;
       const out = await model.epsLoss(gridRows(images, D, grid, noise, chunk), opts.lora);
       const err = s.error === "l2" ? out.l2 : out.l1;
-      chunk.forEach(([i, c], r) => races[i].record(c, err[r]));
+      chunk.forEach(([i, c, j], r) => races[i].record(c, weighted(err[r], s.weights, j)));
       done += B;
       opts.onProgress?.(done, total);
     }

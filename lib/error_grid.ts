@@ -6,7 +6,14 @@
  * reproduces `classifyImages` exactly (same sums in the same order, same ranking).
  */
 import { type DCSettings } from "./dc_settings.ts";
-import { fullGrid, gridRows, noiseBank, raceResult, stageIndices } from "./diffusion_classifier.ts";
+import {
+  fullGrid,
+  gridRows,
+  noiseBank,
+  raceResult,
+  stageIndices,
+  weighted,
+} from "./diffusion_classifier.ts";
 import { ClassRace, timestepOrder } from "./class_pruning.ts";
 import { type DiffusionModel, imageSize, type LoraTensors } from "./model.ts";
 
@@ -89,7 +96,7 @@ export function simulateStaged(g: ErrorGrid, i: number, s: DCSettings): Simulate
   stageIndices(s).forEach((idx, k) => {
     for (const c of remaining) {
       for (const j of idx) {
-        sum[c] += err[base + c * g.grid + j];
+        sum[c] += weighted(err[base + c * g.grid + j], s.weights, j);
         count[c] += 1;
         calls++;
       }
@@ -123,7 +130,9 @@ export function simulateSequential(g: ErrorGrid, i: number, s: DCSettings) {
     timestepOrder(g.grid, s.sequential.orderSeed),
   );
   for (let js = race.next(); js; js = race.next()) {
-    for (const c of race.alive) for (const j of js) race.record(c, err[base + c * g.grid + j]);
+    for (const c of race.alive) {
+      for (const j of js) race.record(c, weighted(err[base + c * g.grid + j], s.weights, j));
+    }
     race.decide(js.length);
   }
   return raceResult(race, s.posteriorScale);

@@ -53,6 +53,7 @@ def settings_from_json(d: dict) -> DCSettings:
         sequential=Sequential(q["z"], q["batch"], q["minTimesteps"], q["maxTimesteps"], q.get("orderSeed", 0))
         if (q := d.get("sequential"))
         else None,
+        weights=tuple(float(w) for w in d["weights"]) if d.get("weights") else None,
     )
 
 
@@ -65,6 +66,7 @@ def settings_to_json(s: DCSettings) -> dict:
         "timesteps": s.timesteps,
         "seed": s.seed,
         "posteriorScale": s.posterior_scale,
+        **({"weights": list(s.weights)} if s.weights else {}),
         **(
             {
                 "sequential": {

@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import argparse
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import torch
 
 from .data import load_split, portable_subset
+from .evaluate import settings_to_json
 from .make_fixtures import TINY
 from .reference_dc import DCSettings, Sequential, Stage, classify
 from .unet import UNet
@@ -27,6 +29,8 @@ SETTINGS = DCSettings(
     sequential=Sequential(z=1.0, batch=2, min_timesteps=4, max_timesteps=16, order_seed=3),
 )
 N, SUBSET_SEED = 12, 5
+# deterministic, uneven timestep weights (exactly representable) for the weighted cases
+WEIGHTS = tuple(0.25 + (j % 7) * 0.375 for j in range(20))
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -56,8 +60,24 @@ def main(argv: list[str] | None = None) -> None:
         "stop": [v.stop for v in verdicts],
         "exit_at": [v.exit_at for v in verdicts],
         "mean_errors": [v.mean_error.tolist() for v in verdicts],
+        "weighted": [weighted_case(unet, test.as_float()[idx], st) for st in weighted_settings()],
     }
     Path(args.out).write_text(json.dumps(out) + "\n")
+
+
+def weighted_settings() -> list[DCSettings]:
+    staged = replace(SETTINGS, sequential=None, stages=(Stage(5, 3), Stage(20, 1)), weights=WEIGHTS)
+    return [replace(SETTINGS, weights=WEIGHTS), staged]
+
+
+def weighted_case(unet, images, settings: DCSettings) -> dict:
+    verdicts = classify(unet, images, settings, 10, batch_rows=7)
+    return {
+        "settings": settings_to_json(settings),
+        "labels": [v.label for v in verdicts],
+        "unet_calls": [v.unet_calls for v in verdicts],
+        "mean_errors": [v.mean_error.tolist() for v in verdicts],
+    }
 
 
 if __name__ == "__main__":

@@ -58,12 +58,17 @@ class DCSettings:
     posterior_scale: float = 1.0
     extra: dict = field(default_factory=dict)
     sequential: Sequential | None = None  # when set, `stages` are not used
+    # per-grid-index weights (learned on validation): each error is multiplied by its
+    # timestep's weight before it is summed or tested, as lib/diffusion_classifier.ts
+    weights: tuple[float, ...] | None = None
 
     def full_grid(self) -> np.ndarray:
         lo, hi = self.t_range
         step = (hi - lo) // self.grid_size
         if step < 1:
             raise ValueError("grid_size larger than the timestep range")
+        if self.weights is not None and len(self.weights) != self.grid_size:
+            raise ValueError(f"{len(self.weights)} weights for a grid of {self.grid_size}")
         base = np.arange(lo + step // 2, hi, step)[: self.grid_size]
         if self.timesteps == "even":
             return base
@@ -132,13 +137,16 @@ class Verdict:
         return out
 
 
-def _row_errors(model, x_all, chunk, grid, noise, abar, lora, err_col):
-    """Errors (float64) of (image, class, grid index) rows, one UNet batch."""
+def _row_errors(model, x_all, chunk, grid, noise, abar, lora, err_col, weights=None):
+    """Errors (float64) of (image, class, grid index) rows, one UNet batch; times each row's
+    timestep weight when the settings have weights (float64 products, as the TypeScript engine)."""
     ii = torch.tensor([r[0] for r in chunk])
     cc = torch.tensor([r[1] for r in chunk])
     jj = torch.tensor([r[2] for r in chunk])
     tt = torch.from_numpy(grid[jj.numpy()]).long()
     errs = eps_errors(model, x_all[ii], tt, noise[jj], cc, abar, lora)[err_col].double().numpy()
+    if weights is not None:
+        errs = errs * np.asarray(weights, dtype=np.float64)[jj.numpy()]
     return ii.numpy(), cc.numpy(), errs
 
 
@@ -228,7 +236,7 @@ def classify_sequential(model, images: np.ndarray, settings: DCSettings, num_cla
             break
         for s in range(0, len(rows), batch_rows):
             chunk = rows[s : s + batch_rows]
-            ii, cc, errs = _row_errors(model, x_all, chunk, grid, noise, abar, lora, err_col)
+            ii, cc, errs = _row_errors(model, x_all, chunk, grid, noise, abar, lora, err_col, settings.weights)
             for (i, c, _), e in zip(chunk, errs, strict=True):
                 races[i].errors[c].append(float(e))
         for i, js in enumerate(plan):
@@ -272,7 +280,7 @@ def classify(
         rows = [(i, c, j) for i in range(n_img) for c in remaining[i] for j in idx]
         for s in range(0, len(rows), batch_rows):
             chunk = rows[s : s + batch_rows]
-            ii, cc, errs = _row_errors(model, x_all, chunk, grid, noise, abar, lora, err_col)
+            ii, cc, errs = _row_errors(model, x_all, chunk, grid, noise, abar, lora, err_col, settings.weights)
             np.add.at(sums, (ii, cc), errs)
             np.add.at(sqs, (ii, cc), errs**2)
             np.add.at(counts, (ii, cc), 1)

@@ -20,6 +20,8 @@ export interface DCOracleConfig {
   scale: number;
   noise: "fixed" | "fresh";
   seed: number;
+  /** per-timestep weights (the classifier's `weights` on these timesteps); absent: all 1 */
+  weights?: readonly number[];
   lora?: LoraTensors;
 }
 
@@ -35,6 +37,8 @@ export function dcOracle(
   const K = model.classNames.length;
   const D = imageSize(model.imageShape);
   const T = cfg.timesteps.length;
+  const wt = cfg.weights ?? Array(T).fill(1);
+  if (wt.length !== T) throw new RangeError(`${wt.length} weights for ${T} timesteps`);
   let draw = 0;
   const fixed = cfg.timesteps.map((_, j) => normal(cfg.seed, j, D));
   const noiseFor = () => {
@@ -69,7 +73,7 @@ export function dcOracle(
     for (let i = 0; i < n; i++) {
       for (let c = 0; c < K; c++) {
         let s = 0;
-        for (let j = 0; j < T; j++) s += err[(i * K + c) * T + j];
+        for (let j = 0; j < T; j++) s += err[(i * K + c) * T + j] * wt[j];
         z[i * K + c] = (-cfg.scale * s) / T;
       }
     }
@@ -106,12 +110,14 @@ export function dcOracle(
     },
   };
 
-  /** d(Σ w_ic z_ic)/dx with z_ic = −scale/T Σ_t err_ict: row weights −scale·w_ic/T. */
+  /** d(Σ w_ic z_ic)/dx with z_ic = −scale/T Σ_t wt_t err_ict: row weights −scale·w_ic·wt_t/T. */
   async function vjpRows(rr: ReturnType<typeof rows>, n: number, wz: Float32Array) {
     const w = new Float32Array(n * K * T);
     for (let i = 0; i < n; i++) {
       for (let c = 0; c < K; c++) {
-        w.fill((-cfg.scale * wz[i * K + c]) / T, (i * K + c) * T, (i * K + c + 1) * T);
+        for (let j = 0; j < T; j++) {
+          w[(i * K + c) * T + j] = (-cfg.scale * wz[i * K + c] * wt[j]) / T;
+        }
       }
     }
     const zero = new Float32Array(w.length);

@@ -7,7 +7,7 @@
 import { dcOracle, evenTimesteps } from "../attacks/dc_oracle.ts";
 import { classifierOracle, type GradientOracle, predictions } from "../attacks/oracle.ts";
 import type { DCSettings } from "../dc_settings.ts";
-import { classifyImages } from "../diffusion_classifier.ts";
+import { classifyImages, weightsAt } from "../diffusion_classifier.ts";
 import type { Classifier, DiffusionModel, LoraTensors } from "../model.ts";
 import type { SourceSpec, TargetSpec } from "./spec.ts";
 
@@ -76,15 +76,18 @@ const SOURCES: {
   ) => GradientOracle;
 } = {
   surrogate: (spec, models) => classifierOracle(models.classifier(spec.bundle)),
-  dc: (spec, models, dc, lora) =>
-    dcOracle(models.diffusion(spec.bundle), {
+  dc: (spec, models, dc, lora) => {
+    const timesteps = evenTimesteps(spec.timesteps, dc.tRange[0], dc.tRange[1]);
+    return dcOracle(models.diffusion(spec.bundle), {
       lora: spec.adapter ? lora : undefined,
-      timesteps: evenTimesteps(spec.timesteps, dc.tRange[0], dc.tRange[1]),
+      timesteps,
+      weights: weightsAt(dc, timesteps),
       error: dc.error,
       scale: spec.logitScale,
       noise: spec.noise,
       seed: dc.seed,
-    }),
+    });
+  },
 };
 
 export function openTarget(spec: TargetSpec, models: ModelSet, lora?: LoraTensors): Target {
