@@ -33,6 +33,8 @@ export const config = Object.freeze({
   heartbeatMs: int("TMDC_HEARTBEAT_MS", 5_000),
   /** units a worker runs at once, each in its own compute thread (one per device) */
   workerCapacity: int("TMDC_WORKER_CAPACITY", 1),
+  /** compute threads (Web Workers) the capacity is spread over; each holds its own sessions */
+  workerSlots: int("TMDC_WORKER_SLOTS", 1),
   /** a worker socket that has not said hello by then is closed */
   /**
    * a worker socket that has not said hello by then is closed; longer than two WebSocket idle

@@ -3,7 +3,9 @@
  * time for that image. Starts the real service (frontend + its local worker process) on a
  * fresh KV file, sends one-image classify requests one after another (each waits for its
  * verdict), and compares each request's wall time with the compute time the worker measured
- * around `classifyImages` for it.
+ * around `classifyImages` for it. With `concurrency` > 1, that many clients send at once to a
+ * worker that runs `capacity` units at once (their UNet rows packed into shared calls), and the
+ * report's throughput is the verdicts per second over the timed requests.
  */
 import { join } from "node:path";
 import { config } from "../config.ts";
@@ -18,6 +20,10 @@ export interface LatencyOptions {
   seed: number;
   warmup: number;
   json: string;
+  /** the local worker's TMDC_WORKER_CAPACITY */
+  capacity: number;
+  /** requests in flight at once */
+  concurrency: number;
 }
 
 const quantile = (xs: number[], q: number) => {
@@ -43,7 +49,12 @@ export async function httpLatency(o: LatencyOptions, argv: readonly string[]) {
       join(config.root, "deno.json"),
       join(config.root, "main.ts"),
     ],
-    env: { TMDC_PORT: String(port), TMDC_KV_PATH: kvPath, TMDC_WORKER_ID: "latency-worker" },
+    env: {
+      TMDC_PORT: String(port),
+      TMDC_KV_PATH: kvPath,
+      TMDC_WORKER_ID: "latency-worker",
+      TMDC_WORKER_CAPACITY: String(o.capacity),
+    },
     stdout: "null",
     stderr: "null",
   }).spawn();
@@ -61,8 +72,15 @@ export async function httpLatency(o: LatencyOptions, argv: readonly string[]) {
     const D = set.images.length / set.n;
     const rows: { latencyMs: number; computeMs: number; unetCalls: number }[] = [];
     progress.start("one-image requests", o.n + o.warmup, "requests");
-    for (let i = 0; i < set.n; i++) {
-      const png = await encodePng(set.images.subarray(i * D, (i + 1) * D), FASHION_MNIST.shape);
+    const pngs = await Promise.all(
+      Array.from(
+        { length: set.n },
+        (_, i) => encodePng(set.images.subarray(i * D, (i + 1) * D), FASHION_MNIST.shape),
+      ),
+    );
+    let sent = 0;
+    const request = async (i: number) => {
+      const png = pngs[i];
       const t0 = performance.now();
       const r = await fetch(`${url}/v1/classify`, {
         method: "POST",
@@ -79,8 +97,15 @@ export async function httpLatency(o: LatencyOptions, argv: readonly string[]) {
       if (i >= o.warmup) {
         rows.push({ latencyMs, computeMs: v.timings.computeMs, unetCalls: v.unetCalls });
       }
-      progress.update(i + 1);
-    }
+      progress.update(++sent);
+    };
+    for (let i = 0; i < o.warmup; i++) await request(i);
+    let next = o.warmup;
+    const t0 = performance.now();
+    await Promise.all(Array.from({ length: o.concurrency }, async () => {
+      while (next < set.n) await request(next++);
+    }));
+    const wallS = (performance.now() - t0) / 1000;
     progress.end();
     const lat = rows.map((r) => r.latencyMs);
     const comp = rows.map((r) => r.computeMs);
@@ -95,6 +120,9 @@ export async function httpLatency(o: LatencyOptions, argv: readonly string[]) {
       subset:
         `images ${o.warmup}… of seededSubset(10000, n + warmup, ${o.seed}), Fashion-MNIST test`,
       settings: "the bundle's dc_default",
+      worker_capacity: o.capacity,
+      concurrency: o.concurrency,
+      throughput_images_per_second: rows.length / wallS,
       latency_ms: {
         p50: quantile(lat, 0.5),
         p95: quantile(lat, 0.95),

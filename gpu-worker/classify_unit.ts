@@ -34,6 +34,6 @@ export async function runClassifyUnit(
     stop: r.stop,
     ...(r.exitAt ? { exitAt: r.exitAt } : {}),
     computeMs: performance.now() - t0,
-    provider: model.provider,
+    provider: model.base.provider,
   };
 }

@@ -27,7 +27,7 @@ export async function runEvalUnit(models: WorkerModels, msg: EvalUnit, ctx?: Run
   const dcTarget = spec.target.kind === "dc"
     ? need(models.diffusion, spec.target.bundle, "target")
     : undefined;
-  const target = dcTarget ?? need(models.classifiers, spec.target.bundle, "target");
+  const target = dcTarget?.base ?? need(models.classifiers, spec.target.bundle, "target");
   let set: LabelledImages;
   if (msg.images) {
     set = {
@@ -60,6 +60,6 @@ export async function runEvalUnit(models: WorkerModels, msg: EvalUnit, ctx?: Run
     })),
     perAttack: run.perAttack,
     computeMs: run.computeMs,
-    provider: dcTarget?.provider ?? "cpu",
+    provider: dcTarget?.base.provider ?? "cpu",
   };
 }

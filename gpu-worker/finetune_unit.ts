@@ -63,5 +63,5 @@ export async function runFinetuneUnit(
       return Promise.resolve();
     },
   });
-  return { computeMs: performance.now() - t0, provider: model.provider };
+  return { computeMs: performance.now() - t0, provider: model.base.provider };
 }

@@ -4,15 +4,16 @@
  * returns results. Reconnects with exponential backoff; whatever it held when it vanished goes
  * back to the queue when the lease expires.
  *
- * This thread only talks: units run in compute slots (gpu-worker/slot.ts, one Web Worker per
- * unit of capacity), so heartbeat timers here fire on time however long a unit blocks its own
- * thread. The worker never holds more units than it has free slots: it asks (`take`) only with
- * a slot free and no request outstanding, and the frontend enforces the same count.
+ * This thread only talks: units run in compute slots (gpu-worker/slot.ts, Web Workers), so
+ * heartbeat timers here fire on time however long a unit blocks its own thread. The worker holds
+ * at most `capacity` units, spread over its slots (the least busy first); units in one slot share
+ * UNet calls (lib/packed_model.ts). It asks (`take`) only with room for a unit and no request
+ * outstanding, and the frontend enforces the same count.
  *
  *   TMDC_FRONTEND_URL   http://127.0.0.1:8787     TMDC_WORKER_TOKEN    (required)
  *   TMDC_MODELS_DIR     ./models                  TMDC_WORKER_ID       hostname-pid
  *   TMDC_PROVIDERS      cuda,cpu                  TMDC_WORKER_THREADS  0 (= onnxruntime default)
- *   TMDC_WORKER_CAPACITY 1 (units at once)
+ *   TMDC_WORKER_CAPACITY 1 (units at once)     TMDC_WORKER_SLOTS    1 (compute threads)
  */
 import { config } from "../config.ts";
 import { isDiffusion, type LoadedBundle, scanBundles } from "../lib/bundle.ts";
@@ -42,13 +43,17 @@ interface Running {
   heartbeat: ReturnType<typeof setInterval>;
 }
 
-/** One compute thread and the unit it runs, if any. */
+const refKey = (r: UnitRef) => `${r.jobId}/${r.idx}`;
+
+/** One compute thread and the units it runs. */
 class Slot {
   thread!: Worker;
-  running?: Running;
+  readonly running = new Map<string, Running>();
   ready!: Promise<string>;
 
   constructor(
+    /** units this slot runs at once */
+    readonly units: number,
     readonly bundles: LoadedBundle[],
     readonly onReply: (slot: Slot, r: SlotReply) => void,
     readonly onCrash: (slot: Slot, error: string) => void,
@@ -99,11 +104,20 @@ export class GpuWorker {
   constructor(
     readonly id: string,
     readonly bundles: LoadedBundle[],
-    capacity: number,
+    readonly capacity: number,
+    slots = 1,
   ) {
+    const n = Math.max(1, Math.min(slots, capacity));
     this.slots = Array.from(
-      { length: capacity },
-      () => new Slot(bundles, (s, r) => this.#onSlot(s, r), (s, e) => this.#onCrash(s, e)),
+      { length: n },
+      (_, k) =>
+        new Slot(
+          // capacity spread over the slots: the first ones take the remainder
+          Math.floor(capacity / n) + (k < capacity % n ? 1 : 0),
+          bundles,
+          (s, r) => this.#onSlot(s, r),
+          (s, e) => this.#onCrash(s, e),
+        ),
     );
   }
 
@@ -123,8 +137,14 @@ export class GpuWorker {
     }
   }
 
+  /** The slot with the most room, if any has room. */
   #free(): Slot | undefined {
-    return this.slots.find((s) => !s.running);
+    let best: Slot | undefined;
+    for (const s of this.slots) {
+      const room = s.units - s.running.size;
+      if (room > 0 && (!best || room > best.units - best.running.size)) best = s;
+    }
+    return best;
   }
 
   #take(): void {
@@ -148,13 +168,14 @@ export class GpuWorker {
         this.#heartbeatMs,
       ),
     };
-    slot.running = running;
+    slot.running.set(refKey(ref), running);
     slot.post({ type: "run", unit });
   }
 
-  #finish(slot: Slot, m: WorkerMessage): void {
-    if (slot.running) clearInterval(slot.running.heartbeat);
-    slot.running = undefined;
+  #finish(slot: Slot, ref: UnitRef, m: WorkerMessage): void {
+    const running = slot.running.get(refKey(ref));
+    if (running) clearInterval(running.heartbeat);
+    slot.running.delete(refKey(ref));
     // Sent on the socket of the moment: after a reconnect the lease may still be ours.
     this.#send(m);
     this.#take();
@@ -162,15 +183,16 @@ export class GpuWorker {
 
   #onSlot(slot: Slot, r: SlotReply): void {
     if (r.type === "progress") {
-      if (slot.running) slot.running.progress = r.progress;
+      const running = slot.running.get(refKey(r.ref));
+      if (running) running.progress = r.progress;
     } else if (r.type === "send") this.#send(r.msg);
-    else if (r.type === "done") this.#finish(slot, r.msg);
+    else if (r.type === "done") this.#finish(slot, r.ref, r.msg);
   }
 
   #onCrash(slot: Slot, error: string): void {
     console.error(`[worker] compute slot crashed: ${error}`);
-    if (slot.running) {
-      this.#finish(slot, { type: "fail", ...slot.running.ref, error: `worker crashed: ${error}` });
+    for (const { ref } of [...slot.running.values()]) {
+      this.#finish(slot, ref, { type: "fail", ...ref, error: `worker crashed: ${error}` });
     }
   }
 
@@ -208,7 +230,7 @@ export class GpuWorker {
         console.error(
           `[worker] ${this.id} connected to ${url} with ${
             this.bundles.map((b) => b.id).join(", ")
-          }; ${this.slots.length} slot(s)`,
+          }; ${this.capacity} unit(s) at once in ${this.slots.length} slot(s)`,
         );
         this.#take();
         return;
@@ -232,7 +254,7 @@ export class GpuWorker {
             jobId: msg.jobId,
             idx: msg.idx,
             token: msg.token,
-            error: `worker ${this.id} was sent a unit beyond its capacity ${this.slots.length}`,
+            error: `worker ${this.id} was sent a unit beyond its capacity ${this.capacity}`,
           });
           return;
         }
@@ -261,7 +283,7 @@ export class GpuWorker {
             provider: this.provider,
             threads: config.workerThreads,
             version: VERSION,
-            capacity: this.slots.length,
+            capacity: this.capacity,
           },
         });
       // Said again until welcomed: Deno 2.9's WebSocket upgrade over a node:http socket can
@@ -308,7 +330,10 @@ export async function runWorker(signal?: AbortSignal): Promise<void> {
   if (!Number.isInteger(capacity) || capacity < 1) {
     throw new Error("TMDC_WORKER_CAPACITY must be a positive integer");
   }
-  const worker = new GpuWorker(id, bundles, capacity);
+  if (!Number.isInteger(config.workerSlots) || config.workerSlots < 1) {
+    throw new Error("TMDC_WORKER_SLOTS must be a positive integer");
+  }
+  const worker = new GpuWorker(id, bundles, capacity, config.workerSlots);
   await worker.ready();
   const url = config.frontendUrl.replace(/^http/, "ws") + "/v1/workers/ws";
   let backoff = 500;

@@ -1,16 +1,20 @@
 /**
  * The models a worker's compute slot holds: one ONNX Runtime model per bundle the worker
  * announced. Bundles are checked (manifest, sha256) once by the worker's main thread with
- * lib/bundle.ts; a slot only opens sessions on them.
+ * lib/bundle.ts; a slot only opens sessions on them. Diffusion models are wrapped so the units a
+ * slot runs at once share UNet calls (lib/packed_model.ts); `gate` counts those units.
  */
 import { isClassifier, isDiffusion, type LoadedBundle } from "../lib/bundle.ts";
-import type { LoraTensors } from "../lib/model.ts";
+import type { DiffusionModel, LoraTensors } from "../lib/model.ts";
+
+type LoraLayout = DiffusionModel["loraLayout"];
+import { PackedDiffusionModel, type PackingGate } from "../lib/packed_model.ts";
 import { unpackState } from "../lib/truth_max.ts";
 import { OnnxClassifier, OnnxDiffusionModel, type RuntimeOptions } from "./onnx_model.ts";
 import { fromBase64 } from "./protocol.ts";
 
 export interface WorkerModels {
-  diffusion: Map<string, OnnxDiffusionModel>;
+  diffusion: Map<string, PackedDiffusionModel<OnnxDiffusionModel>>;
   classifiers: Map<string, OnnxClassifier>;
 }
 
@@ -18,11 +22,16 @@ export interface WorkerModels {
 export function openWorkerModels(
   bundles: readonly LoadedBundle[],
   options: RuntimeOptions,
+  gate: PackingGate = { active: 1 },
 ): WorkerModels {
   const models: WorkerModels = { diffusion: new Map(), classifiers: new Map() };
   for (const b of bundles) {
-    if (isDiffusion(b)) models.diffusion.set(b.id, new OnnxDiffusionModel(b, options));
-    else if (isClassifier(b)) models.classifiers.set(b.id, new OnnxClassifier(b, options));
+    if (isDiffusion(b)) {
+      models.diffusion.set(
+        b.id,
+        new PackedDiffusionModel(new OnnxDiffusionModel(b, options), gate),
+      );
+    } else if (isClassifier(b)) models.classifiers.set(b.id, new OnnxClassifier(b, options));
   }
   return models;
 }
@@ -35,6 +44,6 @@ export function need<T>(m: Map<string, T>, id: string, what: string): T {
 }
 
 /** An adapter's LoRA tensors from the frontend's base64 (float32, the bundle's layout order). */
-export function loraTensors(model: OnnxDiffusionModel, b64: string): LoraTensors {
+export function loraTensors(model: { loraLayout: LoraLayout }, b64: string): LoraTensors {
   return unpackState(fromBase64(b64), model.loraLayout, 0, false).lora;
 }

@@ -1,7 +1,8 @@
 /**
  * A compute slot: a Web Worker (its own thread and event loop) that holds the ONNX Runtime
- * models and runs one unit at a time. The worker's main thread keeps the WebSocket and the
- * heartbeat timers; it starts one slot per unit of capacity.
+ * models and runs the units the main thread gives it — several at once, whose UNet rows share
+ * model calls (lib/packed_model.ts: the gate counts the units running here). The worker's main
+ * thread keeps the WebSocket and the heartbeat timers; it starts TMDC_WORKER_SLOTS slots.
  *
  * Why a thread: onnxruntime-node's `session.run` is async, but everything between two calls
  * (attack steps, elimination, noise, packing) is synchronous JS, and an adaptive attack or a
@@ -10,11 +11,13 @@
  * tests/cluster_load_test.ts measures the heartbeat gaps during a unit (worst 205–224 ms at a
  * 200 ms period here); with a 3 s busy loop added to the classify runner it was 216 ms.
  * onnxruntime-node loads in a Deno Web Worker (a Node-API addon, context-aware); each slot
- * opens its own sessions, so capacity N costs N copies of the models' memory.
+ * opens its own sessions, so N slots cost N copies of the models' memory; units packed into one
+ * slot share one copy.
  */
 /// <reference lib="deno.worker" />
 import type { LoadedBundle } from "../lib/bundle.ts";
 import { openWorkerModels, type WorkerModels } from "./models.ts";
+import type { PackingGate } from "../lib/packed_model.ts";
 import type { RuntimeOptions } from "./onnx_model.ts";
 import type { CheckpointMsg, FrontendUnit, Progress, UnitRef, WorkerMessage } from "./protocol.ts";
 import { runUnit } from "./runners.ts";
@@ -33,17 +36,19 @@ export type SlotReply =
   | { type: "done"; ref: UnitRef; msg: WorkerMessage };
 
 let models: WorkerModels | undefined;
+const gate: PackingGate = { active: 0 };
 const reply = (m: SlotReply) => self.postMessage(m);
 
 self.onmessage = async (ev: MessageEvent<SlotRequest>) => {
   const req = ev.data;
   if (req.type === "init") {
-    models = openWorkerModels(req.bundles, req.options);
-    reply({ type: "ready", provider: [...models.diffusion.values()][0]?.provider ?? "cpu" });
+    models = openWorkerModels(req.bundles, req.options, gate);
+    reply({ type: "ready", provider: [...models.diffusion.values()][0]?.base.provider ?? "cpu" });
     return;
   }
   const u = req.unit;
   const ref = { jobId: u.jobId, idx: u.idx, token: u.token };
+  gate.active++;
   try {
     if (!models) throw new Error("compute slot used before init");
     let last = 0;
@@ -61,5 +66,7 @@ self.onmessage = async (ev: MessageEvent<SlotRequest>) => {
   } catch (e) {
     const error = e instanceof Error ? e.message : String(e);
     reply({ type: "done", ref, msg: { type: "fail", ...ref, error } });
+  } finally {
+    gate.active--;
   }
 };
