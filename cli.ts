@@ -19,6 +19,9 @@ import { benchTmAblation } from "./cli/bench_tm_ablation.ts";
 import { benchDumpErrors } from "./cli/bench_dump_errors.ts";
 import { benchFrontier } from "./cli/bench_frontier.ts";
 import { benchLatency } from "./cli/bench_latency.ts";
+import { benchPaper } from "./cli/bench_paper.ts";
+import { benchDiffpureChoose } from "./cli/bench_diffpure_choose.ts";
+import { benchPaperReport } from "./cli/bench_paper_report.ts";
 
 /** Command name (one or two words) → its module. */
 export const COMMANDS: Readonly<Record<string, Command>> = Object.freeze({
@@ -35,6 +38,9 @@ export const COMMANDS: Readonly<Record<string, Command>> = Object.freeze({
   "bench dump-errors": benchDumpErrors,
   "bench frontier": benchFrontier,
   "bench latency": benchLatency,
+  "bench paper": benchPaper,
+  "bench diffpure-choose": benchDiffpureChoose,
+  "bench paper-report": benchPaperReport,
 });
 
 const HELP = new Set(["-h", "--help", "help"]);

@@ -1,7 +1,8 @@
 /**
  * One image through the diffusion classifier on a worker: Algorithm 1 (paired Monte Carlo
- * error estimates, staged elimination) with the job's settings and adapter. The frontend
- * turns the numbers into the stored verdict (service/units/classify.ts).
+ * error estimates, staged elimination) with the job's settings and adapter — or, for a
+ * discriminative bundle (settings null), its softmax. The frontend turns the numbers into the
+ * stored verdict (service/units/classify.ts).
  */
 import { classifyImages } from "../lib/diffusion_classifier.ts";
 import { loraTensors, need, type WorkerModels } from "./models.ts";
@@ -13,11 +14,13 @@ export async function runClassifyUnit(
   msg: ClassifyUnitMsg,
   ctx: RunnerContext,
 ): Promise<ClassifyResult> {
+  if (msg.settings === null) return await runClassifierUnit(models, msg);
   const model = need(models.diffusion, msg.bundle, "diffusion");
   const lora = msg.lora ? loraTensors(model, msg.lora) : undefined;
   const pixels = float32FromBase64(msg.pixels);
   const t0 = performance.now();
-  const [r] = await classifyImages(model, pixels, 1, msg.settings, {
+  const settings = msg.settings;
+  const [r] = await classifyImages(model, pixels, 1, settings, {
     lora,
     onProgress: (calls, total) => ctx.progress({ calls, total }),
   });
@@ -35,5 +38,34 @@ export async function runClassifyUnit(
     ...(r.exitAt ? { exitAt: r.exitAt } : {}),
     computeMs: performance.now() - t0,
     provider: model.base.provider,
+  };
+}
+
+/** A discriminative classifier's verdict: softmax of its logits, one forward pass. */
+async function runClassifierUnit(
+  models: WorkerModels,
+  msg: ClassifyUnitMsg,
+): Promise<ClassifyResult> {
+  const model = need(models.classifiers, msg.bundle, "classifier");
+  const pixels = float32FromBase64(msg.pixels);
+  const t0 = performance.now();
+  const z = await model.logits(pixels, 1);
+  const max = Math.max(...z);
+  const e = Array.from(z, (v) => Math.exp(v - max));
+  const sum = e.reduce((a, v) => a + v, 0);
+  const posterior = e.map((v) => v / sum);
+  return {
+    label: posterior.indexOf(Math.max(...posterior)),
+    errorSum: [],
+    errorSumSq: [],
+    count: [],
+    posterior,
+    meanError: [],
+    stdError: [],
+    unetCalls: 0,
+    survivors: [],
+    stop: "forward",
+    computeMs: performance.now() - t0,
+    provider: model.provider,
   };
 }

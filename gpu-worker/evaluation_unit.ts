@@ -24,7 +24,8 @@ function stack(list: string[]): Float32Array {
 
 export async function runEvalUnit(models: WorkerModels, msg: EvalUnit, ctx?: RunnerContext) {
   const spec = msg.spec;
-  const dcTarget = spec.target.kind === "dc"
+  // a DC or a DiffPure target is a diffusion bundle (DiffPure's classifier is looked up by the engine)
+  const dcTarget = spec.target.kind === "dc" || spec.target.kind === "diffpure"
     ? need(models.diffusion, spec.target.bundle, "target")
     : undefined;
   const target = dcTarget?.base ?? need(models.classifiers, spec.target.bundle, "target");
@@ -45,7 +46,9 @@ export async function runEvalUnit(models: WorkerModels, msg: EvalUnit, ctx?: Run
     images: set,
     shape: bundleShape(target.bundle.manifest),
     dc: msg.settings,
-    lora: msg.lora && dcTarget ? loraTensors(dcTarget, msg.lora) : undefined,
+    lora: msg.lora && dcTarget && spec.target.kind === "dc"
+      ? loraTensors(dcTarget, msg.lora)
+      : undefined,
     adv: msg.adv ? stack(msg.adv) : null,
     // the heartbeat carries the current phase's count (attack evaluations, then UNet calls)
     onProgress: ctx && ((_phase, done, total) => ctx.progress({ calls: done, total })),

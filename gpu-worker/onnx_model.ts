@@ -7,7 +7,7 @@
 import * as ort from "onnxruntime-node";
 import { dirname, join } from "node:path";
 import { createRequire } from "node:module";
-import { BundleError, type GraphSpec } from "../lib/bundle_manifest.ts";
+import { BundleError, type DiffusionManifest, type GraphSpec } from "../lib/bundle_manifest.ts";
 import {
   bundleShape,
   type ClassifierBundle,
@@ -21,6 +21,7 @@ import type {
   EpsRows,
   ImageShape,
   LoraTensors,
+  NoisyRows,
 } from "../lib/model.ts";
 
 export type Provider = "cuda" | "cpu";
@@ -219,7 +220,10 @@ export class OnnxDiffusionModel implements DiffusionModel {
   readonly nullClass: number;
   readonly numTimesteps: number;
   readonly loraLayout: readonly { name: string; shape: number[] }[];
+  readonly schedule: DiffusionManifest["schedule"];
   readonly #graphs: Record<"eps_loss" | "eps_loss_vjp_x" | "eps_loss_grad_lora", GraphSession>;
+  /** purification graphs, when the bundle has them (tmdc_compiler.add_purifier_graphs) */
+  readonly #purifier?: { pred: GraphSession; vjp: GraphSession };
   readonly #zeroLora: Float32Array[];
 
   constructor(
@@ -232,7 +236,18 @@ export class OnnxDiffusionModel implements DiffusionModel {
     this.classNames = m.classes;
     this.nullClass = m.null_class;
     this.numTimesteps = m.schedule.num_timesteps;
+    this.schedule = m.schedule;
     this.loraLayout = m.lora.tensors;
+    if (m.graphs.eps_pred && m.graphs.eps_pred_vjp_x) {
+      this.#purifier = {
+        pred: new GraphSession(bundle, "eps_pred", m.graphs.eps_pred, options),
+        vjp: new GraphSession(bundle, "eps_pred_vjp_x", m.graphs.eps_pred_vjp_x, options),
+      };
+    } else {
+      // no graphs: the methods are absent, so a purifier target says what the bundle lacks
+      this.epsPred = undefined;
+      this.epsPredVjpX = undefined;
+    }
     this.#zeroLora = m.lora.tensors.map((t) =>
       new Float32Array(t.shape.reduce((a, c) => a * c, 1))
     );
@@ -289,6 +304,47 @@ export class OnnxDiffusionModel implements DiffusionModel {
     };
   }
 
+  #noisy(rows: NoisyRows) {
+    const { channels: c, height: h, width: w } = this.imageShape;
+    const n = rows.t.length;
+    if (rows.xt.length !== n * c * h * w || rows.cls.length !== n) {
+      throw new RangeError("NoisyRows arrays disagree on the number of rows");
+    }
+    for (let i = 0; i < n; i++) {
+      if (rows.t[i] < 0 || rows.t[i] >= this.numTimesteps) {
+        throw new RangeError(`timestep ${rows.t[i]} out of range`);
+      }
+      if (rows.cls[i] < 0 || rows.cls[i] > this.nullClass) {
+        throw new RangeError(`class ${rows.cls[i]} out of range`);
+      }
+    }
+    return {
+      n,
+      feeds: {
+        x_t: { data: rows.xt, rowShape: [c, h, w] },
+        t: { data: rows.t, rowShape: [] },
+        class: { data: rows.cls, rowShape: [] },
+      },
+    };
+  }
+
+  epsPred? = async (rows: NoisyRows): Promise<Float32Array> => {
+    const { n, feeds } = this.#noisy(rows);
+    if (n === 0) return new Float32Array();
+    return (await this.#purifier!.pred.run(n, feeds, {})).eps;
+  };
+
+  epsPredVjpX? = async (rows: NoisyRows, w: Float32Array) => {
+    const { n, feeds } = this.#noisy(rows);
+    const { channels: c, height: h, width: wd } = this.imageShape;
+    const o = await this.#purifier!.vjp.run(
+      n,
+      { ...feeds, w: { data: w, rowShape: [c, h, wd] } },
+      {},
+    );
+    return { eps: o.eps, gradX: o.grad_x };
+  };
+
   async epsLoss(rows: EpsRows, lora?: LoraTensors): Promise<EpsLosses> {
     const { n, feeds } = this.#rows(rows);
     if (n === 0) return { l2: new Float32Array(), l1: new Float32Array() };
@@ -322,6 +378,10 @@ export class OnnxClassifier implements Classifier {
   readonly classNames: readonly string[];
   readonly #logits: GraphSession;
   readonly #vjp: GraphSession;
+
+  get provider(): Provider {
+    return this.#logits.provider;
+  }
 
   constructor(
     readonly bundle: ClassifierBundle,

@@ -41,7 +41,8 @@ export const ClassifyUnitMsg = z.object({
   adapter: z.string().nullable(),
   /** the adapter's LoRA tensors (float32, layout order); null = base model */
   lora: Base64.nullable(),
-  settings: DCSettingsSchema,
+  /** null: the bundle is a discriminative classifier (its logits give the verdict) */
+  settings: DCSettingsSchema.nullable(),
   /** float32 CHW pixels in the bundle's image shape */
   pixels: Base64,
 });
@@ -114,7 +115,7 @@ export const ClassifyResultMsg = z.object({
   unetCalls: z.number().int().nonnegative(),
   /** the classes still in the running after each elimination stage (sequential: each round) */
   survivors: z.array(z.array(z.number().int())),
-  stop: z.enum(["stages", "decided", "budget"]),
+  stop: z.enum(["stages", "decided", "budget", "forward"]),
   /** sequential pruning: timesteps scored when each class left the race */
   exitAt: z.array(z.number().int().nullable()).optional(),
   ...Computed,

@@ -34,6 +34,8 @@ const Common = {
   }),
   classes: z.array(z.string()).min(2),
   provenance: z.record(z.string(), z.unknown()),
+  /** architecture and size (free-form, as the compiler wrote it) */
+  model: z.record(z.string(), z.unknown()).optional(),
   files: z.record(z.string(), z.string().regex(/^[0-9a-f]{64}$/)),
 };
 
@@ -64,6 +66,17 @@ export const ClassifierManifest = z.object({
   ...Common,
   kind: z.literal("classifier"),
   graphs: z.object({ logits: Graph, logits_vjp_x: Graph }).catchall(Graph),
+  /** how a baseline was trained (absent: the surrogate, trained clean) */
+  training: z.object({
+    method: z.string(),
+    adversarial: z.object({
+      norm: z.enum(["linf", "l2"]),
+      eps: z.number().positive(),
+      steps: z.number().int().positive(),
+      step_size: z.number().positive(),
+    }).passthrough().nullable(),
+    epochs: z.number().int().positive(),
+  }).optional(),
 });
 export type ClassifierManifest = z.infer<typeof ClassifierManifest>;
 

@@ -37,6 +37,21 @@ export interface EpsLosses {
   l1: Float32Array;
 }
 
+/** The forward process's noise schedule (linear β, as the bundle manifest says). */
+export interface NoiseSchedule {
+  kind: "ddpm_linear";
+  num_timesteps: number;
+  beta_start: number;
+  beta_end: number;
+}
+
+/** Noisy inputs in model space: x_t = √ā·(2x − 1) + √(1 − ā)·ε, one timestep and class per row. */
+export interface NoisyRows {
+  xt: Float32Array;
+  t: Int32Array;
+  cls: Int32Array;
+}
+
 export interface DiffusionModel {
   readonly id: string;
   readonly imageShape: ImageShape;
@@ -53,6 +68,17 @@ export interface DiffusionModel {
     wL1: Float32Array,
     lora?: LoraTensors,
   ): Promise<EpsLosses & { gradX: Float32Array }>;
+  /** the forward process's schedule (purification needs its ā) */
+  readonly schedule: NoiseSchedule;
+  /**
+   * The base model's noise prediction ε̂(x_t, t, class) and d(Σ w·ε̂)/dx_t — present only when
+   * the bundle has the purification graphs (`eps_pred`, `eps_pred_vjp_x`).
+   */
+  epsPred?(rows: NoisyRows): Promise<Float32Array>;
+  epsPredVjpX?(
+    rows: NoisyRows,
+    w: Float32Array,
+  ): Promise<{ eps: Float32Array; gradX: Float32Array }>;
   /** l2 and d(Σ w·l2)/d(each LoRA tensor). */
   epsLossGradLora(
     rows: EpsRows,

@@ -71,6 +71,16 @@ export class PackedDiffusionModel<M extends DiffusionModel = DiffusionModel>
   get loraLayout() {
     return this.base.loraLayout;
   }
+  get schedule() {
+    return this.base.schedule;
+  }
+  /** purification rows pass through (one sequential chain per unit: nothing to pack with) */
+  get epsPred() {
+    return this.base.epsPred?.bind(this.base);
+  }
+  get epsPredVjpX() {
+    return this.base.epsPredVjpX?.bind(this.base);
+  }
 
   epsLoss(rows: EpsRows, lora?: LoraTensors): Promise<EpsLosses> {
     return new Promise((resolve, reject) => this.#enqueue({ rows, lora, resolve, reject }));

@@ -20,7 +20,8 @@ const $ = (id) => document.getElementById(id);
 $("key").value = localStorage.getItem("tmdc-key") || "";
 $("key").onchange = () => localStorage.setItem("tmdc-key", $("key").value.trim());
 fetch("/v1/models").then(r => r.json()).then(({models}) => {
-  for (const m of models.filter(m => m.kind === "diffusion")) {
+  // the diffusion classifier first, then every baseline classifier (to compare verdicts)
+  for (const m of [...models.filter(m => m.kind === "diffusion"), ...models.filter(m => m.kind !== "diffusion")]) {
     const o = document.createElement("option"); o.value = m.id; o.textContent = m.id + " (" + m.workersOnline + (m.workersOnline === 1 ? " worker)" : " workers)"); $("bundle").append(o);
   }
 });
@@ -51,11 +52,12 @@ async function poll(id, files) {
   } else setTimeout(() => poll(id, files), 700);
 }
 function render(v, file) {
+  const dc = v.stop !== "forward"; // a baseline classifier's verdict has no error estimates
   const rows = v.classNames.map((n, c) => [n, v.posterior[c], v.meanError[c], v.stdError[c], v.timestepsScored[c]])
     .sort((a, b) => b[1] - a[1]).slice(0, 5)
-    .map(r => "<tr><td>" + esc(r[0]) + "</td><td>p=" + r[1].toFixed(3) + "</td><td>err " + r[2].toFixed(5) + " ± " + r[3].toFixed(5) + "</td><td>" + r[4] + " t</td></tr>").join("");
+    .map(r => "<tr><td>" + esc(r[0]) + "</td><td>p=" + r[1].toFixed(3) + "</td>" + (dc ? "<td>err " + r[2].toFixed(5) + " ± " + r[3].toFixed(5) + "</td><td>" + r[4] + " t</td>" : "") + "</tr>").join("");
   const url = file ? URL.createObjectURL(file) : "";
-  $("out").insertAdjacentHTML("afterbegin", '<div class="card"><img src="' + url + '"><div><b>' + esc(v.className) + "</b> · " + v.unetCalls + " UNet calls · " + Math.round(v.timings.computeMs) + " ms on " + esc(v.worker.id) + " (" + v.worker.provider + ")<table>" + rows + "</table></div></div>");
+  $("out").insertAdjacentHTML("afterbegin", '<div class="card"><img src="' + url + '"><div><b>' + esc(v.className) + "</b> · " + esc(v.bundle) + " · " + (dc ? v.unetCalls + " UNet calls · " : "") + Math.round(v.timings.computeMs) + " ms on " + esc(v.worker.id) + " (" + v.worker.provider + ")<table>" + rows + "</table></div></div>");
 }
 function esc(s) { return String(s).replace(/[&<>"]/g, c => ({"&":"&amp;","<":"&lt;",">":"&gt;",'"':"&quot;"}[c])); }
 </script></body></html>`;

@@ -73,7 +73,7 @@ export const Job = z.object({
   status: z.enum(["creating", "queued", "running", "done", "failed"]),
   bundle: z.string(),
   adapter: z.string().nullable(),
-  settings: Settings,
+  settings: Settings.nullable().describe("the DC settings; null for a discriminative classifier"),
   evaluation: Evaluation.optional(),
   finetune: Finetune.optional(),
   total: z.number().int(),
@@ -112,13 +112,14 @@ export const Verdict = z.object({
   timestepsScored: z.array(z.number().int()),
   eliminatedAtStage: z.array(z.number().int().nullable()),
   unetCalls: z.number().int(),
-  stop: z.enum(["stages", "decided", "budget"]).optional().describe(
-    "why scoring stopped: the staged schedule ran out, one class was left (sequential), the budget",
+  stop: z.enum(["stages", "decided", "budget", "forward"]).optional().describe(
+    "why scoring stopped: the staged schedule ran out, one class was left (sequential), the budget; " +
+      "forward: a discriminative classifier's single pass (no error estimates)",
   ),
   exitAt: z.array(z.number().int().nullable()).optional().describe(
     "sequential pruning: timesteps scored when each class left the race (null: never left)",
   ),
-  settings: Settings,
+  settings: Settings.nullable(),
   bundle: z.string(),
   adapter: z.string().nullable(),
   worker: z.object({ id: z.string(), provider: z.string() }),
@@ -241,7 +242,11 @@ export const Model = z.object({
   }),
   classes: z.array(z.string()),
   defaultSettings: Settings.optional(),
-  metrics: z.unknown().optional(),
+  metrics: z.unknown().optional().describe(
+    "measured figures (clean accuracy with its interval, robust accuracy by attack), each with its command",
+  ),
+  architecture: z.record(z.string(), z.unknown()).optional(),
+  training: z.unknown().optional().describe("clean, or PGD adversarial training with ε and steps"),
   workersOnline: z.number().int(),
 }).openapi("Model");
 export type _Model = Documents<typeof Model, ModelView>;

@@ -97,6 +97,10 @@ export interface ModelView {
   classes: string[];
   defaultSettings?: DCSettings;
   metrics?: unknown;
+  /** architecture and size, as the compiler wrote them */
+  architecture?: Record<string, unknown>;
+  /** a classifier's training: clean, or PGD adversarial training with its ε and steps */
+  training?: unknown;
   workersOnline: number;
 }
 
@@ -111,6 +115,8 @@ export function modelViews(registry: Registry, online: readonly OnlineWorker[]):
     classes: b.manifest.classes,
     defaultSettings: isDiffusion(b) ? defaultSettings(b.manifest) : undefined,
     metrics: b.manifest.provenance.metrics,
+    ...(b.manifest.model ? { architecture: b.manifest.model } : {}),
+    ...(isClassifier(b) && b.manifest.training ? { training: b.manifest.training } : {}),
     workersOnline: online.filter((w) => w.bundles.includes(b.id)).length,
   }));
 }

@@ -27,8 +27,10 @@ interface JobBase {
   finishedAt?: string;
 }
 
-export interface ClassifyJob extends JobBase {
+export interface ClassifyJob extends Omit<JobBase, "settings"> {
   kind: "classify";
+  /** the DC settings; null when the bundle is a discriminative classifier (one forward pass) */
+  settings: DCSettings | null;
 }
 
 export interface EvaluationJob extends JobBase {
@@ -137,11 +139,15 @@ export interface Verdict {
   timestepsScored: number[];
   eliminatedAtStage: (number | null)[];
   unetCalls: number;
-  /** why scoring stopped: the staged schedule ran out, one class was left, or the budget */
-  stop?: "stages" | "decided" | "budget";
+  /**
+   * why scoring stopped: the staged schedule ran out, one class was left, or the budget;
+   * "forward" for a discriminative classifier (one pass: no errors, no stages)
+   */
+  stop?: "stages" | "decided" | "budget" | "forward";
   /** sequential pruning: timesteps scored when each class left the race (null: never) */
   exitAt?: (number | null)[];
-  settings: DCSettings;
+  /** null for a discriminative classifier's verdict */
+  settings: DCSettings | null;
   bundle: string;
   adapter: string | null;
   worker: { id: string; provider: string };

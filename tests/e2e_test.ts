@@ -21,6 +21,44 @@ const SMALL = { stages: [{ nSamples: 4, keep: 2 }, { nSamples: 8, keep: 1 }], gr
 const SLOW = { stages: [{ nSamples: 100, keep: 5 }, { nSamples: 250, keep: 1 }], gridSize: 250 };
 
 clusterTest(
+  "e2e: any classifier bundle gives a verdict (one forward pass, its softmax); DC options refused",
+  async (c, key) => {
+    c.startWorker("w1");
+    const [{ png }] = await fashionPngs(1);
+    const post = (options: unknown) => {
+      const fd = new FormData();
+      fd.append("image", new Blob([png.slice()], { type: "image/png" }), "fmnist-0.png");
+      fd.append("options", JSON.stringify(options));
+      return fetch(`${c.url}/v1/classify`, {
+        method: "POST",
+        body: fd,
+        headers: { authorization: `Bearer ${key}` },
+      });
+    };
+    const r = await post({ bundle: "resnet8-fmnist" });
+    assertEquals(r.status, 200);
+    const v = (await r.json()).verdicts[0];
+    assertEquals([v.stop, v.unetCalls, v.settings, v.meanError], ["forward", 0, null, []]);
+    const sb = await loadClassifierBundle(join(c.env.TMDC_MODELS_DIR, "tiny-surrogate"));
+    const clf = new OnnxClassifier(sb, { threads: 1 });
+    const d = await decodeImage(png, clf.imageShape, 1e6);
+    const z = Array.from(await clf.logits(d.pixels, 1));
+    assertEquals(v.label, z.indexOf(Math.max(...z)));
+    assert_(Math.abs(v.posterior.reduce((a: number, p: number) => a + p, 0) - 1) < 1e-6);
+    for (
+      const bad of [{ bundle: "resnet8-fmnist", settings: SMALL }, {
+        bundle: "resnet8-fmnist",
+        adapter: "x",
+      }]
+    ) {
+      const b = await post(bad);
+      assertEquals(b.status, 422);
+      assertEquals((await b.json()).code, "invalid-settings");
+    }
+  },
+);
+
+clusterTest(
   "e2e: upload a real PNG, get a verdict, restart the frontend, read it again",
   async (c, key) => {
     c.startWorker("w1");

@@ -107,15 +107,15 @@ Deno.test("bad input gets a clear problem+json 4xx and stores nothing", async (t
       "unknown-bundle",
     ],
     [
-      "surrogate is not a diffusion bundle",
+      "DC settings for a classifier bundle",
       () =>
         app.request("/v1/classify?bundle=resnet8-fmnist", {
           method: "POST",
           headers: auth,
-          body: form([png]),
+          body: form([png], { settings: { gridSize: 8 } }),
         }),
       422,
-      "wrong-bundle-kind",
+      "invalid-settings",
     ],
     [
       "unknown adapter",

@@ -1,4 +1,6 @@
-"""Export a trained checkpoint as a model bundle: `python -m tmdc_compiler.build_bundle diffusion|surrogate ...`."""
+"""Export a trained checkpoint as a model bundle:
+`python -m tmdc_compiler.build_bundle diffusion|surrogate|classifier ...` (`classifier`: a baseline
+from `train_classifier`, any architecture in baselines.py, clean or adversarially trained)."""
 
 from __future__ import annotations
 
@@ -11,6 +13,7 @@ from pathlib import Path
 
 import torch
 
+from .baselines import build as build_baseline
 from .bundle import write_manifest
 from .data import CLASS_NAMES
 from .export import export_diffusion, export_surrogate
@@ -55,19 +58,35 @@ def build_diffusion(model: UNet, out: Path, name: str, batch_grad: int, provenan
     return write_manifest(out, manifest)
 
 
-def build_surrogate(model: ResNet, out: Path, batch_grad: int, provenance: dict) -> dict:
+def baseline_name(ck: dict) -> str:
+    """The bundle name: the architecture's real size, plus how it was trained when not clean."""
+    model = build_baseline(ck["arch"], ck["config"])
+    eps = ck["args"].get("adv_eps", 0.0)
+    return model.cfg.name + (f"-pgdat-linf{eps:g}" if eps > 0 else "")
+
+
+def build_surrogate(
+    model: torch.nn.Module,
+    out: Path,
+    batch_grad: int,
+    provenance: dict,
+    name: str | None = None,
+    architecture: str = "resnet",
+    training: dict | None = None,
+) -> dict:
     if out.exists():
         shutil.rmtree(out)
     out.mkdir(parents=True)
     graphs = export_surrogate(model, out, batch_grad, (1, 28, 28))
     torch.save(model.state_dict(), out / "torch_state.pt")  # for the reference attacks in PyTorch
     manifest = {
-        "name": model.cfg.name,
+        "name": name or model.cfg.name,
         "version": "1.0.0",
         "kind": "classifier",
         "image": IMAGE,
         "classes": CLASS_NAMES,
-        "model": {"architecture": "resnet", **model.cfg.to_json(), "parameters": sum(p.numel() for p in model.parameters())},
+        "model": {"architecture": architecture, **model.cfg.to_json(), "parameters": sum(p.numel() for p in model.parameters())},
+        **({"training": training} if training else {}),
         "graphs": graphs,
         "reference_weights": "torch_state.pt",
         "provenance": provenance,
@@ -77,7 +96,7 @@ def build_surrogate(model: ResNet, out: Path, batch_grad: int, provenance: dict)
 
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__)
-    ap.add_argument("kind", choices=["diffusion", "surrogate"])
+    ap.add_argument("kind", choices=["diffusion", "surrogate", "classifier"])
     ap.add_argument("--checkpoint", required=True)
     ap.add_argument("--out", required=True)
     ap.add_argument("--name", default="fmnist-ddpm-unet32")
@@ -88,7 +107,7 @@ def main(argv: list[str] | None = None) -> None:
     ck = torch.load(args.checkpoint, weights_only=False)
     from .bundle import git_commit
 
-    module = "train_diffusion" if args.kind == "diffusion" else "train_surrogate"
+    module = {"diffusion": "train_diffusion", "surrogate": "train_surrogate", "classifier": "train_classifier"}[args.kind]
     provenance = {
         "training_command": f"python -m tmdc_compiler.{module} "
         + " ".join(f"--{k.replace('_', '-')} {v}" for k, v in ck["args"].items()),
@@ -105,6 +124,26 @@ def main(argv: list[str] | None = None) -> None:
         provenance["training_steps"] = ck["step"]
         dc = json.loads(Path(args.dc_default).read_text()) if args.dc_default else None
         m = build_diffusion(model, Path(args.out), args.name, args.batch_grad, provenance, dc)
+    elif args.kind == "classifier":
+        model = build_baseline(ck["arch"], ck["config"])
+        model.load_state_dict(ck["model"])
+        provenance["training_history"] = ck.get("history", [])
+        eps = ck["args"].get("adv_eps", 0.0)
+        training = {
+            "method": "PGD adversarial training (Madry et al.)" if eps > 0 else "clean (cross-entropy)",
+            "adversarial": {
+                "norm": "linf",
+                "eps": eps,
+                "steps": ck["args"]["adv_steps"],
+                "step_size": 2.5 * eps / ck["args"]["adv_steps"],
+                "random_start": True,
+                "attack_mode": "model in eval mode during the inner PGD",
+            }
+            if eps > 0
+            else None,
+            "epochs": ck["args"]["epochs"],
+        }
+        m = build_surrogate(model, Path(args.out), args.batch_grad, provenance, baseline_name(ck), ck["arch"], training)
     else:
         model = ResNet(ResNetConfig(**ck["config"]))
         model.load_state_dict(ck["model"])

@@ -153,12 +153,13 @@ def main(argv: list[str] | None = None) -> None:
     d.add_argument("--threads", type=int, default=2)
     d.add_argument("--json", default="-")
     d.add_argument("--record", action="store_true", help="also store the summary in the bundle manifest")
-    s = sub.add_parser("surrogate")
-    s.add_argument("--bundle", required=True)
-    s.add_argument("--n", type=int, default=1024)
-    s.add_argument("--seed", type=int, default=0)
-    s.add_argument("--json", default="-")
-    s.add_argument("--record", action="store_true", help="also store the summary in the bundle manifest")
+    for name in ("surrogate", "classifier"):  # any classifier bundle; the name keys its metric
+        s = sub.add_parser(name)
+        s.add_argument("--bundle", required=True)
+        s.add_argument("--n", type=int, default=1024)
+        s.add_argument("--seed", type=int, default=0)
+        s.add_argument("--json", default="-")
+        s.add_argument("--record", action="store_true", help="also store the summary in the bundle manifest")
     t = sub.add_parser("tune")
     t.add_argument("--bundle", required=True)
     t.add_argument("--n", type=int, default=256)
@@ -192,7 +193,7 @@ def main(argv: list[str] | None = None) -> None:
             "bundle": f"{m['name']}@{m['version']}",
             "machine": machine(),
         }
-    elif args.cmd == "surrogate":
+    elif args.cmd in ("surrogate", "classifier"):
         import onnxruntime as ort
 
         m = load_manifest(args.bundle)
@@ -206,7 +207,7 @@ def main(argv: list[str] | None = None) -> None:
         k = int((full[idx] == test.labels[idx]).sum())
         kf = int((full == test.labels).sum())
         out = {
-            "benchmark": "surrogate-clean",
+            "benchmark": f"{args.cmd}-clean",
             "what": f"{m['name']} clean accuracy through its ONNX logits graph (onnxruntime)",
             "command": command,
             "n": args.n,

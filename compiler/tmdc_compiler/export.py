@@ -217,3 +217,55 @@ def export_surrogate(model: nn.Module, out: Path, batch_grad: int, image_shape: 
             "batch": {"kind": "fixed", "size": batch_grad},
         },
     }
+
+
+class EpsPred(nn.Module):
+    """`eps_pred`: the base model's noise prediction at a noisy input x_t (model space, where
+    x_t = √ā·(2x − 1) + √(1 − ā)·ε), for purification (DiffPure). No LoRA inputs."""
+
+    def __init__(self, unet: nn.Module):
+        super().__init__()
+        self.unet = unet
+
+    def forward(self, xt, t, c):
+        return self.unet(xt, t, c, None)
+
+
+def export_eps_pred(unet: nn.Module, out: Path, batch_grad: int) -> dict:
+    """Writes eps_pred (dynamic batch) and eps_pred_vjp_x (fixed batch): d(Σ w·ε̂)/dx_t, so an
+    attack's gradient can flow through every reverse step of a purification."""
+    unet = unet.eval()
+    for p in unet.parameters():
+        p.requires_grad_(False)
+    cfg = unet.cfg
+    s = cfg.image_size
+    g = torch.Generator().manual_seed(0)
+
+    def example(b: int):
+        xt = torch.randn(b, cfg.image_channels, s, s, generator=g)
+        t = torch.randint(0, 1000, (b,), generator=g)
+        c = torch.randint(0, cfg.num_classes + 1, (b,), generator=g)
+        return xt, t, c
+
+    xt, t, c = example(4)
+    _export(EpsPred(unet), (xt, t, c), out / "eps_pred.onnx", ["x_t", "t", "class"], ["eps"], 3)
+
+    def vjp(xt, t, c, w):
+        xt = xt.detach().requires_grad_(True)
+        e = unet(xt, t, c, None)
+        (gx,) = torch.autograd.grad((w * e).sum(), xt)
+        return e, gx
+
+    xt, t, c = example(batch_grad)
+    w = torch.randn(xt.shape, generator=g)
+    gm = _trace_grad(vjp, (xt, t, c, w))
+    _export(_Traced(gm), (xt, t, c, w), out / "eps_pred_vjp_x.onnx", ["x_t", "t", "class", "w"], ["eps", "grad_x"])
+    return {
+        "eps_pred": {"file": "eps_pred.onnx", "inputs": ["x_t", "t", "class"], "outputs": ["eps"], "batch": {"kind": "dynamic"}},
+        "eps_pred_vjp_x": {
+            "file": "eps_pred_vjp_x.onnx",
+            "inputs": ["x_t", "t", "class", "w"],
+            "outputs": ["eps", "grad_x"],
+            "batch": {"kind": "fixed", "size": batch_grad},
+        },
+    }

@@ -52,7 +52,14 @@ export function evaluationReport(
     }
   }
   const dcTarget = spec.target.kind === "dc";
-  const dcSeed = spec.target.kind === "dc" ? spec.target.settings.seed : null;
+  // stochastic targets are re-scored under fresh draws: DC noise seeds, DiffPure forward draws
+  const t = spec.target;
+  const draws = Array.from({ length: spec.rescore ?? 0 }, (_, r) => r + 1);
+  const freshSeeds = t.kind === "dc"
+    ? draws.map((d) => t.settings.seed + d)
+    : t.kind === "diffpure"
+    ? draws
+    : null;
   return {
     mode: spec.mode,
     n,
@@ -74,10 +81,11 @@ export function evaluationReport(
         n: v.total,
       }))
       : null,
-    rescored_with_fresh_noise: spec.rescore && dcSeed !== null
+    rescored_with_fresh_noise: spec.rescore && freshSeeds
       ? {
         draws: spec.rescore,
-        seeds: Array.from({ length: spec.rescore }, (_, r) => dcSeed + r + 1),
+        // DC: noise seeds; DiffPure: forward-noise draw numbers under the target's seed
+        seeds: freshSeeds,
         robust_accuracy_per_draw: freshNoiseAccuracy(items),
       }
       : null,
@@ -110,6 +118,12 @@ export function asRun(id: string, spec: EvaluationSpec, items: EvalItem[]): Eval
 /** Siblings are evaluations of the same target (bundle, adapter) on the same images. */
 export function sameTargetAndImages(a: EvaluationSpec, b: EvaluationSpec): boolean {
   const adapter = (s: EvaluationSpec) => s.target.kind === "dc" ? s.target.adapter : null;
+  // a purifier is its diffusion bundle, classifier and depth together
+  const purifier = (s: EvaluationSpec) =>
+    s.target.kind === "diffpure"
+      ? `${s.target.classifier}@${s.target.tStar}/${s.target.steps}`
+      : null;
   return a.target.bundle === b.target.bundle && adapter(a) === adapter(b) &&
+    purifier(a) === purifier(b) &&
     JSON.stringify(a.dataset) === JSON.stringify(b.dataset);
 }

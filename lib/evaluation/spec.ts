@@ -10,8 +10,24 @@ import { Seed } from "../seed.ts";
 
 const BundleId = z.string().min(1).max(200);
 
+/**
+ * DiffPure: purify with the diffusion bundle (forward to t*, DDIM back in `steps`), classify with
+ * the classifier bundle (lib/diffpure.ts). `seed`: its forward-noise draws (draw 0 for the verdict,
+ * fresh draws 1, 2, … for re-scoring and for each gradient of an adaptive attack).
+ */
+const DiffPureFields = {
+  kind: z.literal("diffpure"),
+  bundle: BundleId,
+  classifier: BundleId,
+  tStar: z.number().int().min(1).max(999),
+  steps: z.number().int().min(1).max(100),
+  seed: Seed,
+};
+
 /** Where adversarial examples are made (gradients are taken). */
 export const SourceSpec = z.discriminatedUnion("kind", [
+  /** full gradients through every reverse step, a fresh noise draw per gradient (pair with EOT) */
+  z.object(DiffPureFields).strict(),
   z.object({ kind: z.literal("surrogate"), bundle: BundleId }).strict(),
   z.object({
     kind: z.literal("dc"),
@@ -35,6 +51,7 @@ export const TargetSpec = z.discriminatedUnion("kind", [
     settings: DCSettingsSchema,
   }).strict(),
   z.object({ kind: z.literal("classifier"), bundle: BundleId }).strict(),
+  z.object(DiffPureFields).strict(),
 ]);
 export type TargetSpec = z.infer<typeof TargetSpec>;
 
@@ -97,6 +114,11 @@ export type PerAttack = z.infer<typeof PerAttack>;
  * is scored; white-box: a classifier attacked through its own gradients.
  */
 export function evaluationMode(source: SourceSpec, target: TargetSpec): EvaluationMode {
+  if (source.kind === "diffpure" && target.kind === "diffpure") {
+    const same = source.bundle === target.bundle && source.classifier === target.classifier &&
+      source.tStar === target.tStar && source.steps === target.steps;
+    return same ? "adaptive" : "transfer";
+  }
   if (source.bundle !== target.bundle) return "transfer";
   if (source.kind === "dc" && target.kind === "dc") return "adaptive";
   if (source.kind === "surrogate" && target.kind === "classifier") return "white-box";

@@ -1,8 +1,9 @@
 /**
  * Targets and sources as dispatch tables of kinds. A *target* is anything that labels images
  * (scored by an evaluation); a *source* is something an attack can take gradients of. Today:
- * `dc` (a diffusion bundle + adapter + settings) and `classifier` (a discriminative bundle).
- * A new kind (purify-then-classify, a latent-diffusion bundle) is one new entry in each table.
+ * `dc` (a diffusion bundle + adapter + settings), `classifier` (a discriminative bundle) and
+ * `diffpure` (purify with a diffusion bundle, then a classifier). A new kind (a latent-diffusion
+ * bundle) is one new entry in each table.
  */
 import { dcOracle, evenTimesteps } from "../attacks/dc_oracle.ts";
 import { classifierOracle, type GradientOracle, predictions } from "../attacks/oracle.ts";
@@ -10,6 +11,8 @@ import type { DCSettings } from "../dc_settings.ts";
 import { classifyImages, weightsAt } from "../diffusion_classifier.ts";
 import type { Classifier, DiffusionModel, LoraTensors } from "../model.ts";
 import type { SourceSpec, TargetSpec } from "./spec.ts";
+import { forwardNoise, purify, purifyBackward } from "../diffpure.ts";
+import { imageSize } from "../model.ts";
 
 /** The models a process holds, by bundle id (a worker's, the CLI's). Throws for a missing one. */
 export interface ModelSet {
@@ -61,6 +64,22 @@ const TARGETS: {
     const k = c.classNames.length;
     return { numClasses: k, predict: async (x, n) => predictions(await c.logits(x, n), n, k) };
   },
+  diffpure(spec, models) {
+    const m = models.diffusion(spec.bundle);
+    const c = models.classifier(spec.classifier);
+    const k = c.classNames.length;
+    const labels = async (x: Float32Array, n: number, draw: number, onProgress?: OnProgress) => {
+      const noise = forwardNoise(spec.seed, draw, imageSize(m.imageShape));
+      const run = await purify(m, x, n, spec, noise);
+      onProgress?.(n * spec.steps, n * spec.steps);
+      return predictions(await c.logits(run.x0, n), n, k);
+    };
+    return {
+      numClasses: k,
+      predict: (x, n, p) => labels(x, n, 0, p),
+      predictWithDraw: (x, n, draw, p) => labels(x, n, draw, p),
+    };
+  },
 };
 
 /**
@@ -88,7 +107,53 @@ const SOURCES: {
       seed: dc.seed,
     });
   },
+  diffpure: (spec, models) => diffpureOracle(spec, models),
 };
+
+/**
+ * DiffPure as a gradient oracle: every call purifies with a fresh forward-noise draw (stochastic:
+ * attacks average gradients over draws with EOT) and differentiates exactly through the
+ * classifier and every reverse step.
+ */
+function diffpureOracle(spec: SourceOf<"diffpure">, models: ModelSet): GradientOracle {
+  const m = models.diffusion(spec.bundle);
+  const c = models.classifier(spec.classifier);
+  const K = c.classNames.length;
+  const D = imageSize(m.imageShape);
+  let draw = 1_000_000; // gradient draws: apart from the verdict's (0) and re-scoring's (1, 2, …)
+  const purified = (x: Float32Array, n: number) =>
+    purify(m, x, n, spec, forwardNoise(spec.seed, draw++, D));
+  const back = async (
+    run: Awaited<ReturnType<typeof purified>>,
+    n: number,
+    w: Float32Array,
+  ) => {
+    const r = await c.logitsVjpX(run.x0, w, n);
+    return { logits: r.logits, grad: await purifyBackward(m, run, n, spec, r.gradX) };
+  };
+  return {
+    numClasses: K,
+    size: D,
+    stochastic: true,
+    logits: async (x, n) => c.logits((await purified(x, n)).x0, n),
+    async lossGrad(x, n, loss) {
+      const run = await purified(x, n);
+      const z = await c.logits(run.x0, n);
+      const w = new Float32Array(n * K);
+      const l = new Float64Array(n);
+      for (let i = 0; i < n; i++) {
+        const r = loss(z.subarray(i * K, (i + 1) * K), i);
+        l[i] = r.loss;
+        w.set(r.grad, i * K);
+      }
+      const { grad } = await back(run, n, w);
+      return { logits: z, loss: l, grad };
+    },
+    async vjp(x, n, w) {
+      return back(await purified(x, n), n, w);
+    },
+  };
+}
 
 export function openTarget(spec: TargetSpec, models: ModelSet, lora?: LoraTensors): Target {
   return (TARGETS[spec.kind] as (s: TargetSpec, m: ModelSet, l?: LoraTensors) => Target)(

@@ -1,10 +1,11 @@
 /**
- * Classification jobs: uploaded images labelled by a diffusion classifier, one unit per image.
+ * Classification jobs: uploaded images labelled by a diffusion classifier — or by any classifier
+ * bundle (a baseline), so a user can compare verdicts — one unit per image.
  * Everything is checked (bundle, adapter, settings, UNet-call quota, every image decoded to the
  * bundle's shape) before anything is stored; a small request waits for its verdicts.
  */
 import { z } from "zod";
-import { bundleShape } from "../../lib/bundle.ts";
+import { bundleShape, isDiffusion } from "../../lib/bundle.ts";
 import {
   type DCSettings,
   DCSettingsOverrides,
@@ -50,19 +51,28 @@ export async function classify(deps: ServiceDeps, req: ClassifyRequest): Promise
   if (!parsed.success) throw invalidRequest("the classification options", parsed.error);
   const opts = parsed.data;
 
-  const bundle = registry.diffusion(
-    opts.bundle ?? config.defaultBundle,
-    "classification needs a diffusion model",
-  );
-  const adapter = opts.adapter ? (await resolveAdapter(store, opts.adapter, bundle.id)).id : null;
-  let settings: DCSettings;
-  try {
-    settings = resolveSettings(bundle.manifest, opts.settings);
-  } catch (e) {
-    if (!(e instanceof SettingsError)) throw e;
-    throw new ServiceError(422, "invalid-settings", `settings: ${e.message}`);
+  const bundle = registry.get(opts.bundle ?? config.defaultBundle);
+  let settings: DCSettings | null = null;
+  let adapter: string | null = null;
+  if (!isDiffusion(bundle)) {
+    // a discriminative classifier: one forward pass, no settings, no adapters
+    if (opts.adapter || opts.settings) {
+      throw new ServiceError(
+        422,
+        "invalid-settings",
+        `bundle '${bundle.id}' is a classifier: adapters and DC settings apply to diffusion bundles`,
+      );
+    }
+  } else {
+    adapter = opts.adapter ? (await resolveAdapter(store, opts.adapter, bundle.id)).id : null;
+    try {
+      settings = resolveSettings(bundle.manifest, opts.settings);
+    } catch (e) {
+      if (!(e instanceof SettingsError)) throw e;
+      throw new ServiceError(422, "invalid-settings", `settings: ${e.message}`);
+    }
   }
-  const calls = unetCalls(settings, bundle.manifest.classes.length);
+  const calls = settings ? unetCalls(settings, bundle.manifest.classes.length) : 0;
   if (calls > limits.maxUnetCallsPerImage) {
     throw new ServiceError(
       422,

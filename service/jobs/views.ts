@@ -21,7 +21,8 @@ export interface JobView {
   status: JobStatus;
   bundle: string;
   adapter: string | null;
-  settings: DCSettings;
+  /** null for a classification by a discriminative classifier */
+  settings: DCSettings | null;
   evaluation?: EvaluationSpec;
   finetune?: FinetuneJobSpec;
   total: number;

@@ -40,9 +40,17 @@ export const classifyUnits: UnitModule<ClassifyJob, "classify"> = {
     if (!Number.isInteger(r.label) || r.label < 0 || r.label >= K) {
       return rejected(`label ${r.label} is not one of the bundle's ${K} classes`);
     }
-    const perClass = [r.errorSum, r.errorSumSq, r.count, r.posterior, r.meanError, r.stdError];
+    // a discriminative classifier's verdict has a posterior and no error estimates
+    const perClass = job.settings === null
+      ? [r.posterior]
+      : [r.errorSum, r.errorSumSq, r.count, r.posterior, r.meanError, r.stdError];
     if (perClass.some((a) => a.length !== K)) {
       return rejected(`per-class arrays must have ${K} entries`);
+    }
+    if ((job.settings === null) !== (r.stop === "forward")) {
+      return rejected(
+        `a ${job.settings === null ? "classifier" : "DC"} job answered by the other kind`,
+      );
     }
     if (r.survivors.some((s) => s.some((c) => !Number.isInteger(c) || c < 0 || c >= K))) {
       return rejected("survivors name classes the bundle does not have");
