@@ -297,3 +297,67 @@ clusterTest(
     assertEquals(up4.report.clean_accuracy, right / 4);
   },
 );
+
+clusterTest(
+  "e2e: DiffPure as a target and an adaptive source over HTTP; its clean verdicts match lib/diffpure",
+  async (c, key) => {
+    const auth = { authorization: `Bearer ${key}`, "content-type": "application/json" };
+    c.startWorker("w1");
+    const purify = { classifier: "resnet8-fmnist", tStar: 20, steps: 2, seed: 4 };
+    const r = await fetch(`${c.url}/v1/evaluations`, {
+      method: "POST",
+      headers: auth,
+      body: JSON.stringify({
+        target: { bundle: "tiny-diffusion", purify },
+        source: { kind: "diffpure", bundle: "tiny-diffusion", ...purify },
+        attack: { attack: "pgd", norm: "linf", eps: 0.1, steps: 2, eotIter: 2 },
+        dataset: { name: "fashion-mnist-test", n: 4, seed: 3 },
+        shardSize: 2,
+        rescore: 1,
+      }),
+    });
+    assertEquals(r.status, 202);
+    const url = c.url + r.headers.get("location");
+    const e = await waitFor(
+      async () => {
+        const j = await (await fetch(url, { headers: auth })).json();
+        return j.job.status === "done" ? j : undefined;
+      },
+      "the DiffPure evaluation",
+      120_000,
+    );
+    assertEquals([e.report.mode, e.report.n, e.report.target.kind], ["adaptive", 4, "diffpure"]);
+    assertEquals(e.report.rescored_with_fresh_noise.seeds, [1]);
+    // the same clean verdicts as the library on the same images (forward-noise draw 0)
+    const { seededSubset, gather } = await import("../lib/fashion_mnist.ts");
+    const { forwardNoise, purify: run } = await import("../lib/diffpure.ts");
+    const { predictions } = await import("../lib/attacks/oracle.ts");
+    const dir = c.env.TMDC_MODELS_DIR;
+    const model = new OnnxDiffusionModel(await loadDiffusionBundle(join(dir, "tiny-diffusion")), {
+      threads: 1,
+    });
+    const clf = new OnnxClassifier(await loadClassifierBundle(join(dir, "tiny-surrogate")), {
+      threads: 1,
+    });
+    const t = await loadTest(REPO);
+    const set = gather(t, seededSubset(t.n, 4, 3));
+    const x0 = (await run(model, set.images, 4, purify, forwardNoise(4, 0, 784))).x0;
+    const p = predictions(await clf.logits(x0, 4), 4, 10);
+    const right = Array.from(p).filter((v, i) => v === set.labels[i]).length;
+    assertEquals(e.report.clean_accuracy, right / 4);
+
+    // a purifier needs a classifier bundle
+    const bad = await fetch(`${c.url}/v1/evaluations`, {
+      method: "POST",
+      headers: auth,
+      body: JSON.stringify({
+        target: { bundle: "tiny-diffusion", purify: { ...purify, classifier: "tiny-diffusion" } },
+        source: { kind: "surrogate", bundle: "resnet8-fmnist" },
+        attack: { attack: "fgsm", norm: "linf", eps: 0.1 },
+        dataset: { name: "fashion-mnist-test", n: 4, seed: 3 },
+      }),
+    });
+    assertEquals(bad.status, 422);
+    assertEquals((await bad.json()).code, "wrong-bundle-kind");
+  },
+);

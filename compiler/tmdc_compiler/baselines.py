@@ -129,7 +129,7 @@ class ViT(nn.Module):
 
     def forward(self, x01: torch.Tensor) -> torch.Tensor:
         h = self.embed((x01 - FMNIST_MEAN) / FMNIST_STD).flatten(2).transpose(1, 2)
-        h = torch.cat([self.cls.expand(len(h), -1, -1), h], dim=1) + self.pos
+        h = torch.cat([self.cls.expand(h.shape[0], -1, -1), h], dim=1) + self.pos  # shape[0]: a dynamic batch
         return self.fc(self.norm(self.blocks(h))[:, 0])
 
 

@@ -22,6 +22,7 @@ import torch
 
 from .bundle import load_manifest
 from .data import load_split, portable_subset
+from .baselines import build as build_baseline
 from .surrogate import ResNet, ResNetConfig
 
 STANDARD = ["apgd-ce", "apgd-t", "fab-t", "square"]
@@ -44,7 +45,8 @@ def main(argv: list[str] | None = None) -> None:
 
     m = load_manifest(args.bundle)
     cfg = {k: v for k, v in m["model"].items() if k not in ("architecture", "parameters")}
-    model = ResNet(ResNetConfig(**cfg))
+    arch = m["model"].get("architecture", "resnet")
+    model = ResNet(ResNetConfig(**cfg)) if arch == "resnet" else build_baseline(arch, cfg)
     model.load_state_dict(torch.load(Path(args.bundle) / m["reference_weights"], weights_only=True))
     model.eval()
     test = load_split("test")

@@ -52,6 +52,14 @@ import { config } from "../../config.ts";
 
 const BundleRef = z.string().min(1).max(200);
 
+/** DiffPure's purifier settings (lib/diffpure.ts); the diffusion bundle is the target's/source's. */
+const Purifier = z.object({
+  classifier: BundleRef.describe("the classifier bundle that labels the purified image"),
+  tStar: z.number().int().min(1).max(999).default(100).describe("diffusion depth t*"),
+  steps: z.number().int().min(1).max(100).default(5).describe("DDIM steps back to 0 (≤ t*)"),
+  seed: Seed.default(0).describe("forward-noise seed"),
+}).strict();
+
 /** What a client sends; the service completes it into an EvaluationSpec. */
 export const EvaluationRequest = z.object({
   target: z.object({
@@ -60,8 +68,19 @@ export const EvaluationRequest = z.object({
       "LoRA adapter id (a Truth-Maximization checkpoint) of a diffusion target",
     ),
     settings: DCSettingsOverrides.optional(),
+    purify: Purifier.optional().describe(
+      "DiffPure: the target diffusion bundle purifies (forward to t*, DDIM back), this classifier labels",
+    ),
   }).strict(),
   source: z.discriminatedUnion("kind", [
+    z.object({
+      kind: z.literal("diffpure"),
+      bundle: BundleRef.optional().describe("the purifying diffusion bundle"),
+      ...Purifier.shape,
+    }).strict().describe(
+      "adaptive on DiffPure: exact gradients through every reverse step, a fresh forward-noise " +
+        "draw per gradient (set the attack's eotIter for EOT)",
+    ),
     z.object({
       kind: z.literal("surrogate"),
       bundle: BundleRef.default(config.defaultSurrogate),
@@ -110,6 +129,17 @@ export async function createEvaluation(
     : null;
   const source = registry.get(req.source.bundle ?? config.defaultBundle, "source");
   const wantSource = req.source.kind === "surrogate" ? "classifier" : "diffusion";
+  // a purifier's classifier must be a classifier bundle taking the same images
+  for (const p of [req.target.purify, req.source.kind === "diffpure" ? req.source : undefined]) {
+    if (!p) continue;
+    if (!isDiffusion(p === req.target.purify ? target : source)) {
+      throw new ServiceError(422, "wrong-bundle-kind", "DiffPure purifies with a diffusion bundle");
+    }
+    registry.classifier(p.classifier, "DiffPure labels with a classifier");
+    if (p.steps > p.tStar) {
+      throw new ServiceError(422, "invalid-settings", `DiffPure: steps ${p.steps} > t* ${p.tStar}`);
+    }
+  }
   if (source.manifest.kind !== wantSource) {
     throw new ServiceError(
       422,
@@ -129,7 +159,11 @@ export async function createEvaluation(
     }
   }
   // Quota in model evaluations per image; a DC gradient costs 2·K·T UNet calls.
-  const perGradient = req.source.kind === "dc" ? 2 * K * req.source.timesteps : 1;
+  const perGradient = req.source.kind === "dc"
+    ? 2 * K * req.source.timesteps
+    : req.source.kind === "diffpure"
+    ? 2 * req.source.steps + 1
+    : 1;
   let attack: AttackConfig;
   try {
     attack = validateAttack(
@@ -142,7 +176,13 @@ export async function createEvaluation(
     throw new ServiceError(422, "invalid-attack", e.message);
   }
   // An adaptive attack on a fine-tuned DC differentiates through the same adapter.
-  const sourceSpec: SourceSpec = req.source.kind === "dc" && source.id === target.id && adapter
+  const sourceSpec: SourceSpec = req.source.kind === "diffpure"
+    ? {
+      ...req.source,
+      bundle: source.id,
+      classifier: registry.classifier(req.source.classifier).id,
+    }
+    : req.source.kind === "dc" && source.id === target.id && adapter
     ? { ...req.source, bundle: source.id, adapter }
     : { ...req.source, bundle: source.id };
   const dataset = await datasetRef(deps, req.dataset, target);
@@ -157,10 +197,18 @@ export async function createEvaluation(
       }) and target '${target.id}' (${K} classes, ${shapeText(ts)}) do not take the same images`,
     );
   }
-  const targetSpec: TargetSpec = isDiffusion(target)
+  const purify = req.target.purify;
+  const targetSpec: TargetSpec = purify && isDiffusion(target)
+    ? {
+      kind: "diffpure",
+      bundle: target.id,
+      ...purify,
+      classifier: registry.classifier(purify.classifier).id,
+    }
+    : isDiffusion(target)
     ? { kind: "dc", bundle: target.id, adapter, settings }
     : { kind: "classifier", bundle: target.id };
-  if (req.rescore > 0 && targetSpec.kind !== "dc") {
+  if (req.rescore > 0 && targetSpec.kind === "classifier") {
     throw new ServiceError(
       422,
       "invalid-rescore",
