@@ -20,9 +20,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from .baselines import build as build_baseline
 from .bundle import load_manifest
 from .data import load_split, portable_subset
-from .baselines import build as build_baseline
 from .surrogate import ResNet, ResNetConfig
 
 STANDARD = ["apgd-ce", "apgd-t", "fab-t", "square"]
