@@ -70,6 +70,8 @@ export interface ReportOptions {
   md: string;
   svg: string;
   png: string;
+  /** models folder whose classifier manifests get their white-box figures (provenance.metrics) */
+  record?: string;
 }
 
 const pct = (v: number) => `${(v * 100).toFixed(1)}%`;
@@ -156,7 +158,8 @@ export async function paperReport(o: ReportOptions) {
     const wb = cells.filter((c) => c.block === "whitebox" && c.row === row);
     const tr = cells.filter((c) => c.block === "transfer" && c.row === row);
     if (!wb.length || !tr.length) continue;
-    const n = Math.min(...wb.map((c) => c.n));
+    // the images every cell of both blocks scored (flags beyond a cell's n do not exist)
+    const n = Math.min(...[...wb, ...tr].map((c) => c.n));
     const cols = BUDGETS.map((b) => {
       const at = [...wb, ...tr].filter((c) => c.attack.norm === b.norm && c.attack.eps === b.eps);
       if (!at.length) return "not run";
@@ -263,5 +266,47 @@ export async function paperReport(o: ReportOptions) {
   );
   await Deno.writeTextFile(o.svg, svg);
   await sharp(new TextEncoder().encode(svg)).png().toFile(o.png);
+  if (o.record) await recordFigures(o.record, paper, cells);
   return { md: o.md, svg: o.svg, png: o.png, worst };
+}
+
+/**
+ * Each classifier bundle's robust figures into its manifest (provenance.metrics["paper-tables"],
+ * what GET /v1/models shows): white-box and transfer cells with intervals and budgets. The
+ * manifest is not itself hashed, so this changes no file the bundle's checks cover.
+ */
+async function recordFigures(modelsDir: string, paper: PaperJson, cells: Cell[]) {
+  for await (const e of Deno.readDir(modelsDir)) {
+    const path = `${modelsDir}/${e.name}/manifest.json`;
+    let m: {
+      name: string;
+      version: string;
+      kind: string;
+      provenance: { metrics?: Record<string, unknown> };
+    };
+    try {
+      m = JSON.parse(await Deno.readTextFile(path));
+    } catch {
+      continue;
+    }
+    const id = `${m.name}@${m.version}`;
+    const mine = cells.filter((c) => c.row === id);
+    if (m.kind !== "classifier" || !mine.length) continue;
+    (m.provenance.metrics ??= {})["paper-tables"] = {
+      what: "robust accuracy (right on clean and adversarial) on seeded Fashion-MNIST test images",
+      command: paper.command,
+      cells: mine.map((c) => ({
+        block: c.block,
+        mode: c.mode,
+        attack: c.cell,
+        n: c.n,
+        accuracy: c.accuracy,
+        ci95: c.ci95,
+        clean_accuracy: c.clean_accuracy,
+        budget_per_image: c.budget_per_image,
+        budget_unit: c.budget_unit,
+      })),
+    };
+    await Deno.writeTextFile(path, JSON.stringify(m, null, 2) + "\n");
+  }
 }

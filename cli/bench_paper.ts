@@ -22,8 +22,13 @@ export const benchPaper = defineCommand({
       default: 64,
       help: "DiffPure adaptive images",
     },
-    "t-star": { type: "int", min: 1, max: 999, default: 100, help: "DiffPure diffusion depth" },
-    steps: { type: "int", min: 1, max: 100, default: 5, help: "DiffPure DDIM steps" },
+    choose: {
+      type: "path",
+      default: "docs/results/diffpure_choose_validation_n128.json",
+      help: "bench diffpure-choose's report: DiffPure's t* and steps chosen on validation",
+    },
+    "t-star": { type: "int", min: 1, max: 999, help: "override the chosen DiffPure depth" },
+    steps: { type: "int", min: 1, max: 100, help: "override the chosen DDIM steps" },
     eot: { type: "int", min: 1, max: 64, default: 4, help: "DiffPure gradient draws per step" },
     rows: { type: "string", arg: "A,B", help: "only rows whose names start with these" },
     blocks: {
@@ -39,14 +44,28 @@ export const benchPaper = defineCommand({
     const blocks = values.blocks.split(",").map((b) => b.trim());
     const bad = blocks.filter((b) => !(BLOCKS as readonly string[]).includes(b));
     if (bad.length) usageError(`unknown block ${bad.join(", ")}; one of ${BLOCKS.join(", ")}`);
+    // DiffPure as chosen on validation, unless overridden (then the report says so)
+    let chosen: { tStar: number; steps: number };
+    try {
+      chosen = JSON.parse(await Deno.readTextFile(values.choose)).chosen;
+    } catch (e) {
+      if (values["t-star"] === undefined || values.steps === undefined) {
+        usageError(
+          `${values.choose}: ${
+            (e as Error).message
+          }; run bench diffpure-choose or give --t-star and --steps`,
+        );
+      }
+      chosen = { tStar: values["t-star"]!, steps: values.steps! };
+    }
     await paperTables({
       state: values.state,
       seed: values.seed,
       transferN: values["transfer-n"],
       whiteboxN: values["whitebox-n"],
       diffpureN: values["diffpure-n"],
-      tStar: values["t-star"],
-      steps: values.steps,
+      tStar: values["t-star"] ?? chosen.tStar,
+      steps: values.steps ?? chosen.steps,
       eot: values.eot,
       rows: values.rows?.split(",").map((r) => r.trim()),
       blocks: blocks as (typeof BLOCKS)[number][],

@@ -14,6 +14,11 @@ export const benchPaperReport = defineCommand({
     md: { type: "path", default: "docs/results/paper_tables.md", help: "markdown out" },
     svg: { type: "path", default: "docs/results/paper_eps_curve.svg", help: "plot (SVG)" },
     png: { type: "path", default: "docs/results/paper_eps_curve.png", help: "plot (PNG)" },
+    record: {
+      type: "path",
+      arg: "DIR",
+      help: "also write each classifier's figures into its manifest under DIR (e.g. models)",
+    },
   },
   async run(v) {
     const r = await paperReport({
@@ -26,6 +31,7 @@ export const benchPaperReport = defineCommand({
       md: v.md,
       svg: v.svg,
       png: v.png,
+      record: v.record,
     });
     console.log(JSON.stringify(r, null, 1));
   },

@@ -43,7 +43,8 @@ interface Running {
   heartbeat: ReturnType<typeof setInterval>;
 }
 
-const refKey = (r: UnitRef) => `${r.jobId}/${r.idx}`;
+// with the lease token: a unit leased again to this worker is another run than the stale one
+const refKey = (r: UnitRef) => `${r.jobId}/${r.idx}/${r.token}`;
 
 /** One compute thread and the units it runs. */
 class Slot {

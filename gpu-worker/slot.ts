@@ -48,7 +48,11 @@ self.onmessage = async (ev: MessageEvent<SlotRequest>) => {
   }
   const u = req.unit;
   const ref = { jobId: u.jobId, idx: u.idx, token: u.token };
-  gate.active++;
+  // only units whose UNet rows go through the packed epsLoss count (a fine-tune or a DiffPure
+  // unit never queues there: counting it would make the others wait a turn at every call)
+  const packs = (u.kind === "classify" && u.settings !== null) ||
+    (u.kind === "evaluation" && u.spec.target.kind === "dc");
+  if (packs) gate.active++;
   try {
     if (!models) throw new Error("compute slot used before init");
     let last = 0;
@@ -67,6 +71,6 @@ self.onmessage = async (ev: MessageEvent<SlotRequest>) => {
     const error = e instanceof Error ? e.message : String(e);
     reply({ type: "done", ref, msg: { type: "fail", ...ref, error } });
   } finally {
-    gate.active--;
+    if (packs) gate.active--;
   }
 };

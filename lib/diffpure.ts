@@ -52,9 +52,13 @@ export function ddimTimesteps(p: DiffPureSettings): number[] {
   return Array.from({ length: p.steps }, (_, k) => Math.round((p.tStar * (p.steps - k)) / p.steps));
 }
 
-/** The forward-process noise of draw `draw` (one image's worth, shared by the images of a call). */
+/**
+ * The forward-process noise of draw `draw` (one image's worth, shared by the images of a call):
+ * its own RNG stream under the seed, so no other (seed, draw) pair can alias it — an attack's
+ * gradient draws never reproduce the verdict's noise.
+ */
 export function forwardNoise(seed: number, draw: number, size: number): Float32Array {
-  return normal(seed + draw * 0x9e37, FORWARD_NOISE_STREAM, size);
+  return normal(seed, (FORWARD_NOISE_STREAM + draw) >>> 0, size);
 }
 
 export interface Purified {

@@ -50,7 +50,7 @@ def main(argv: list[str] | None = None) -> None:
     x = torch.from_numpy(test.as_float()[:N]).requires_grad_(True)
     y = torch.from_numpy(test.labels[:N]).long()
     d = x[0].numel()
-    noise = torch.from_numpy(portable_rng.normal(SEED + DRAW * 0x9E37, 0xD1FF, d)).float().reshape(x.shape[1:])
+    noise = torch.from_numpy(portable_rng.normal(SEED, 0xD1FF + DRAW, d)).float().reshape(x.shape[1:])
     x0 = purify(unet, x, T_STAR, STEPS, noise, m["null_class"])
     z = resnet(x0)
     (g,) = torch.autograd.grad(F.cross_entropy(z, y, reduction="sum"), x)

@@ -4,7 +4,7 @@
  * x' = clamp(x0 + ε·∇/‖∇‖₂, 0, 1), the single-step counterpart of PGD-L2.
  */
 import { crossEntropy } from "./losses.ts";
-import type { GradientOracle } from "./oracle.ts";
+import { eotLossGrad, type GradientOracle } from "./oracle.ts";
 import type { Norm } from "./projections.ts";
 
 export interface FgsmConfig {
@@ -12,6 +12,8 @@ export interface FgsmConfig {
   norm?: Norm;
   /** per-sample target classes: a targeted attack */
   targets?: Int32Array;
+  /** gradient draws averaged for a stochastic model (EOT); 1 for a deterministic one */
+  eotIter?: number;
 }
 
 export async function fgsm(
@@ -23,7 +25,8 @@ export async function fgsm(
   const n = y.length;
   const d = x0.length / n;
   const t = cfg.targets;
-  const { grad } = await o.lossGrad(x0, n, (z, i) => crossEntropy(z, t ? t[i] : y[i]));
+  const loss = (z: Float32Array | Float64Array, i: number) => crossEntropy(z, t ? t[i] : y[i]);
+  const { grad } = await eotLossGrad(o, x0, n, loss, cfg.eotIter ?? 1);
   const dir = t ? -1 : 1;
   const out = new Float32Array(x0.length);
   for (let s = 0; s < n; s++) {

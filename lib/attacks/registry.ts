@@ -76,15 +76,17 @@ const TABLE: Record<string, AttackEntry> = {
   fgsm: {
     norms: ["linf"],
     defaults: () => ({ steps: 1, restarts: 1, eotIter: 1 }),
-    cost: () => 1,
-    run: async (o, x, y, c) => ({ xAdv: await fgsm(o, x, y, { eps: c.eps }) }),
+    cost: (c) => c.eotIter,
+    run: async (o, x, y, c) => ({ xAdv: await fgsm(o, x, y, { eps: c.eps, eotIter: c.eotIter }) }),
   },
   // FGSM's L2 counterpart (one normalised-gradient step); torchattacks' FGSM is Linf only.
   fgm: {
     norms: ["l2"],
     defaults: () => ({ steps: 1, restarts: 1, eotIter: 1 }),
-    cost: () => 1,
-    run: async (o, x, y, c) => ({ xAdv: await fgsm(o, x, y, { eps: c.eps, norm: "l2" }) }),
+    cost: (c) => c.eotIter,
+    run: async (o, x, y, c) => ({
+      xAdv: await fgsm(o, x, y, { eps: c.eps, norm: "l2", eotIter: c.eotIter }),
+    }),
   },
   pgd: {
     norms: ["linf", "l2"],

@@ -51,7 +51,8 @@ export function evaluationReport(
       perAttack.set(p.attack, { robust: e.robust + p.robust, total: e.total + p.total });
     }
   }
-  const dcTarget = spec.target.kind === "dc";
+  // a DC draws diffusion noise, DiffPure forward noise: both are re-scored with fresh draws
+  const stochastic = spec.target.kind !== "classifier";
   // stochastic targets are re-scored under fresh draws: DC noise seeds, DiffPure forward draws
   const t = spec.target;
   const draws = Array.from({ length: spec.rescore ?? 0 }, (_, r) => r + 1);
@@ -90,7 +91,7 @@ export function evaluationReport(
       }
       : null,
     sanity: opts.complete && n > 0 && opts.siblings
-      ? evaluationChecks(asRun(opts.id, spec, items), opts.siblings, opts.imageSize, dcTarget)
+      ? evaluationChecks(asRun(opts.id, spec, items), opts.siblings, opts.imageSize, stochastic)
       : null as ReportCheck[] | null,
     adversarial_set: spec.setKey,
     reused_adversarial_examples: shards.length > 0 && shards.every((s) => s.reusedAdversarial),

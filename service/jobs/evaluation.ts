@@ -129,15 +129,45 @@ export async function createEvaluation(
     : null;
   const source = registry.get(req.source.bundle ?? config.defaultBundle, "source");
   const wantSource = req.source.kind === "surrogate" ? "classifier" : "diffusion";
-  // a purifier's classifier must be a classifier bundle taking the same images
+  // A purifier: a diffusion bundle, a classifier taking its images, t* inside its schedule.
+  // A DiffPure target uses neither an adapter nor DC settings: refused rather than ignored.
+  if (req.target.purify && (req.target.adapter || req.target.settings)) {
+    throw new ServiceError(
+      422,
+      "invalid-settings",
+      "a DiffPure target purifies with the base model: adapter and DC settings do not apply",
+    );
+  }
   for (const p of [req.target.purify, req.source.kind === "diffpure" ? req.source : undefined]) {
     if (!p) continue;
-    if (!isDiffusion(p === req.target.purify ? target : source)) {
+    const diffusion = p === req.target.purify ? target : source;
+    if (!isDiffusion(diffusion)) {
       throw new ServiceError(422, "wrong-bundle-kind", "DiffPure purifies with a diffusion bundle");
     }
-    registry.classifier(p.classifier, "DiffPure labels with a classifier");
-    if (p.steps > p.tStar) {
-      throw new ServiceError(422, "invalid-settings", `DiffPure: steps ${p.steps} > t* ${p.tStar}`);
+    const clf = registry.classifier(p.classifier, "DiffPure labels with a classifier");
+    const [ds, cs] = [bundleShape(diffusion.manifest), bundleShape(clf.manifest)];
+    if (
+      shapeText(ds) !== shapeText(cs) ||
+      clf.manifest.classes.length !== diffusion.manifest.classes.length
+    ) {
+      throw new ServiceError(
+        422,
+        "source-target-mismatch",
+        `DiffPure: '${clf.id}' (${clf.manifest.classes.length} classes, ${
+          shapeText(cs)
+        }) does not ` +
+          `label '${diffusion.id}''s images (${diffusion.manifest.classes.length} classes, ${
+            shapeText(ds)
+          })`,
+      );
+    }
+    const T = diffusion.manifest.schedule.num_timesteps;
+    if (p.steps > p.tStar || p.tStar >= T) {
+      throw new ServiceError(
+        422,
+        "invalid-settings",
+        `DiffPure: need steps ≤ t* < ${T} (got steps ${p.steps}, t* ${p.tStar})`,
+      );
     }
   }
   if (source.manifest.kind !== wantSource) {
