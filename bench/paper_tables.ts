@@ -125,7 +125,7 @@ interface State {
 const keyOf = (block: string, row: string, cell: string) => `${block}|${row}|${cell}`;
 
 export async function rowsFor(
-  o: Pick<PaperOptions, "tStar" | "steps" | "seed" | "threads">,
+  o: Pick<PaperOptions, "tStar" | "steps" | "seed" | "threads" | "eot">,
 ): Promise<{
   rows: Row[];
   diffusion: OnnxDiffusionModel;
@@ -162,7 +162,7 @@ export async function rowsFor(
     seed: o.seed,
   };
   rows.push({
-    name: `diffpure(t*=${o.tStar},ddim${o.steps})+${surrogate}`,
+    name: `diffpure(t*=${o.tStar},ddim${o.steps},eot${o.eot})+${surrogate}`,
     kind: "diffpure",
     target: dp,
     own: dp,
@@ -190,15 +190,13 @@ export async function paperTables(o: PaperOptions, argv: readonly string[]) {
     sanity: {},
   }));
   const save = () => Deno.writeTextFile(statePath, JSON.stringify(state));
-  // cells are keyed by block, row and attack: the rest of what made them must not change
+  // cells are keyed by block, row and attack (DiffPure's row name carries t*, steps and EOT):
+  // the rest of what made them must not change
   const made = {
     seed: o.seed,
     transferN: o.transferN,
     whiteboxN: o.whiteboxN,
     diffpureN: o.diffpureN,
-    tStar: o.tStar,
-    steps: o.steps,
-    eot: o.eot,
     dc,
   };
   if (state.config && JSON.stringify(state.config) !== JSON.stringify(made)) {

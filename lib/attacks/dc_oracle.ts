@@ -11,7 +11,7 @@
 import type { DiffusionModel, LoraTensors } from "../model.ts";
 import { imageSize } from "../model.ts";
 import { normal } from "../rng.ts";
-import type { GradientOracle, LogitLoss } from "./oracle.ts";
+import { type GradientOracle, type LogitLoss, lossWeights } from "./oracle.ts";
 
 export interface DCOracleConfig {
   /** timesteps scored per class, e.g. an even grid over [lo, hi) */
@@ -95,13 +95,7 @@ export function dcOracle(
       const fwd = await model.epsLoss(rr, cfg.lora);
       oracle.unetCalls += n * K * T;
       const z = toLogits(cfg.error === "l2" ? fwd.l2 : fwd.l1, n);
-      const w = new Float32Array(n * K);
-      const l = new Float64Array(n);
-      for (let i = 0; i < n; i++) {
-        const r = loss(z.subarray(i * K, (i + 1) * K), i);
-        l[i] = r.loss;
-        w.set(r.grad, i * K);
-      }
+      const { w, loss: l } = lossWeights(z, n, K, loss);
       const { grad } = await vjpRows(rr, n, w);
       return { logits: z, loss: l, grad };
     },

@@ -47,13 +47,7 @@ export function classifierOracle(c: Classifier): GradientOracle {
     logits: (x, n) => c.logits(x, n),
     async lossGrad(x, n, loss) {
       const z = await c.logits(x, n);
-      const w = new Float32Array(n * k);
-      const l = new Float64Array(n);
-      for (let i = 0; i < n; i++) {
-        const r = loss(z.subarray(i * k, (i + 1) * k), i);
-        l[i] = r.loss;
-        w.set(r.grad, i * k);
-      }
+      const { w, loss: l } = lossWeights(z, n, k, loss);
       const { gradX } = await c.logitsVjpX(x, w, n);
       return { logits: z, loss: l, grad: gradX };
     },
@@ -62,6 +56,21 @@ export function classifierOracle(c: Classifier): GradientOracle {
       return { logits: r.logits, grad: r.gradX };
     },
   };
+}
+
+/**
+ * Each sample's loss on its logits and d loss / d logits as VJP weights (n × K): what every
+ * oracle chains back through its own model.
+ */
+export function lossWeights(z: Float32Array, n: number, k: number, loss: LogitLoss) {
+  const w = new Float32Array(n * k);
+  const l = new Float64Array(n);
+  for (let i = 0; i < n; i++) {
+    const r = loss(z.subarray(i * k, (i + 1) * k), i);
+    l[i] = r.loss;
+    w.set(r.grad, i * k);
+  }
+  return { w, loss: l };
 }
 
 /** Gradient averaged over `m` draws (EOT); loss and logits are the last draw's (as APGD). */

@@ -6,7 +6,12 @@
  * bundle) is one new entry in each table.
  */
 import { dcOracle, evenTimesteps } from "../attacks/dc_oracle.ts";
-import { classifierOracle, type GradientOracle, predictions } from "../attacks/oracle.ts";
+import {
+  classifierOracle,
+  type GradientOracle,
+  lossWeights,
+  predictions,
+} from "../attacks/oracle.ts";
 import type { DCSettings } from "../dc_settings.ts";
 import { classifyImages, weightsAt } from "../diffusion_classifier.ts";
 import type { Classifier, DiffusionModel, LoraTensors } from "../model.ts";
@@ -139,13 +144,7 @@ function diffpureOracle(spec: SourceOf<"diffpure">, models: ModelSet): GradientO
     async lossGrad(x, n, loss) {
       const run = await purified(x, n);
       const z = await c.logits(run.x0, n);
-      const w = new Float32Array(n * K);
-      const l = new Float64Array(n);
-      for (let i = 0; i < n; i++) {
-        const r = loss(z.subarray(i * K, (i + 1) * K), i);
-        l[i] = r.loss;
-        w.set(r.grad, i * K);
-      }
+      const { w, loss: l } = lossWeights(z, n, K, loss);
       const { grad } = await back(run, n, w);
       return { logits: z, loss: l, grad };
     },
