@@ -15,7 +15,7 @@ AT=(--adv-eps 0.1 --adv-steps 5)
 (
   train vit-clean "${VIT[@]}" --epochs 10
   train resnet14-pgdat "${RES[@]}" "${AT[@]}" --epochs 4
-  train vit-pgdat "${VIT[@]}" "${AT[@]}" --epochs 4
+  train vit-pgdat "${VIT[@]}" "${AT[@]}" --epochs 3
 ) &
 (
   train wrn-clean "${WRN[@]}" --epochs 8
