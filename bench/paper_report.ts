@@ -259,6 +259,22 @@ export async function paperReport(o: ReportOptions) {
     } | ${cols.join(" | ")} |`);
   }
   p();
+  p("### Attack budgets per image");
+  p();
+  p("| block | attack | budget per image | unit |");
+  p("| --- | --- | --- | --- |");
+  const budgets = new Map<string, Cell>();
+  for (const c of cells) {
+    const kind = c.row.startsWith("diffpure") ? "DiffPure" : "classifier";
+    budgets.set(`${c.block}|${kind}|${c.cell}|${c.attack.eotIter ?? 1}`, c);
+  }
+  for (const [k, c] of [...budgets].sort(([a], [b]) => a.localeCompare(b))) {
+    const [block, kind] = k.split("|");
+    p(`| ${block} (${kind}) | ${c.cell}${
+      (c.attack.eotIter ?? 1) > 1 ? `, EOT ${c.attack.eotIter}` : ""
+    } | ${c.budget_per_image} | ${c.budget_unit.replace(/\|/g, "/")} |`);
+  }
+  p();
   p("### Sanity checks (white-box rows, first 32 images)");
   p();
   for (const [row, checks] of Object.entries(paper.sanity)) {
