@@ -275,7 +275,7 @@ export async function paperReport(o: ReportOptions) {
     } | ${c.budget_per_image} | ${c.budget_unit.replace(/\|/g, "/")} |`);
   }
   p();
-  p("### Sanity checks (white-box rows, first 32 images)");
+  p("### Sanity checks (white-box rows, first 32 images; DiffPure 16)");
   p();
   for (const [row, checks] of Object.entries(paper.sanity)) {
     p(`- ${row}: ${
