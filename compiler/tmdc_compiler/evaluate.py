@@ -168,6 +168,11 @@ def main(argv: list[str] | None = None) -> None:
     a = sub.add_parser("aa-compare", help="TypeScript vs fra31 AutoAttack: paired sign test per attack stage")
     a.add_argument("ts")
     a.add_argument("py")
+    f = sub.add_parser("aa-final", help="a bench paper AutoAttack cell vs fra31 on the same images: final robust flags")
+    f.add_argument("--state", required=True, help="bench paper's cells.json")
+    f.add_argument("--cell", required=True, help="block|row|cell key of the TypeScript AutoAttack cell")
+    f.add_argument("--reference", required=True, help="reference_autoattack's JSON")
+    f.add_argument("--json", default="-")
     p = sub.add_parser("parity")
     p.add_argument("ts")
     p.add_argument("py")
@@ -248,6 +253,30 @@ def main(argv: list[str] | None = None) -> None:
             "command": command,
             "results": rows,
             "machine": machine(),
+        }
+    elif args.cmd == "aa-final":
+        cell = json.loads(Path(args.state).read_text())["cells"][args.cell]
+        ref = json.loads(Path(args.reference).read_text())
+        f_ts = np.array(cell["flags"])
+        f_py = np.array(ref["stages"][-1]["robust"])
+        if len(f_ts) != len(f_py) or ref["n"] != cell["n"]:
+            raise SystemExit(f"different images: {cell['n']} vs {ref['n']}")
+        b = int(((f_ts == 1) & (f_py == 0)).sum())
+        c = int(((f_ts == 0) & (f_py == 1)).sum())
+        out = {
+            "benchmark": "autoattack-final-agreement",
+            "what": "TypeScript AutoAttack (standard) through the evaluation engine vs fra31/auto-attack on the bundle's PyTorch weights, same images: final robust flags",
+            "command": command,
+            "cell": args.cell,
+            "n": cell["n"],
+            "ts_robust_accuracy": float(f_ts.mean()),
+            "reference_robust_accuracy": float(f_py.mean()),
+            "reference_per_stage": [{"attack": s["attack"], "robust_accuracy": s["robust_accuracy"]} for s in ref["stages"]],
+            "robust_only_ts": b,
+            "robust_only_reference": c,
+            "sign_test_p": sign_test(b, c),
+            "agree": sign_test(b, c) > 0.01,
+            "reference_command": ref["command"],
         }
     elif args.cmd == "aa-compare":
         ts, py = json.loads(Path(args.ts).read_text()), json.loads(Path(args.py).read_text())
