@@ -353,7 +353,11 @@ export async function paperTables(o: PaperOptions, argv: readonly string[]) {
     for (const row of rows) {
       if (!row.own) continue;
       const dp = row.kind === "diffpure";
-      for (const cellKey of dp ? DIFFPURE_CELLS : PAPER_CELLS) {
+      // the cheap attacks of every budget first, AutoAttack last (it costs the most by far)
+      const order = [...(dp ? DIFFPURE_CELLS : PAPER_CELLS)].sort((a, b) =>
+        Number(a.startsWith("autoattack")) - Number(b.startsWith("autoattack"))
+      );
+      for (const cellKey of order) {
         await runCell("whitebox", row, cellKey, row.own, dp ? o.diffpureN : o.whiteboxN, {
           eot: dp ? o.eot : 1,
         });
