@@ -302,6 +302,27 @@ export async function paperReport(o: ReportOptions) {
       points: clean ? [{ x: 0, y: clean.clean_accuracy }, ...pts] : pts,
     };
   }).filter((s) => s.points.length > 1);
+  // the DC from its own adaptive record (first default; PGD-10 through a 4-timestep oracle)
+  for (const [name, , aPath] of dcRecords) {
+    if (!aPath) continue;
+    const a = JSON.parse(await Deno.readTextFile(aPath)) as TableJson;
+    const pts = a.cells
+      .filter((c) => /^pgd:\d+@linf:/.test(c.key))
+      .map((c) => ({
+        x: Number(c.key.split(":").pop()),
+        y: c.dc_robust_accuracy,
+        lo: c.ci95[0],
+        hi: c.ci95[1],
+      }))
+      .sort((p, q) => p.x - q.x);
+    if (pts.length) {
+      series.push({
+        name: `${name}, first default (adaptive PGD-10)`,
+        color: name === "DC" ? "#000" : "#777",
+        points: [{ x: 0, y: a.clean.dc_accuracy }, ...pts],
+      });
+    }
+  }
   const svg = lineChart(
     "Robust accuracy vs Linf ε (white-box / adaptive PGD-40, Fashion-MNIST test)",
     "Linf ε",
