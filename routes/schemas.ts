@@ -107,10 +107,16 @@ export const Verdict = z.object({
   className: z.string(),
   classNames: z.array(z.string()),
   posterior: z.array(z.number()),
-  meanError: z.array(z.number()),
-  stdError: z.array(z.number()),
-  timestepsScored: z.array(z.number().int()),
-  eliminatedAtStage: z.array(z.number().int().nullable()),
+  meanError: z.array(z.number()).describe(
+    "per class (DC); empty for a discriminative classifier's verdict (stop: forward)",
+  ),
+  stdError: z.array(z.number()).describe("per class (DC); empty for a classifier's verdict"),
+  timestepsScored: z.array(z.number().int()).describe(
+    "per class (DC); empty for a classifier's verdict",
+  ),
+  eliminatedAtStage: z.array(z.number().int().nullable()).describe(
+    "per class: the stage a class left at (null: never; every class null in a classifier's verdict)",
+  ),
   unetCalls: z.number().int(),
   stop: z.enum(["stages", "decided", "budget", "forward"]).optional().describe(
     "why scoring stopped: the staged schedule ran out, one class was left (sequential), the budget; " +
