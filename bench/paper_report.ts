@@ -7,30 +7,12 @@
  * blocks scored (the first n of the white-box block).
  */
 import sharp from "sharp";
+import type { CellOut } from "./paper_tables.ts";
 import { wilson } from "../lib/stats.ts";
 import { lineChart } from "./svg_plot.ts";
 
-interface Cell {
-  block: string;
-  row: string;
-  cell: string;
-  attack: {
-    attack: string;
-    norm: string;
-    eps: number;
-    steps?: number;
-    eotIter?: number;
-    version?: string;
-  };
-  mode: string;
-  n: number;
-  robust: number;
-  accuracy: number;
-  ci95: [number, number];
-  clean_accuracy: number;
-  budget_per_image: number;
-  budget_unit: string;
-}
+/** a cell as `bench paper` reports it (its per-image flags live in the state file) */
+type Cell = Omit<CellOut, "flags" | "seconds" | "warnings">;
 interface PaperJson {
   command: string;
   seed: number;

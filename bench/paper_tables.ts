@@ -97,7 +97,8 @@ export interface Row {
   unit: string;
 }
 
-interface CellOut {
+/** One finished (block, row, attack) cell, as checkpointed and reported. */
+export interface CellOut {
   block: string;
   row: string;
   cell: string;

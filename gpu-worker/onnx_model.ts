@@ -285,14 +285,7 @@ export class OnnxDiffusionModel implements DiffusionModel {
     ) {
       throw new RangeError("EpsRows arrays disagree on the number of rows");
     }
-    for (let i = 0; i < n; i++) {
-      if (rows.t[i] < 0 || rows.t[i] >= this.numTimesteps) {
-        throw new RangeError(`timestep ${rows.t[i]} out of range`);
-      }
-      if (rows.cls[i] < 0 || rows.cls[i] > this.nullClass) {
-        throw new RangeError(`class ${rows.cls[i]} out of range`);
-      }
-    }
+    this.#checkTimestepsAndClasses(rows.t, rows.cls);
     return {
       n,
       feeds: {
@@ -304,20 +297,25 @@ export class OnnxDiffusionModel implements DiffusionModel {
     };
   }
 
+  /** Every row's timestep inside the schedule and class a real one or the null class. */
+  #checkTimestepsAndClasses(t: Int32Array, cls: Int32Array): void {
+    for (let i = 0; i < t.length; i++) {
+      if (t[i] < 0 || t[i] >= this.numTimesteps) {
+        throw new RangeError(`timestep ${t[i]} out of range`);
+      }
+      if (cls[i] < 0 || cls[i] > this.nullClass) {
+        throw new RangeError(`class ${cls[i]} out of range`);
+      }
+    }
+  }
+
   #noisy(rows: NoisyRows) {
     const { channels: c, height: h, width: w } = this.imageShape;
     const n = rows.t.length;
     if (rows.xt.length !== n * c * h * w || rows.cls.length !== n) {
       throw new RangeError("NoisyRows arrays disagree on the number of rows");
     }
-    for (let i = 0; i < n; i++) {
-      if (rows.t[i] < 0 || rows.t[i] >= this.numTimesteps) {
-        throw new RangeError(`timestep ${rows.t[i]} out of range`);
-      }
-      if (rows.cls[i] < 0 || rows.cls[i] > this.nullClass) {
-        throw new RangeError(`class ${rows.cls[i]} out of range`);
-      }
-    }
+    this.#checkTimestepsAndClasses(rows.t, rows.cls);
     return {
       n,
       feeds: {
