@@ -22,6 +22,7 @@ import { benchLatency } from "./cli/bench_latency.ts";
 import { benchPaper } from "./cli/bench_paper.ts";
 import { benchDiffpureChoose } from "./cli/bench_diffpure_choose.ts";
 import { benchPaperReport } from "./cli/bench_paper_report.ts";
+import { benchDcExact } from "./cli/bench_dc_exact.ts";
 
 /** Command name (one or two words) → its module. */
 export const COMMANDS: Readonly<Record<string, Command>> = Object.freeze({
@@ -41,6 +42,7 @@ export const COMMANDS: Readonly<Record<string, Command>> = Object.freeze({
   "bench paper": benchPaper,
   "bench diffpure-choose": benchDiffpureChoose,
   "bench paper-report": benchPaperReport,
+  "bench dc-exact": benchDcExact,
 });
 
 const HELP = new Set(["-h", "--help", "help"]);

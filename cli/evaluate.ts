@@ -81,6 +81,13 @@ export const evaluateCommand = defineCommand({
       default: 10,
       help: "timesteps of the DC's gradient estimate (source dc)",
     },
+    estimator: {
+      type: "enum",
+      values: ["even", "own"],
+      default: "even",
+      help:
+        "source dc: an even grid with its own noise, or the DC's own grid pairs (exact white-box)",
+    },
     noise: {
       type: "enum",
       values: ["fixed", "fresh"],
@@ -142,6 +149,7 @@ export const evaluateCommand = defineCommand({
         kind: "dc",
         bundle: model.id,
         timesteps: values["attack-timesteps"],
+        ...(values.estimator === "own" ? { estimator: "own" as const } : {}),
         noise: values.noise,
         logitScale: values["logit-scale"],
         adapter: adapterId,

@@ -42,6 +42,13 @@ export const DCSettingsSchema = z.object({
    * They belong to one grid and error norm: see `resolveSettings`.
    */
   weights: z.array(z.number().positive().max(1e6)).min(1).max(1000).optional(),
+  /**
+   * "secret": the noise seed is drawn per request from the server's CSPRNG (`withRequestSeed`),
+   * so an attacker cannot know the classifier's draws and must average over them (EOT); an
+   * evaluation scores such a target with a draw its attack never uses (seed + 1). Absent or
+   * "fixed": `seed` is used as given (the classifier is a deterministic function).
+   */
+  seedMode: z.enum(["fixed", "secret"]).optional(),
 }).strict();
 export type DCSettings = z.infer<typeof DCSettingsSchema>;
 export type Stage = DCSettings["stages"][number];
@@ -100,6 +107,18 @@ export function resolveSettings(
   else if (weights) s.weights = weights;
   checkSettings(s, m.classes.length, m.schedule.num_timesteps);
   return s;
+}
+
+/**
+ * The settings one request runs with: under seedMode "secret", a fresh 32-bit seed from the
+ * CSPRNG (stored with the job, so a verdict stays reproducible; knowing a past request's seed
+ * tells nothing about the next one's).
+ */
+export function withRequestSeed(
+  s: DCSettings,
+  random: (a: Uint32Array) => Uint32Array = (a) => crypto.getRandomValues(a),
+): DCSettings {
+  return s.seedMode === "secret" ? { ...s, seed: random(new Uint32Array(1))[0] } : s;
 }
 
 /** Structural checks the schema cannot express (they depend on the bundle). */

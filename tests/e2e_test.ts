@@ -361,3 +361,78 @@ clusterTest(
     assertEquals((await bad.json()).code, "wrong-bundle-kind");
   },
 );
+
+clusterTest(
+  "e2e: exact white-box source (the DC's own grid pairs) on a secret-seed target: verdicts use the unseen draw",
+  async (c, key) => {
+    const auth = { authorization: `Bearer ${key}`, "content-type": "application/json" };
+    c.startWorker("w1");
+    const settings = {
+      stages: [{ nSamples: 2, keep: 1 }],
+      gridSize: 4,
+      sequential: null,
+      seed: 6,
+      seedMode: "secret",
+    };
+    const body = (timesteps: number) =>
+      JSON.stringify({
+        target: { bundle: "tiny-diffusion", settings },
+        source: {
+          kind: "dc",
+          bundle: "tiny-diffusion",
+          estimator: "own",
+          timesteps,
+          noise: "fresh",
+        },
+        attack: { attack: "pgd", norm: "linf", eps: 0.1, steps: 2, eotIter: 2 },
+        dataset: { name: "fashion-mnist-test", n: 4, seed: 3 },
+        shardSize: 2,
+        rescore: 1,
+      });
+    // more pairs per step than the classifier's grid holds: refused
+    const bad = await fetch(`${c.url}/v1/evaluations`, {
+      method: "POST",
+      headers: auth,
+      body: body(5),
+    });
+    assertEquals([bad.status, (await bad.json()).code], [422, "invalid-settings"]);
+
+    const r = await fetch(`${c.url}/v1/evaluations`, {
+      method: "POST",
+      headers: auth,
+      body: body(2),
+    });
+    assertEquals(r.status, 202);
+    const url = c.url + r.headers.get("location");
+    const e = await waitFor(
+      async () => {
+        const j = await (await fetch(url, { headers: auth })).json();
+        return j.job.status === "done" ? j : undefined;
+      },
+      "the exact white-box evaluation",
+      120_000,
+    );
+    assertEquals([e.report.mode, e.report.n], ["adaptive", 4]);
+    // verdicts with seed + 1 (never used by the attack), re-scoring with seed + 1 + r
+    assertEquals(e.report.rescored_with_fresh_noise.seeds, [8]);
+    const { seededSubset, gather } = await import("../lib/fashion_mnist.ts");
+    const dir = c.env.TMDC_MODELS_DIR;
+    const model = new OnnxDiffusionModel(await loadDiffusionBundle(join(dir, "tiny-diffusion")), {
+      threads: 1,
+    });
+    const t = await loadTest(REPO);
+    const set = gather(t, seededSubset(t.n, 4, 3));
+    const full: DCSettings = {
+      stages: settings.stages,
+      gridSize: 4,
+      tRange: [0, 1000],
+      error: "l2",
+      timesteps: "even",
+      seed: 7,
+      posteriorScale: 1,
+    };
+    const v = await classifyImages(model, set.images, 4, full);
+    const right = v.filter((x, i) => x.label === set.labels[i]).length;
+    assertEquals(e.report.clean_accuracy, right / 4);
+  },
+);

@@ -7,10 +7,19 @@
  * Noise modes: "fixed" draws ε_t once (the classifier's own portable noise), making the
  * classifier deterministic so every attack applies unchanged; "fresh" draws new noise at
  * every call (stochastic; pair it with EOT).
+ *
+ * With the classifier's own grid as `timesteps` and its seed (`ownPairsOracle`), "fixed" noise
+ * is exactly the classifier's (t_j, ε_j) pairs: noise j is normal(seed, j), as `noiseBank`.
+ * `pairsPerCall` m < T scores a fresh uniform subset of m pairs per call (without replacement):
+ * the subset mean is an unbiased estimate of the mean over all T, so its logits and every
+ * fixed-weight VJP are unbiased at m/T of the cost (the loss gradient of a nonlinear loss is
+ * not exactly: the attack's final point is always checked on the real classifier).
  */
+import type { DCSettings } from "../dc_settings.ts";
+import { fullGrid } from "../diffusion_classifier.ts";
 import type { DiffusionModel, LoraTensors } from "../model.ts";
 import { imageSize } from "../model.ts";
-import { normal } from "../rng.ts";
+import { normal, PortableRandom } from "../rng.ts";
 import { type GradientOracle, type LogitLoss, lossWeights } from "./oracle.ts";
 
 export interface DCOracleConfig {
@@ -23,7 +32,13 @@ export interface DCOracleConfig {
   /** per-timestep weights (the classifier's `weights` on these timesteps); absent: all 1 */
   weights?: readonly number[];
   lora?: LoraTensors;
+  /** pairs scored per call, a fresh uniform subset of the timesteps; absent or ≥ T: all */
+  pairsPerCall?: number;
+  /** seed of the subset draws (default: `seed`) */
+  subsetSeed?: number;
 }
+
+const SUBSET_STREAM = 0x5b5e;
 
 export function evenTimesteps(count: number, lo = 0, hi = 1000): number[] {
   const step = Math.floor((hi - lo) / count);
@@ -39,17 +54,40 @@ export function dcOracle(
   const T = cfg.timesteps.length;
   const wt = cfg.weights ?? Array(T).fill(1);
   if (wt.length !== T) throw new RangeError(`${wt.length} weights for ${T} timesteps`);
+  const m = Math.min(T, Math.max(1, cfg.pairsPerCall ?? T));
+  if (!Number.isInteger(m)) {
+    throw new RangeError(`pairsPerCall ${cfg.pairsPerCall} is not an integer`);
+  }
+  const subsets = new PortableRandom(cfg.subsetSeed ?? cfg.seed, SUBSET_STREAM);
+  const all = Array.from({ length: T }, (_, j) => j);
+  /** the pair indices one call scores: all, or a uniform m-subset (partial Fisher–Yates) */
+  const pick = (): number[] => {
+    if (m === T) return all;
+    const a = all.slice();
+    for (let k = 0; k < m; k++) {
+      const r = k + Math.floor(subsets.uniform() * (T - k));
+      [a[k], a[r]] = [a[r], a[k]];
+    }
+    return a.slice(0, m).sort((p, q) => p - q);
+  };
   let draw = 0;
   const fixed = cfg.timesteps.map((_, j) => normal(cfg.seed, j, D));
-  const noiseFor = () => {
-    if (cfg.noise === "fixed") return fixed;
+  /** the noise of each picked pair: the fixed draw, or a fresh one per call */
+  const noiseFor = (idx: number[]) => {
+    if (cfg.noise === "fixed") return idx.map((j) => fixed[j]);
     draw++;
-    return cfg.timesteps.map((_, j) => normal(cfg.seed + draw * 0x9e37, j, D));
+    return idx.map((j) => normal(cfg.seed + draw * 0x9e37, j, D));
+  };
+  const batch = () => {
+    const idx = pick();
+    return { idx, eps: noiseFor(idx) };
   };
 
-  /** rows (image i, class c, timestep j) in that order */
-  function rows(x: Float32Array, n: number, eps: Float32Array[]) {
-    const B = n * K * T;
+  /** rows (image i, class c, picked pair j) in that order */
+  function rows(x: Float32Array, n: number, pairs: { idx: number[]; eps: Float32Array[] }) {
+    const { idx, eps } = pairs;
+    const P = idx.length;
+    const B = n * K * P;
     const xr = new Float32Array(B * D);
     const er = new Float32Array(B * D);
     const t = new Int32Array(B);
@@ -57,24 +95,25 @@ export function dcOracle(
     let r = 0;
     for (let i = 0; i < n; i++) {
       for (let c = 0; c < K; c++) {
-        for (let j = 0; j < T; j++, r++) {
+        for (let j = 0; j < P; j++, r++) {
           xr.set(x.subarray(i * D, (i + 1) * D), r * D);
           er.set(eps[j], r * D);
-          t[r] = cfg.timesteps[j];
+          t[r] = cfg.timesteps[idx[j]];
           cls[r] = c;
         }
       }
     }
-    return { x: xr, eps: er, t, cls };
+    return { x: xr, eps: er, t, cls, idx };
   }
 
-  function toLogits(err: Float32Array, n: number): Float32Array {
+  function toLogits(err: Float32Array, n: number, idx: number[]): Float32Array {
+    const P = idx.length;
     const z = new Float32Array(n * K);
     for (let i = 0; i < n; i++) {
       for (let c = 0; c < K; c++) {
         let s = 0;
-        for (let j = 0; j < T; j++) s += err[(i * K + c) * T + j] * wt[j];
-        z[i * K + c] = (-cfg.scale * s) / T;
+        for (let j = 0; j < P; j++) s += err[(i * K + c) * P + j] * wt[idx[j]];
+        z[i * K + c] = (-cfg.scale * s) / P;
       }
     }
     return z;
@@ -83,34 +122,39 @@ export function dcOracle(
   const oracle = {
     numClasses: K,
     size: D,
-    stochastic: cfg.noise === "fresh",
+    stochastic: cfg.noise === "fresh" || m < T,
+    /** pairs scored per call (m ≤ T) */
+    pairsPerCall: m,
     unetCalls: 0,
     async logits(x: Float32Array, n: number) {
-      const out = await model.epsLoss(rows(x, n, noiseFor()), cfg.lora);
-      oracle.unetCalls += n * K * T;
-      return toLogits(cfg.error === "l2" ? out.l2 : out.l1, n);
+      const rr = rows(x, n, batch());
+      const out = await model.epsLoss(rr, cfg.lora);
+      oracle.unetCalls += n * K * m;
+      return toLogits(cfg.error === "l2" ? out.l2 : out.l1, n, rr.idx);
     },
     async lossGrad(x: Float32Array, n: number, loss: LogitLoss) {
-      const rr = rows(x, n, noiseFor()); // the same noise for the forward and the gradient pass
+      // the same pairs and noise for the forward and the gradient pass
+      const rr = rows(x, n, batch());
       const fwd = await model.epsLoss(rr, cfg.lora);
-      oracle.unetCalls += n * K * T;
-      const z = toLogits(cfg.error === "l2" ? fwd.l2 : fwd.l1, n);
+      oracle.unetCalls += n * K * m;
+      const z = toLogits(cfg.error === "l2" ? fwd.l2 : fwd.l1, n, rr.idx);
       const { w, loss: l } = lossWeights(z, n, K, loss);
       const { grad } = await vjpRows(rr, n, w);
       return { logits: z, loss: l, grad };
     },
     vjp(x: Float32Array, n: number, w: Float32Array) {
-      return vjpRows(rows(x, n, noiseFor()), n, w);
+      return vjpRows(rows(x, n, batch()), n, w);
     },
   };
 
-  /** d(Σ w_ic z_ic)/dx with z_ic = −scale/T Σ_t wt_t err_ict: row weights −scale·w_ic·wt_t/T. */
+  /** d(Σ w_ic z_ic)/dx with z_ic = −scale/P Σ_j wt_j err_icj: row weights −scale·w_ic·wt_j/P. */
   async function vjpRows(rr: ReturnType<typeof rows>, n: number, wz: Float32Array) {
-    const w = new Float32Array(n * K * T);
+    const P = rr.idx.length;
+    const w = new Float32Array(n * K * P);
     for (let i = 0; i < n; i++) {
       for (let c = 0; c < K; c++) {
-        for (let j = 0; j < T; j++) {
-          w[(i * K + c) * T + j] = (-cfg.scale * wz[i * K + c] * wt[j]) / T;
+        for (let j = 0; j < P; j++) {
+          w[(i * K + c) * P + j] = (-cfg.scale * wz[i * K + c] * wt[rr.idx[j]]) / P;
         }
       }
     }
@@ -121,15 +165,41 @@ export function dcOracle(
       cfg.error === "l1" ? w : zero,
       cfg.lora,
     );
-    oracle.unetCalls += n * K * T;
+    oracle.unetCalls += n * K * P;
     // Sum the per-row input gradients back onto each image.
     const grad = new Float32Array(n * D);
     for (let i = 0; i < n; i++) {
-      for (let r = i * K * T; r < (i + 1) * K * T; r++) {
+      for (let r = i * K * P; r < (i + 1) * K * P; r++) {
         for (let p = 0; p < D; p++) grad[i * D + p] += g.gradX[r * D + p];
       }
     }
-    return { logits: toLogits(cfg.error === "l2" ? g.l2 : g.l1, n), grad };
+    return { logits: toLogits(cfg.error === "l2" ? g.l2 : g.l1, n, rr.idx), grad };
   }
   return oracle;
+}
+
+/**
+ * The exact white-box oracle of a DC: its own grid timesteps, its own noise (grid index j draws
+ * normal(seed, j), as the classifier), its error norm and weights; `pairsPerCall` of them per
+ * call. Fixed noise attacks the deterministic classifier the settings define; "fresh" noise
+ * attacks a secret-seed deployment (EOT over draws the attacker cannot know).
+ */
+export function ownPairsOracle(
+  model: DiffusionModel,
+  s: DCSettings,
+  opts: {
+    pairsPerCall?: number;
+    scale: number;
+    noise: "fixed" | "fresh";
+    lora?: LoraTensors;
+    subsetSeed?: number;
+  },
+) {
+  return dcOracle(model, {
+    timesteps: Array.from(fullGrid(s)),
+    weights: s.weights,
+    error: s.error,
+    seed: s.seed,
+    ...opts,
+  });
 }

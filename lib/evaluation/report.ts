@@ -57,7 +57,7 @@ export function evaluationReport(
   const t = spec.target;
   const draws = Array.from({ length: spec.rescore ?? 0 }, (_, r) => r + 1);
   const freshSeeds = t.kind === "dc"
-    ? draws.map((d) => t.settings.seed + d)
+    ? draws.map((d) => t.settings.seed + (t.settings.seedMode === "secret" ? 1 : 0) + d)
     : t.kind === "diffpure"
     ? draws
     : null;

@@ -32,8 +32,15 @@ export const SourceSpec = z.discriminatedUnion("kind", [
   z.object({
     kind: z.literal("dc"),
     bundle: BundleId,
-    /** timesteps the attack's estimate averages over (an even grid in the DC's tRange) */
-    timesteps: z.number().int().min(1).max(100),
+    /**
+     * pairs each call of the attack's estimate averages over: an even grid of timesteps in the
+     * DC's tRange with the oracle's own noise (estimator "even"), or a fresh uniform subset of
+     * the DC's own (timestep, noise) grid pairs (estimator "own": unbiased for the mean the
+     * classifier decides on; as many as its grid = exactly that mean)
+     */
+    timesteps: z.number().int().min(1).max(1000),
+    /** absent: "even" (what every evaluation before the exact white-box attack ran) */
+    estimator: z.enum(["even", "own"]).optional(),
     noise: z.enum(["fixed", "fresh"]),
     logitScale: z.number().positive().max(1e6),
     /** an adaptive attack on a fine-tuned DC differentiates through the target's adapter */

@@ -5,7 +5,7 @@
  * `diffpure` (purify with a diffusion bundle, then a classifier). A new kind (a latent-diffusion
  * bundle) is one new entry in each table.
  */
-import { dcOracle, evenTimesteps } from "../attacks/dc_oracle.ts";
+import { dcOracle, evenTimesteps, ownPairsOracle } from "../attacks/dc_oracle.ts";
 import {
   classifierOracle,
   type GradientOracle,
@@ -58,10 +58,12 @@ const TARGETS: {
           v,
         ) => v.label),
       );
+    // a secret-seed target's verdicts use a draw that no attack in the evaluation uses
+    const verdictSeed = spec.settings.seed + (spec.settings.seedMode === "secret" ? 1 : 0);
     return {
       numClasses: m.classNames.length,
-      predict: (x, n, p) => labels(x, n, spec.settings.seed, p),
-      predictWithDraw: (x, n, draw, p) => labels(x, n, spec.settings.seed + draw, p),
+      predict: (x, n, p) => labels(x, n, verdictSeed, p),
+      predictWithDraw: (x, n, draw, p) => labels(x, n, verdictSeed + draw, p),
     };
   },
   classifier(spec, models) {
@@ -89,7 +91,8 @@ const TARGETS: {
 
 /**
  * Source kinds. A `dc` source differentiates −logitScale × mean error over an even grid of
- * `timesteps` in the DC settings' tRange, with their error norm and noise seed.
+ * `timesteps` in the DC settings' tRange, with their error norm and noise seed — or, with
+ * estimator "own", over `timesteps` pairs drawn per call from the classifier's own grid pairs.
  */
 const SOURCES: {
   [K in SourceSpec["kind"]]: (
@@ -101,6 +104,14 @@ const SOURCES: {
 } = {
   surrogate: (spec, models) => classifierOracle(models.classifier(spec.bundle)),
   dc: (spec, models, dc, lora) => {
+    if (spec.estimator === "own") {
+      return ownPairsOracle(models.diffusion(spec.bundle), dc, {
+        lora: spec.adapter ? lora : undefined,
+        pairsPerCall: spec.timesteps,
+        scale: spec.logitScale,
+        noise: spec.noise,
+      });
+    }
     const timesteps = evenTimesteps(spec.timesteps, dc.tRange[0], dc.tRange[1]);
     return dcOracle(models.diffusion(spec.bundle), {
       lora: spec.adapter ? lora : undefined,

@@ -11,6 +11,7 @@ import {
   DCSettingsOverrides,
   resolveSettings,
   SettingsError,
+  withRequestSeed,
 } from "../../lib/dc_settings.ts";
 import { unetCalls } from "../../lib/diffusion_classifier.ts";
 import type { Verdict } from "../../store/records.ts";
@@ -66,7 +67,7 @@ export async function classify(deps: ServiceDeps, req: ClassifyRequest): Promise
   } else {
     adapter = opts.adapter ? (await resolveAdapter(store, opts.adapter, bundle.id)).id : null;
     try {
-      settings = resolveSettings(bundle.manifest, opts.settings);
+      settings = withRequestSeed(resolveSettings(bundle.manifest, opts.settings));
     } catch (e) {
       if (!(e instanceof SettingsError)) throw e;
       throw new ServiceError(422, "invalid-settings", `settings: ${e.message}`);

@@ -88,8 +88,13 @@ export const EvaluationRequest = z.object({
     z.object({
       kind: z.literal("dc"),
       bundle: BundleRef.optional(),
-      timesteps: z.number().int().min(1).max(100).default(10).describe(
-        "timesteps per class the attack's estimate averages over",
+      timesteps: z.number().int().min(1).max(1000).default(10).describe(
+        "pairs per class each gradient averages over: an even grid of timesteps (estimator " +
+          "even, at most 100), or a fresh subset of the classifier's own grid pairs (own)",
+      ),
+      estimator: z.enum(["even", "own"]).optional().describe(
+        "even (default): the oracle's own even timesteps and noise; own: the exact white-box " +
+          "estimate — the target's own (timestep, noise) grid pairs, error and weights",
       ),
       noise: z.enum(["fixed", "fresh"]).default("fixed").describe(
         "fixed: the same noise every step; fresh: new noise per gradient (EOT)",
@@ -186,6 +191,18 @@ export async function createEvaluation(
     } catch (e) {
       if (!(e instanceof SettingsError)) throw e;
       throw new ServiceError(422, "invalid-settings", `settings: ${e.message}`);
+    }
+  }
+  if (req.source.kind === "dc") {
+    const most = req.source.estimator === "own" ? settings.gridSize : 100;
+    if (req.source.timesteps > most) {
+      throw new ServiceError(
+        422,
+        "invalid-settings",
+        `source timesteps ${req.source.timesteps}: at most ${most} for estimator ${
+          req.source.estimator ?? "even"
+        }${req.source.estimator === "own" ? " (the classifier's grid)" : ""}`,
+      );
     }
   }
   // Quota in model evaluations per image; a DC gradient costs 2·K·T UNet calls.
