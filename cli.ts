@@ -23,6 +23,7 @@ import { benchPaper } from "./cli/bench_paper.ts";
 import { benchDiffpureChoose } from "./cli/bench_diffpure_choose.ts";
 import { benchPaperReport } from "./cli/bench_paper_report.ts";
 import { benchDcExact } from "./cli/bench_dc_exact.ts";
+import { benchTmStudy } from "./cli/bench_tm_study.ts";
 
 /** Command name (one or two words) → its module. */
 export const COMMANDS: Readonly<Record<string, Command>> = Object.freeze({
@@ -43,6 +44,7 @@ export const COMMANDS: Readonly<Record<string, Command>> = Object.freeze({
   "bench diffpure-choose": benchDiffpureChoose,
   "bench paper-report": benchPaperReport,
   "bench dc-exact": benchDcExact,
+  "bench tm-study": benchTmStudy,
 });
 
 const HELP = new Set(["-h", "--help", "help"]);

@@ -32,7 +32,14 @@ import type { Norm } from "../lib/attacks/projections.ts";
 import { runAttack, validateAttack } from "../lib/attacks/registry.ts";
 import type { DCSettings, DCSettingsOverrides } from "../lib/dc_settings.ts";
 import { modelSet, openTarget } from "../lib/evaluation/targets.ts";
-import { gather, loadTest, seededSubset } from "../lib/fashion_mnist.ts";
+import {
+  gather,
+  type LabelledImages,
+  loadTest,
+  loadTrainSplit,
+  seededSubset,
+} from "../lib/fashion_mnist.ts";
+import type { Classifier, DiffusionModel, LoraTensors } from "../lib/model.ts";
 import { PortableRandom } from "../lib/rng.ts";
 import { wilson } from "../lib/stats.ts";
 import { Progress } from "../cli/progress.ts";
@@ -64,6 +71,8 @@ export interface ExactOptions {
   adapter?: string;
   settings?: DCSettingsOverrides;
   threads: number;
+  /** images from the test split (reported numbers) or the validation split (choices) */
+  split: "test" | "validation";
   checkpoint?: string;
   json: string;
 }
@@ -82,7 +91,7 @@ interface StageRecord {
   seconds: number;
 }
 
-interface State {
+export interface State {
   config: Record<string, unknown>;
   clean?: number[];
   transfer?: StageRecord[];
@@ -91,75 +100,118 @@ interface State {
 
 const count = (f: ArrayLike<number>) => Array.from(f).reduce((s, v) => s + v, 0);
 
-export async function dcExactAttack(o: ExactOptions, argv: readonly string[]) {
-  for (const a of o.attacks) {
+/** One exact-attack run: the models, the images, the budget, where its state lives. */
+export interface ExactRun {
+  model: DiffusionModel;
+  surrogate: Classifier;
+  dc: DCSettings;
+  lora?: LoraTensors;
+  adapterId: string | null;
+  set: LabelledImages;
+  seed: number;
+  norm: Norm;
+  eps: number;
+  noise: "fixed" | "fresh";
+  attacks: string[];
+  iters: number;
+  pairs: number;
+  eot: number;
+  levels: number[];
+  randomRestarts: number;
+  logitScale: number;
+  checkpoint: string;
+  log: (m: string) => void;
+}
+
+/** The run's settings as recorded (a checkpoint made under others is refused). */
+export function exactConfig(r: ExactRun) {
+  return {
+    n: r.set.n,
+    seed: r.seed,
+    norm: r.norm,
+    eps: r.eps,
+    noise: r.noise,
+    attacks: r.attacks,
+    iters: r.iters,
+    pairs: r.pairs,
+    eot: r.eot,
+    random_restarts: r.randomRestarts,
+    logit_scale: r.logitScale,
+    bundle: r.model.id,
+    surrogate: r.surrogate.id,
+    adapter: r.adapterId,
+    dc_settings: r.dc,
+  };
+}
+
+/** Run (or resume) the stages of every level; the state holds every robust flag. */
+export async function runExact(r: ExactRun): Promise<State> {
+  for (const a of r.attacks) {
     if (!LOSSES[a]) usageError(`unknown attack '${a}': one of ${Object.keys(LOSSES).join(", ")}`);
   }
-  const model = await openDiffusion(o.bundle, o.threads);
-  const surrogate = await openSurrogate(o.surrogate, o.threads);
+  if (r.pairs > r.dc.gridSize) usageError(`--pairs ${r.pairs} > the grid's ${r.dc.gridSize} pairs`);
+  await Deno.mkdir(r.checkpoint, { recursive: true });
+  const release = await lockFolder(r.checkpoint, r.log);
+  try {
+    return await runLocked(r);
+  } finally {
+    await release();
+  }
+}
+
+/**
+ * One process per state folder (a study and a `bench dc-exact` run may share one): wait while
+ * another live process holds it; a lock left by a dead process is taken over.
+ */
+async function lockFolder(dir: string, log: (m: string) => void) {
+  const path = join(dir, "lock");
+  for (let said = false;;) {
+    try {
+      await Deno.writeTextFile(path, String(Deno.pid), { createNew: true });
+      return () => Deno.remove(path).catch(() => {});
+    } catch (e) {
+      if (!(e instanceof Deno.errors.AlreadyExists)) throw e;
+      const pid = Number(await Deno.readTextFile(path).catch(() => ""));
+      const alive = pid > 0 && await Deno.stat(`/proc/${pid}`).then(() => true, () => false);
+      if (!alive) {
+        await Deno.remove(path).catch(() => {});
+        continue;
+      }
+      if (!said) log(`${dir} is in use by process ${pid}; waiting`);
+      said = true;
+      await new Promise((r) => setTimeout(r, 30_000));
+    }
+  }
+}
+
+async function runLocked(r: ExactRun): Promise<State> {
+  // a secret-seed target's verdicts use a draw the attack never sees (lib/evaluation/targets.ts)
+  const { model, surrogate, dc, lora, set, log } = r;
   const K = model.classNames.length;
-  // fresh noise attacks the secret-seed mode: its verdicts use a draw the attack never sees
-  const dc: DCSettings = {
-    ...settingsFor(model, o.settings),
-    ...(o.noise === "fresh" ? { seedMode: "secret" as const } : {}),
-  };
-  if (o.pairs > dc.gridSize) usageError(`--pairs ${o.pairs} > the grid's ${dc.gridSize} pairs`);
-  const adapter = o.adapter ? await loadAdapter(o.adapter, model) : undefined;
-  const lora = adapter?.lora;
   const models = modelSet(new Map([[model.id, model]]), new Map([[surrogate.id, surrogate]]));
   const target = openTarget(
-    { kind: "dc", bundle: model.id, adapter: adapter?.rec.id ?? null, settings: dc },
+    { kind: "dc", bundle: model.id, adapter: r.adapterId, settings: dc },
     models,
     lora,
   );
-  const verdicts = (x: Float32Array, n: number) => target.predict(x, n);
-
-  const test = await loadTest(config.root);
-  const set = gather(test, seededSubset(test.n, o.n, o.seed));
+  const verdicts = (x: Float32Array, m: number) => target.predict(x, m);
   const n = set.n;
   const D = set.images.length / n;
   const shape = model.imageShape;
-
-  const ck = o.checkpoint ?? join(
-    config.root,
-    "runs",
-    `dc-exact-${o.noise}-${o.norm}-${o.eps}-n${n}-s${o.seed}${
-      adapter ? `-adapter-${adapter.rec.id.slice(0, 8)}` : ""
-    }`,
-  );
-  await Deno.mkdir(ck, { recursive: true });
-  const statePath = join(ck, "state.json");
+  const statePath = join(r.checkpoint, "state.json");
   const state: State = await Deno.readTextFile(statePath).then(JSON.parse).catch(() => ({
     config: {},
     levels: {},
   }));
-  const runConfig = {
-    n,
-    seed: o.seed,
-    norm: o.norm,
-    eps: o.eps,
-    noise: o.noise,
-    attacks: o.attacks,
-    iters: o.iters,
-    pairs: o.pairs,
-    eot: o.eot,
-    random_restarts: o["random-restarts"],
-    logit_scale: o["logit-scale"],
-    bundle: model.id,
-    surrogate: surrogate.id,
-    adapter: adapter?.rec.id ?? null,
-    dc_settings: dc,
-  };
-  if (
-    state.clean && JSON.stringify(state.config) !== JSON.stringify(runConfig)
-  ) usageError(`${ck} was made with other settings; pass --checkpoint DIR`);
+  const runConfig = exactConfig(r);
+  if (state.clean && JSON.stringify(state.config) !== JSON.stringify(runConfig)) {
+    usageError(`${r.checkpoint} was made with other settings; pass another checkpoint folder`);
+  }
   state.config = runConfig;
   const save = async () => {
     await Deno.writeTextFile(statePath + ".tmp", JSON.stringify(state));
     await Deno.rename(statePath + ".tmp", statePath);
   };
-  const progress = new Progress("dc-exact");
-  const log = (m: string) => progress.log(m);
 
   if (!state.clean) {
     log(`clean verdicts for ${n} images`);
@@ -176,8 +228,8 @@ export async function dcExactAttack(o: ExactOptions, argv: readonly string[]) {
       if (!live.length) continue;
       const x = gatherRows(c.x, live.map(([, j]) => j), D);
       const p = await verdicts(x, live.length);
-      live.forEach(([s], r) => {
-        if (p[r] !== set.labels[s]) out[s] = 0;
+      live.forEach(([s], k) => {
+        if (p[k] !== set.labels[s]) out[s] = 0;
       });
     }
     return out;
@@ -187,7 +239,7 @@ export async function dcExactAttack(o: ExactOptions, argv: readonly string[]) {
   const sOracle = classifierOracle(surrogate);
   const transferX: Float32Array[] = [];
   for (const t of TRANSFER) {
-    const cfg = validateAttack({ ...t, norm: o.norm, eps: o.eps, seed: o.seed }, K, 1e9);
+    const cfg = validateAttack({ ...t, norm: r.norm, eps: r.eps, seed: r.seed }, K, 1e9);
     transferX.push((await runAttack(sOracle, set.images, set.labels, cfg, shape)).xAdv);
   }
   if (!state.transfer) {
@@ -208,18 +260,17 @@ export async function dcExactAttack(o: ExactOptions, argv: readonly string[]) {
     }
     await save();
   }
-  const afterTransfer = state.transfer.at(-1)!.robust;
 
-  for (const [li, level] of o.levels.entries()) {
+  for (const [li, level] of r.levels.entries()) {
     const key = `x${level}`;
     const stages = (state.levels[key] ??= []);
     // adaptive stages start from every image right clean (not only transfer's survivors), so
     // an image broken by transfer alone shows up
     let robust = stages.at(-1)?.robust ?? state.clean.slice();
     const plan: { attack: string; init: number | "random"; r: number }[] = [];
-    for (const attack of o.attacks) {
+    for (const attack of r.attacks) {
       TRANSFER.forEach((_, k) => plan.push({ attack, init: k, r: 0 }));
-      for (let r = 0; r < o["random-restarts"]; r++) plan.push({ attack, init: "random", r });
+      for (let q = 0; q < r.randomRestarts; q++) plan.push({ attack, init: "random", r: q });
     }
     for (const [si, step] of plan.entries()) {
       if (si < stages.length) continue; // done before a stop
@@ -232,25 +283,25 @@ export async function dcExactAttack(o: ExactOptions, argv: readonly string[]) {
       if (idx.length) {
         log(`level ×${level}: ${name} on ${idx.length} images`);
         const oracle = ownPairsOracle(model, dc, {
-          pairsPerCall: o.pairs,
-          scale: o["logit-scale"],
-          noise: o.noise,
+          pairsPerCall: r.pairs,
+          scale: r.logitScale,
+          noise: r.noise,
           lora,
-          subsetSeed: (o.seed * 7919 + li * 104729 + si * 131) >>> 0,
+          subsetSeed: (r.seed * 7919 + li * 104729 + si * 131) >>> 0,
         });
         const res = await apgdSingleRun(
           oracle,
           gatherRows(set.images, idx, D),
           Int32Array.from(idx, (s) => set.labels[s]),
           {
-            norm: o.norm,
-            eps: o.eps,
-            nIter: o.iters * level,
+            norm: r.norm,
+            eps: r.eps,
+            nIter: r.iters * level,
             nRestarts: 1,
             loss: LOSSES[step.attack],
-            eotIter: o.eot,
+            eotIter: r.eot,
           },
-          new PortableRandom(o.seed, 0xe7ac + li * 1000 + si),
+          new PortableRandom(r.seed, 0xe7ac + li * 1000 + si),
           step.init === "random" ? {} : { xInit: gatherRows(transferX[step.init], idx, D) },
         );
         calls = oracle.unetCalls / idx.length;
@@ -272,21 +323,31 @@ export async function dcExactAttack(o: ExactOptions, argv: readonly string[]) {
       log(`  robust ${count(robust)}/${n}`);
     }
   }
+  return state;
+}
 
-  // The report: each level's figure, the saturation rule, the worst case over everything.
+/** Each level's figure, the saturation rule, the worst case per image over everything. */
+export function exactSummary(
+  state: State,
+  r: Pick<ExactRun, "iters" | "levels">,
+  labels: Int32Array,
+) {
+  const n = state.clean!.length;
   const fig = (flags: number[]) => {
     const k = count(flags);
     return { robust: k, accuracy: k / n, ci95: wilson(k, n) };
   };
-  const levels = o.levels.map((level) => {
+  const afterTransfer = state.transfer!.at(-1)!.robust;
+  const levels = r.levels.map((level) => {
     const st = state.levels[`x${level}`];
     return {
       budget_multiplier: level,
-      iterations: o.iters * level,
-      attack_unet_calls_per_attacked_image: st.reduce((s, r) => s + r.unetCallsPerImage, 0),
-      seconds: st.reduce((s, r) => s + r.seconds, 0),
+      iterations: r.iters * level,
+      attack_unet_calls_per_attacked_image: st.reduce((s, x) => s + x.unetCallsPerImage, 0),
+      seconds: st.reduce((s, x) => s + x.seconds, 0),
       ...fig(st.at(-1)!.robust),
-      stages: st.map(({ robust, ...r }) => ({ ...r, robust_after: count(robust) })),
+      stages: st.map(({ robust, ...x }) => ({ ...x, robust_after: count(robust) })),
+      note: "adaptive stages only (transfer not counted)",
     };
   });
   // Saturated at level i when level i+1 (twice the budget) lies inside level i's interval.
@@ -302,28 +363,17 @@ export async function dcExactAttack(o: ExactOptions, argv: readonly string[]) {
   const transferOnly = [...afterTransfer.keys()].filter((s) =>
     state.clean![s] && !afterTransfer[s] && adaptiveRobust(s)
   );
-  const report = {
-    benchmark: "dc-exact",
-    what: o.noise === "fixed"
-      ? "exact white-box attack on the deterministic DC (its own timesteps, noise, error, decision grid)"
-      : "EOT attack on the secret-seed DC (fresh noise per gradient; verdicts with an unseen draw)",
-    mode: o.noise === "fixed" ? "white-box (fixed seed)" : "adaptive EOT (secret seed)",
-    command: `deno task cli bench dc-exact ${argv.join(" ")}`,
-    config: runConfig,
-    budget: {
-      per_step: `${o.pairs} of the classifier's ${dc.gridSize} (t, ε) pairs × ${K} classes, ` +
-        `forward + VJP, × EOT ${o.eot}`,
-      attacks: o.attacks,
-      starts_per_attack: `${TRANSFER.length} transferred examples + ${o["random-restarts"]} random`,
-    },
+  return {
     n,
-    clean: fig(state.clean),
-    transfer: state.transfer.map(({ robust, ...r }) => ({ ...r, ...fig(robust) })),
-    levels: levels.map((l) => ({ ...l, note: "adaptive stages only (transfer not counted)" })),
+    clean: fig(state.clean!),
+    transfer: state.transfer!.map(({ robust, ...x }) => ({ ...x, ...fig(robust) })),
+    levels,
     saturation: saturatedAt === null
       ? {
         saturated: false,
-        note: "no level stayed inside the previous one's interval: not reportable",
+        note: levels.length < 2
+          ? "one budget level only: saturation not tested"
+          : "no level stayed inside the previous one's interval: not reportable",
       }
       : {
         saturated: true,
@@ -333,13 +383,76 @@ export async function dcExactAttack(o: ExactOptions, argv: readonly string[]) {
         }'s interval`,
       },
     worst_case: { ...fig(worst), note: "per image over transfer and every level and attack" },
+    /** per image: 1 = robust to everything (for paired comparisons) */
+    worst_flags: worst,
     broken_only_by_transfer: {
-      images: transferOnly.map((s) => ({ position: s, label: set.labels[s] })),
+      images: transferOnly.map((s) => ({ position: s, label: labels[s] })),
       note: "every adaptive run on these started from the transferred examples; its estimate " +
         "moved away from a point the real classifier already got wrong",
     },
-    machine: machine(),
   };
-  await writeReport(o.json, report);
+}
+
+export async function dcExactAttack(o: ExactOptions, argv: readonly string[]) {
+  const model = await openDiffusion(o.bundle, o.threads);
+  const surrogate = await openSurrogate(o.surrogate, o.threads);
+  // fresh noise attacks the secret-seed mode: its verdicts use a draw the attack never sees
+  const dc: DCSettings = {
+    ...settingsFor(model, o.settings),
+    ...(o.noise === "fresh" ? { seedMode: "secret" as const } : {}),
+  };
+  const adapter = o.adapter ? await loadAdapter(o.adapter, model) : undefined;
+  const split = o.split === "validation"
+    ? await loadTrainSplit(config.root, "validation")
+    : await loadTest(config.root);
+  const set = gather(split, seededSubset(split.n, o.n, o.seed));
+  const progress = new Progress("dc-exact");
+  const run: ExactRun = {
+    model,
+    surrogate,
+    dc,
+    lora: adapter?.lora,
+    adapterId: adapter?.rec.id ?? null,
+    set,
+    seed: o.seed,
+    norm: o.norm,
+    eps: o.eps,
+    noise: o.noise,
+    attacks: o.attacks,
+    iters: o.iters,
+    pairs: o.pairs,
+    eot: o.eot,
+    levels: o.levels,
+    randomRestarts: o["random-restarts"],
+    logitScale: o["logit-scale"],
+    checkpoint: o.checkpoint ?? join(
+      config.root,
+      "runs",
+      `dc-exact-${o.noise}-${o.norm}-${o.eps}-n${set.n}-s${o.seed}${
+        o.split === "validation" ? "-val" : ""
+      }${adapter ? `-adapter-${adapter.rec.id.slice(0, 8)}` : ""}`,
+    ),
+    log: (m) => progress.log(m),
+  };
+  const state = await runExact(run);
+  const { worst_flags: _, ...summary } = exactSummary(state, run, set.labels);
+  await writeReport(o.json, {
+    benchmark: "dc-exact",
+    what: o.noise === "fixed"
+      ? "exact white-box attack on the deterministic DC (its own timesteps, noise, error, decision grid)"
+      : "EOT attack on the secret-seed DC (fresh noise per gradient; verdicts with an unseen draw)",
+    mode: o.noise === "fixed" ? "white-box (fixed seed)" : "adaptive EOT (secret seed)",
+    command: `deno task cli bench dc-exact ${argv.join(" ")}`,
+    split: o.split,
+    config: exactConfig(run),
+    budget: {
+      per_step:
+        `${o.pairs} of the classifier's ${dc.gridSize} (t, ε) pairs × ${model.classNames.length} classes, forward + VJP, × EOT ${o.eot}`,
+      attacks: o.attacks,
+      starts_per_attack: `${TRANSFER.length} transferred examples + ${o["random-restarts"]} random`,
+    },
+    ...summary,
+    machine: machine(),
+  });
   progress.end();
 }

@@ -13,6 +13,12 @@ export const benchDcExact = defineCommand({
   options: {
     n: { type: "int", min: 1, max: 10000, default: 32, help: "images of the seeded test subset" },
     seed: { type: "int", min: 0, max: 2 ** 32 - 1, default: 0, help: "subset seed" },
+    split: {
+      type: "enum",
+      values: ["test", "validation"],
+      default: "test",
+      help: "test (reported numbers) or validation (choosing settings)",
+    },
     norm: { type: "enum", values: ["linf", "l2"], default: "linf", help: "threat model" },
     eps: { type: "number", min: 0, default: 0.1, help: "budget in the norm" },
     noise: {
@@ -46,6 +52,7 @@ export const benchDcExact = defineCommand({
       ...values,
       norm: values.norm as "linf" | "l2",
       noise: values.noise as "fixed" | "fresh",
+      split: values.split as "test" | "validation",
       attacks: values.attacks.split(",").map((a) => a.trim()),
       levels: [...values.levels],
     }, argv),

@@ -1,0 +1,376 @@
+/**
+ * `deno task cli bench tm-study`: Truth Maximization tested for real (issue 13). Every
+ * configuration of a study file (LoRA rank via the bundle, learning rate, steps, the training
+ * attack's ε, and the source of the training examples) is trained on a pool of adversarial
+ * training images, and every checkpoint is scored on validation *and* test under transfer (so
+ * the curve has a test point at each checkpoint). Then:
+ *
+ *   1. each configuration's best checkpoint (validation, transfer) is attacked with the exact
+ *      white-box attack (bench/dc_exact.ts) on validation images: the configuration with the
+ *      highest worst-case robust accuracy there is chosen — validation only;
+ *   2. the chosen adapter and the plain DC are attacked the same way on test images, and
+ *      compared per image (paired sign test on the worst case).
+ *
+ * Sources of training examples: "transfer" (APGD-CE on the surrogate: the paper's kind) and
+ * "adaptive" (APGD-CE through the DC's own estimate, `ownPairsOracle`, on the base model:
+ * adversarial Truth Maximization with a pool made once). Pools, checkpoints and every attack's
+ * state live under runs/tm-study/, so a stopped study resumes where it was.
+ */
+import { join } from "node:path";
+import { config } from "../config.ts";
+import { ownPairsOracle } from "../lib/attacks/dc_oracle.ts";
+import { classifierOracle } from "../lib/attacks/oracle.ts";
+import type { Norm } from "../lib/attacks/projections.ts";
+import { runAttack, validateAttack } from "../lib/attacks/registry.ts";
+import {
+  gather,
+  type LabelledImages,
+  loadTest,
+  loadTrainSplit,
+  seededSubset,
+} from "../lib/fashion_mnist.ts";
+import { runFinetune, scoreAdapter } from "../lib/finetune.ts";
+import type { DiffusionModel } from "../lib/model.ts";
+import { wilson } from "../lib/stats.ts";
+import { signTestP } from "../lib/sanity.ts";
+import { initState, packState, PAPER_TM, type TMState, unpackState } from "../lib/truth_max.ts";
+import { Progress } from "../cli/progress.ts";
+import { type ExactRun, exactSummary, runExact } from "./dc_exact.ts";
+import { machine, openDiffusion, openSurrogate, settingsFor, writeReport } from "./common.ts";
+import type { OnnxDiffusionModel } from "../gpu-worker/onnx_model.ts";
+
+export interface StudyConfig {
+  name: string;
+  /** a diffusion bundle name or folder (the LoRA rank is the bundle's) */
+  bundle: string;
+  lr: number;
+  steps: number;
+  /** the training attack's Linf ε */
+  eps: number;
+  source: "transfer" | "adaptive";
+}
+
+export interface StudyFile {
+  pool: number;
+  valN: number;
+  testN: number;
+  checkpoints: number[];
+  /** the threat model every figure is measured under */
+  norm: Norm;
+  eps: number;
+  /** the exact white-box attack used to choose (validation) and to report (test) */
+  exact: {
+    n: number;
+    iters: number;
+    pairs: number;
+    attacks: string[];
+    levels: number[];
+    /** the plain DC's test run's state folder (share it with a `bench dc-exact` run) */
+    dcCheckpoint?: string;
+  };
+  configs: StudyConfig[];
+}
+
+export interface StudyOptions {
+  study: string;
+  threads: number;
+  /** state folder (default runs/tm-study) */
+  state?: string;
+  json: string;
+}
+
+interface CheckpointRow {
+  step: number;
+  loss: number;
+  validation: { clean: number; transfer_robust: number };
+  test: { clean: number; transfer_robust: number };
+}
+
+interface StudyState {
+  runs: Record<string, { checkpoints: CheckpointRow[]; seconds: number }>;
+}
+
+const f32 = (a: Float32Array) => new Uint8Array(a.buffer, a.byteOffset, a.byteLength);
+
+export async function tmStudy(o: StudyOptions, argv: readonly string[]) {
+  const study: StudyFile = JSON.parse(await Deno.readTextFile(o.study));
+  const root = o.state ?? join(config.root, "runs", "tm-study");
+  await Deno.mkdir(root, { recursive: true });
+  const statePath = join(root, "state.json");
+  const state: StudyState = await Deno.readTextFile(statePath).then(JSON.parse).catch(() => ({
+    runs: {},
+  }));
+  const save = () => Deno.writeTextFile(statePath, JSON.stringify(state));
+  const progress = new Progress("tm-study");
+  const log = (m: string) => progress.log(m);
+
+  const surrogate = await openSurrogate(config.defaultSurrogate, o.threads);
+  const models = new Map<string, OnnxDiffusionModel>();
+  const open = async (b: string) => {
+    if (!models.has(b)) models.set(b, await openDiffusion(b, o.threads));
+    return models.get(b)!;
+  };
+  const base = await open(config.defaultBundle);
+  const dc = settingsFor(base);
+  const K = base.classNames.length;
+  const shape = base.imageShape;
+  const D = shape.channels * shape.height * shape.width;
+  const sOracle = classifierOracle(surrogate);
+  const transferAttack = (eps: number, seed: number) =>
+    validateAttack({ attack: "apgd-ce", norm: study.norm, eps, seed }, K, 1e9);
+
+  // Validation and test sets with their transferred examples (the checkpoint curve's attack).
+  const mkSet = async (split: LabelledImages, n: number) => {
+    const set = gather(split, seededSubset(split.n, n, 0));
+    const xAdv =
+      (await runAttack(sOracle, set.images, set.labels, transferAttack(study.eps, 0), shape))
+        .xAdv;
+    return { ...set, xAdv };
+  };
+  const valSplit = await loadTrainSplit(config.root, "validation");
+  const testSplit = await loadTest(config.root);
+  const val = await mkSet(valSplit, study.valN);
+  const test = await mkSet(testSplit, study.testN);
+
+  // Training pools: made once per (source, ε), shared by every configuration.
+  const train = await loadTrainSplit(config.root, "train");
+  const poolSet = gather(train, seededSubset(train.n, study.pool, 1));
+  async function pool(source: StudyConfig["source"], eps: number): Promise<LabelledImages> {
+    const file = join(root, `pool-${source}-${study.norm}-${eps}-P${study.pool}.f32`);
+    const have = await Deno.readFile(file).catch(() => null);
+    if (have) return { ...poolSet, images: new Float32Array(have.slice().buffer) };
+    log(`making the ${source} pool (${study.pool} training images, ε ${eps})`);
+    const images = new Float32Array(poolSet.images.length);
+    const chunk = source === "transfer" ? 256 : 16;
+    for (let i = 0; i < poolSet.n; i += chunk) {
+      const m = Math.min(chunk, poolSet.n - i);
+      const x = poolSet.images.subarray(i * D, (i + m) * D);
+      const y = poolSet.labels.subarray(i, i + m);
+      const oracle = source === "transfer" ? sOracle : ownPairsOracle(base, dc, {
+        pairsPerCall: study.exact.pairs,
+        scale: 100,
+        noise: "fixed",
+        subsetSeed: i,
+      });
+      // adaptive: APGD-CE through the base DC's own estimate, 10 iterations per image
+      const cfg = source === "transfer"
+        ? transferAttack(eps, i)
+        : validateAttack({ attack: "apgd-ce", norm: study.norm, eps, steps: 10, seed: i }, K, 1e9);
+      images.set((await runAttack(oracle, x, y, cfg, shape)).xAdv, i * D);
+      log(`  pool ${Math.min(i + m, poolSet.n)}/${poolSet.n}`);
+    }
+    await Deno.writeFile(file, f32(images));
+    return { ...poolSet, images };
+  }
+
+  // 1. train every configuration; every checkpoint scored on validation and test (transfer).
+  for (const c of study.configs) {
+    const model = await open(c.bundle);
+    const dir = join(root, c.name);
+    await Deno.mkdir(dir, { recursive: true });
+    const run = (state.runs[c.name] ??= { checkpoints: [], seconds: 0 });
+    const last = run.checkpoints.at(-1);
+    if (last?.step === c.steps) continue;
+    const trainPool = await pool(c.source, c.eps);
+    let s: TMState = last
+      ? unpackState(
+        await Deno.readFile(join(dir, `step-${last.step}.bin`)),
+        model.loraLayout,
+        last.step,
+      )
+      : initState(model.loraLayout, 0);
+    log(`${c.name}: training from step ${s.step} to ${c.steps}`);
+    const t0 = performance.now();
+    s = await runFinetune(
+      model,
+      sOracle,
+      trainPool,
+      val,
+      {
+        hyper: { ...PAPER_TM, lr: c.lr, steps: c.steps },
+        seed: 0,
+        attack: null, // the pool is already adversarial
+        checkpoints: study.checkpoints.filter((k) => k <= c.steps),
+        validation: { n: study.valN, seed: 0 },
+        dc,
+      },
+      s,
+      {
+        onCheckpoint: async (cs, info) => {
+          const t = await scoreAdapter(model, dc, test, cs.lora);
+          await Deno.writeFile(join(dir, `step-${cs.step}.bin`), packState(cs));
+          run.checkpoints.push({
+            step: cs.step,
+            loss: info.loss,
+            validation: {
+              clean: info.validation.clean_accuracy,
+              transfer_robust: info.validation.robust_accuracy,
+            },
+            test: { clean: t.clean_accuracy, transfer_robust: t.robust_accuracy },
+          });
+          run.seconds += (performance.now() - t0) / 1000;
+          await save();
+          log(
+            `  step ${cs.step}: val ${info.validation.robust_accuracy.toFixed(3)} test ${
+              t.robust_accuracy.toFixed(3)
+            } (transfer robust)`,
+          );
+        },
+      },
+    );
+  }
+
+  // 2. each configuration's best checkpoint (validation, transfer), then the exact attack on
+  //    validation images; the configuration with the best worst case there is chosen.
+  const best = (c: StudyConfig) =>
+    [...state.runs[c.name].checkpoints].sort((a, b) =>
+      b.validation.transfer_robust - a.validation.transfer_robust ||
+      b.validation.clean - a.validation.clean || a.step - b.step
+    )[0];
+  const lora = async (c: StudyConfig, model: DiffusionModel, step: number) =>
+    unpackState(
+      await Deno.readFile(join(root, c.name, `step-${step}.bin`)),
+      model.loraLayout,
+      step,
+    ).lora;
+  const exactRun = (
+    model: OnnxDiffusionModel,
+    set: LabelledImages,
+    lo: ExactRun["lora"],
+    id: string | null,
+    dir: string,
+    levels: number[],
+    attacks: string[],
+  ): ExactRun => ({
+    model,
+    surrogate,
+    dc,
+    lora: lo,
+    adapterId: id,
+    set,
+    seed: 0,
+    norm: study.norm,
+    eps: study.eps,
+    noise: "fixed",
+    attacks,
+    iters: study.exact.iters,
+    pairs: study.exact.pairs,
+    eot: 1,
+    levels,
+    randomRestarts: 0,
+    logitScale: 100,
+    checkpoint: dir.startsWith("/") ? dir : join(root, dir),
+    log,
+  });
+  const valExact = gather(valSplit, seededSubset(valSplit.n, study.exact.n, 0));
+  const chooseRows = [];
+  const baseVal = exactSummary(
+    await runExact(exactRun(base, valExact, undefined, null, "exact-val-dc", [1], ["apgd-ce"])),
+    { iters: study.exact.iters, levels: [1] },
+    valExact.labels,
+  );
+  for (const c of study.configs) {
+    const model = await open(c.bundle);
+    const b = best(c);
+    const r = exactRun(
+      model,
+      valExact,
+      await lora(c, model, b.step),
+      `${c.name}@${b.step}`,
+      `exact-val-${c.name}-${b.step}`,
+      [1],
+      ["apgd-ce"],
+    );
+    const sum = exactSummary(await runExact(r), r, valExact.labels);
+    chooseRows.push({
+      config: c,
+      best_step: b.step,
+      checkpoint: b,
+      exact_validation: sum.worst_case,
+    });
+  }
+  const chosen =
+    [...chooseRows].sort((a, b) =>
+      b.exact_validation.accuracy - a.exact_validation.accuracy || a.config.lr - b.config.lr
+    )[0];
+
+  // 3. test: the plain DC and the chosen adapter under the same exact attack, paired per image.
+  const testExact = gather(testSplit, seededSubset(testSplit.n, study.exact.n, 0));
+  const cm = await open(chosen.config.bundle);
+  const dcTest = exactSummary(
+    await runExact(
+      exactRun(
+        base,
+        testExact,
+        undefined,
+        null,
+        "exact-test-dc",
+        study.exact.levels,
+        study.exact.attacks,
+      ),
+    ),
+    { iters: study.exact.iters, levels: study.exact.levels },
+    testExact.labels,
+  );
+  const tmTest = exactSummary(
+    await runExact(
+      exactRun(
+        cm,
+        testExact,
+        await lora(chosen.config, cm, chosen.best_step),
+        `${chosen.config.name}@${chosen.best_step}`,
+        `exact-test-${chosen.config.name}-${chosen.best_step}`,
+        study.exact.levels,
+        study.exact.attacks,
+      ),
+    ),
+    { iters: study.exact.iters, levels: study.exact.levels },
+    testExact.labels,
+  );
+  let tmOnly = 0;
+  let dcOnly = 0;
+  dcTest.worst_flags.forEach((d, i) => {
+    const t = tmTest.worst_flags[i];
+    if (t && !d) tmOnly++;
+    if (d && !t) dcOnly++;
+  });
+  const strip = ({ worst_flags: _, ...s }: typeof dcTest) => s;
+  await writeReport(o.json, {
+    benchmark: "tm-study",
+    command: `deno task cli bench tm-study ${argv.join(" ")}`,
+    study,
+    what: "Truth Maximization configurations: transfer-robust curve on validation and test at " +
+      "every checkpoint; the choice by the exact white-box attack on validation; DC vs the " +
+      "chosen TMDC under the same exact attack on test, paired per image",
+    modes: {
+      checkpoint_curve: `transfer (APGD-CE on ${surrogate.id}, ${study.norm} ${study.eps})`,
+      choice_and_test:
+        `white-box exact (fixed seed; bench/dc_exact.ts), ${study.norm} ${study.eps}`,
+    },
+    configs: study.configs.map((c) => ({
+      ...c,
+      seconds: state.runs[c.name].seconds,
+      checkpoints: state.runs[c.name].checkpoints.map((k) => ({
+        ...k,
+        test_transfer_ci95: wilson(Math.round(k.test.transfer_robust * study.testN), study.testN),
+      })),
+    })),
+    choice: {
+      base_dc_exact_validation: baseVal.worst_case,
+      rows: chooseRows,
+      chosen: { config: chosen.config.name, step: chosen.best_step },
+    },
+    test: {
+      n: study.exact.n,
+      dc: strip(dcTest),
+      tmdc: strip(tmTest),
+      paired: {
+        tmdc_only_robust: tmOnly,
+        dc_only_robust: dcOnly,
+        sign_test_p: signTestP(tmOnly, dcOnly),
+      },
+    },
+    machine: machine(),
+  });
+  progress.end();
+}
