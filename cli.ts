@@ -24,6 +24,7 @@ import { benchDiffpureChoose } from "./cli/bench_diffpure_choose.ts";
 import { benchPaperReport } from "./cli/bench_paper_report.ts";
 import { benchDcExact } from "./cli/bench_dc_exact.ts";
 import { benchTmStudy } from "./cli/bench_tm_study.ts";
+import { benchExactReport } from "./cli/bench_exact_report.ts";
 
 /** Command name (one or two words) → its module. */
 export const COMMANDS: Readonly<Record<string, Command>> = Object.freeze({
@@ -45,6 +46,7 @@ export const COMMANDS: Readonly<Record<string, Command>> = Object.freeze({
   "bench paper-report": benchPaperReport,
   "bench dc-exact": benchDcExact,
   "bench tm-study": benchTmStudy,
+  "bench exact-report": benchExactReport,
 });
 
 const HELP = new Set(["-h", "--help", "help"]);
