@@ -59,6 +59,8 @@ export interface ExactOptions {
   norm: Norm;
   eps: number;
   noise: "fixed" | "fresh";
+  /** the deployment: default fixed for fixed noise, secret for fresh noise */
+  target?: "fixed" | "secret";
   attacks: string[];
   iters: number;
   pairs: number;
@@ -396,10 +398,12 @@ export function exactSummary(
 export async function dcExactAttack(o: ExactOptions, argv: readonly string[]) {
   const model = await openDiffusion(o.bundle, o.threads);
   const surrogate = await openSurrogate(o.surrogate, o.threads);
-  // fresh noise attacks the secret-seed mode: its verdicts use a draw the attack never sees
+  // the deployment attacked: fixed seed (the attacker knows the draws) or secret seed (verdicts
+  // with a draw the attack never sees); fresh noise attacks a secret seed unless told otherwise
+  const secret = (o.target ?? (o.noise === "fresh" ? "secret" : "fixed")) === "secret";
   const dc: DCSettings = {
     ...settingsFor(model, o.settings),
-    ...(o.noise === "fresh" ? { seedMode: "secret" as const } : {}),
+    ...(secret ? { seedMode: "secret" as const } : {}),
   };
   const adapter = o.adapter ? await loadAdapter(o.adapter, model) : undefined;
   const split = o.split === "validation"
@@ -428,20 +432,27 @@ export async function dcExactAttack(o: ExactOptions, argv: readonly string[]) {
     checkpoint: o.checkpoint ?? join(
       config.root,
       "runs",
-      `dc-exact-${o.noise}-${o.norm}-${o.eps}-n${set.n}-s${o.seed}${
+      `dc-exact-${o.noise}-${secret ? "secret" : "fixed"}-${o.norm}-${o.eps}-n${set.n}-s${o.seed}${
         o.split === "validation" ? "-val" : ""
       }${adapter ? `-adapter-${adapter.rec.id.slice(0, 8)}` : ""}`,
     ),
     log: (m) => progress.log(m),
   };
   const state = await runExact(run);
-  const { worst_flags: _, ...summary } = exactSummary(state, run, set.labels);
+  const summary = exactSummary(state, run, set.labels);
+  const deployment = secret ? "secret seed" : "fixed seed";
   await writeReport(o.json, {
     benchmark: "dc-exact",
     what: o.noise === "fixed"
       ? "exact white-box attack on the deterministic DC (its own timesteps, noise, error, decision grid)"
-      : "EOT attack on the secret-seed DC (fresh noise per gradient; verdicts with an unseen draw)",
-    mode: o.noise === "fixed" ? "white-box (fixed seed)" : "adaptive EOT (secret seed)",
+      : `EOT attack over fresh noise draws on the ${deployment} DC` +
+        (secret ? " (verdicts with a draw the attack never sees)" : ""),
+    mode: o.noise === "fixed"
+      ? "white-box (fixed seed)"
+      : secret
+      ? "adaptive EOT (secret seed)"
+      : "adaptive EOT (fixed seed)",
+    deployment,
     command: `deno task cli bench dc-exact ${argv.join(" ")}`,
     split: o.split,
     config: exactConfig(run),

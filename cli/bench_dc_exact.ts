@@ -27,6 +27,11 @@ export const benchDcExact = defineCommand({
       default: "fixed",
       help: "fixed: the DC's own seed (deterministic); fresh: secret-seed mode with EOT",
     },
+    target: {
+      type: "enum",
+      values: ["fixed", "secret"],
+      help: "the deployment attacked (default: fixed for --noise fixed, secret for fresh)",
+    },
     attacks: {
       type: "string",
       arg: "LIST",
@@ -53,6 +58,7 @@ export const benchDcExact = defineCommand({
       norm: values.norm as "linf" | "l2",
       noise: values.noise as "fixed" | "fresh",
       split: values.split as "test" | "validation",
+      target: values.target as "fixed" | "secret" | undefined,
       attacks: values.attacks.split(",").map((a) => a.trim()),
       levels: [...values.levels],
     }, argv),
