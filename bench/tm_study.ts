@@ -48,6 +48,9 @@ export interface StudyConfig {
   /** the training attack's Linf ε */
   eps: number;
   source: "transfer" | "adaptive";
+  /** false: not attacked with the exact attack on validation (say why in `note`) */
+  exactValidation?: boolean;
+  note?: string;
 }
 
 export interface StudyFile {
@@ -76,6 +79,8 @@ export interface StudyOptions {
   threads: number;
   /** state folder (default runs/tm-study) */
   state?: string;
+  /** only run the test attack on this configuration's best checkpoint */
+  "test-config"?: string;
   json: string;
 }
 
@@ -263,13 +268,38 @@ export async function tmStudy(o: StudyOptions, argv: readonly string[]) {
     log,
   });
   const valExact = gather(valSplit, seededSubset(valSplit.n, study.exact.n, 0));
+  if (o["test-config"]) {
+    // only the test attack on one configuration's best checkpoint (a second process can run
+    // it while the main one chooses; they share the state folder)
+    const c = study.configs.find((c) => c.name === o["test-config"]);
+    if (!c) throw new Error(`no configuration '${o["test-config"]}' in ${o.study}`);
+    const m = await open(c.bundle);
+    const b = best(c);
+    const r = exactRun(
+      m,
+      gather(testSplit, seededSubset(testSplit.n, study.exact.n, 0)),
+      await lora(c, m, b.step),
+      `${c.name}@${b.step}`,
+      `exact-test-${c.name}-${b.step}`,
+      study.exact.levels,
+      study.exact.attacks,
+    );
+    const { worst_flags: _, ...sum } = exactSummary(await runExact(r), r, r.set.labels);
+    await writeReport(o.json, {
+      benchmark: "tm-study (test attack only)",
+      config: c,
+      step: b.step,
+      ...sum,
+    });
+    return progress.end();
+  }
   const chooseRows = [];
   const baseVal = exactSummary(
     await runExact(exactRun(base, valExact, undefined, null, "exact-val-dc", [1], ["apgd-ce"])),
     { iters: study.exact.iters, levels: [1] },
     valExact.labels,
   );
-  for (const c of study.configs) {
+  for (const c of study.configs.filter((c) => c.exactValidation !== false)) {
     const model = await open(c.bundle);
     const b = best(c);
     const r = exactRun(

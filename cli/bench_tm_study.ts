@@ -12,6 +12,11 @@ export const benchTmStudy = defineCommand({
     study: { type: "path", arg: "FILE", required: true, help: "the study file (JSON)" },
     threads: THREADS,
     state: { type: "path", arg: "DIR", help: "state folder (default runs/tm-study)" },
+    "test-config": {
+      type: "string",
+      arg: "NAME",
+      help: "only the test attack on this configuration's best checkpoint (a parallel process)",
+    },
     json: { type: "path", default: "-", help: "report file (- = stdout)" },
   },
   run: (values, _, argv) => tmStudy(values, argv),
