@@ -319,10 +319,12 @@ export async function tmStudy(o: StudyOptions, argv: readonly string[]) {
       exact_validation: sum.worst_case,
     });
   }
-  const chosen =
-    [...chooseRows].sort((a, b) =>
-      b.exact_validation.accuracy - a.exact_validation.accuracy || a.config.lr - b.config.lr
-    )[0];
+  const chosen = [...chooseRows].sort((a, b) =>
+    // ties under the exact attack go to the better transfer validation, then the earlier step
+    b.exact_validation.accuracy - a.exact_validation.accuracy ||
+    b.checkpoint.validation.transfer_robust - a.checkpoint.validation.transfer_robust ||
+    a.best_step - b.best_step
+  )[0];
 
   // 3. test: the plain DC and the chosen adapter under the same exact attack, paired per image.
   const testExact = gather(testSplit, seededSubset(testSplit.n, study.exact.n, 0));
@@ -334,7 +336,8 @@ export async function tmStudy(o: StudyOptions, argv: readonly string[]) {
         testExact,
         undefined,
         null,
-        "exact-test-dc",
+        // shared with the `bench dc-exact` run of the same settings when the study names it
+        study.exact.dcCheckpoint ? join(config.root, study.exact.dcCheckpoint) : "exact-test-dc",
         study.exact.levels,
         study.exact.attacks,
       ),
