@@ -15,18 +15,18 @@ def test_bundle_loads_and_lists_io(tiny_diffusion_bundle):
     assert {i["dtype"] for i in g["inputs"][1:4:2]} == {"int64"}
     # attention at level 1 on the way down and up, plus the middle block: 3 blocks x 4 targets x (A, B)
     assert len(m["lora"]["tensors"]) == 24
-    assert all(f in m["files"] for f in ("eps_loss.onnx", "eps_loss.onnx.data"))
+    assert all(f in m["files"] for f in ("eps_loss.onnx", "weights.bin"))
 
 
 def test_tampered_file_is_refused(tiny_diffusion_bundle, tmp_path):
     copy = tmp_path / "b"
     shutil.copytree(tiny_diffusion_bundle, copy)
-    with open(copy / "eps_loss.onnx.data", "r+b") as f:
+    with open(copy / "weights.bin", "r+b") as f:
         f.seek(100)
         b = f.read(1)
         f.seek(100)
         f.write(bytes([b[0] ^ 0xFF]))
-    with pytest.raises(BundleError, match="eps_loss.onnx.data.*does not match its manifest sha256"):
+    with pytest.raises(BundleError, match="weights.bin.*does not match its manifest sha256"):
         load_manifest(copy)
 
 
@@ -52,3 +52,25 @@ def test_manifest_missing_field_is_refused(tiny_diffusion_bundle, tmp_path, fiel
 def test_surrogate_bundle_loads(tiny_surrogate_bundle):
     m = load_manifest(tiny_surrogate_bundle)
     assert m["kind"] == "classifier" and set(m["graphs"]) == {"logits", "logits_vjp_x"}
+
+
+def test_graphs_share_one_weights_file(tiny_diffusion_bundle):
+    """build_diffusion ends with share_weights: one weights.bin, each distinct tensor once."""
+    import onnx
+
+    from tmdc_compiler.bundle import load_manifest
+
+    m = load_manifest(tiny_diffusion_bundle)
+    assert {g["data_file"] for g in m["graphs"].values()} == {"weights.bin"}
+    assert not list(tiny_diffusion_bundle.glob("*.onnx.data"))
+    spans = set()
+    for g in m["graphs"].values():
+        model = onnx.load(str(tiny_diffusion_bundle / g["file"]), load_external_data=False)
+        for t in model.graph.initializer:
+            ext = {e.key: e.value for e in t.external_data}
+            if ext:
+                spans.add((int(ext["offset"]), int(ext["length"])))
+    size = (tiny_diffusion_bundle / "weights.bin").stat().st_size
+    assert max(o + n for o, n in spans) == size  # the file holds exactly the spans named
+    starts = sorted(spans)
+    assert all(a[0] + a[1] <= b[0] for a, b in zip(starts, starts[1:], strict=False))  # no overlap

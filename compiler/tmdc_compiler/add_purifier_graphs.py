@@ -16,6 +16,7 @@ from pathlib import Path
 from .bundle import git_commit, load_manifest, write_manifest
 from .evaluate import load_unet
 from .export import export_eps_pred
+from .share_weights import share
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -33,7 +34,8 @@ def main(argv: list[str] | None = None) -> None:
         "command": "python -m tmdc_compiler.add_purifier_graphs " + " ".join(shlex.quote(a) for a in (argv or sys.argv[1:])),
         "git_commit": git_commit(),
     }
-    m = write_manifest(folder, m)
+    write_manifest(folder, m)
+    m = share(folder)  # the new graphs' weights join the shared weights.bin
     changed = [f for f, h in before.items() if m["files"].get(f) != h]
     if changed:
         raise SystemExit(f"existing files changed: {changed}")

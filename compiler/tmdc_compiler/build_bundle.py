@@ -18,6 +18,7 @@ from .bundle import write_manifest
 from .data import CLASS_NAMES
 from .export import export_diffusion, export_surrogate
 from .schedule import schedule_json
+from .share_weights import share
 from .surrogate import ResNet, ResNetConfig
 from .unet import LORA_TARGETS, UNet, UNetConfig
 
@@ -55,7 +56,8 @@ def build_diffusion(model: UNet, out: Path, name: str, batch_grad: int, provenan
         "dc_default": dc_default or {},
         "provenance": provenance,
     }
-    return write_manifest(out, manifest)
+    write_manifest(out, manifest)
+    return share(out)  # one weights file for every graph
 
 
 def baseline_name(ck: dict) -> str:

@@ -67,8 +67,11 @@ def write_manifest(folder: Path, manifest: dict) -> dict:
         model = onnx.load(str(folder / g["file"]), load_external_data=False)
         g["inputs"] = _io(model.graph.input)
         g["outputs"] = _io(model.graph.output)
-        data = g["file"] + ".data"
-        g["data_file"] = data if (folder / data).exists() else None
+        # the external-data file the graph's initializers name (one per graph; graphs may share it)
+        locations = {e.value for t in model.graph.initializer for e in t.external_data if e.key == "location"}
+        if len(locations) > 1:
+            raise BundleError(f"{g['file']} keeps its weights in {len(locations)} files: {sorted(locations)}")
+        g["data_file"] = next(iter(locations), None)
         for f in (g["file"], g["data_file"]):
             if f:
                 files[f] = sha256(folder / f)
