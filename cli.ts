@@ -25,6 +25,7 @@ import { benchPaperReport } from "./cli/bench_paper_report.ts";
 import { benchDcExact } from "./cli/bench_dc_exact.ts";
 import { benchTmStudy } from "./cli/bench_tm_study.ts";
 import { benchExactReport } from "./cli/bench_exact_report.ts";
+import { benchExactRecheck } from "./cli/bench_exact_recheck.ts";
 
 /** Command name (one or two words) → its module. */
 export const COMMANDS: Readonly<Record<string, Command>> = Object.freeze({
@@ -47,6 +48,7 @@ export const COMMANDS: Readonly<Record<string, Command>> = Object.freeze({
   "bench dc-exact": benchDcExact,
   "bench tm-study": benchTmStudy,
   "bench exact-report": benchExactReport,
+  "bench exact-recheck": benchExactRecheck,
 });
 
 const HELP = new Set(["-h", "--help", "help"]);

@@ -81,7 +81,8 @@ export interface ExactOptions {
 
 const LOSSES: Record<string, ApgdLoss> = { "apgd-ce": "ce", "apgd-dlr": "dlr" };
 /** the transfer attacks made on the surrogate (the paper's PGD-40, and APGD-CE at 100) */
-const TRANSFER = [{ attack: "pgd", steps: 40 }, { attack: "apgd-ce", steps: 100 }];
+/** The paper's transferred examples (surrogate PGD-40 and APGD-CE-100). */
+export const TRANSFER = [{ attack: "pgd", steps: 40 }, { attack: "apgd-ce", steps: 100 }];
 
 interface StageRecord {
   name: string;

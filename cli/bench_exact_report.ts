@@ -6,6 +6,16 @@ export const benchExactReport = defineCommand({
   summary: "the adaptive-attack table: DC fixed/secret seed, chosen TMDC, PGD-AT baselines",
   options: {
     exact: { type: "string", arg: "A.json,B.json", required: true, help: "bench dc-exact reports" },
+    recheck: {
+      type: "string",
+      arg: "A.json,…",
+      help: "bench exact-recheck reports (n = 128 rows)",
+    },
+    "gpu-levels": {
+      type: "string",
+      arg: "A.json,…",
+      help: "exact_autoattack.py reports of every budget level (their saturation curve)",
+    },
     "tm-study": { type: "path", help: "bench tm-study's report (its chosen TMDC's test row)" },
     "paper-state": {
       type: "path",
@@ -24,6 +34,8 @@ export const benchExactReport = defineCommand({
     exactReport({
       ...values,
       exact: values.exact.split(","),
+      recheck: values.recheck?.split(","),
+      "gpu-levels": values["gpu-levels"]?.split(","),
       baselines: values.baselines.split(","),
     }, argv),
 });

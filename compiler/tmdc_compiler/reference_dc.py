@@ -140,11 +140,13 @@ class Verdict:
 def _row_errors(model, x_all, chunk, grid, noise, abar, lora, err_col, weights=None):
     """Errors (float64) of (image, class, grid index) rows, one UNet batch; times each row's
     timestep weight when the settings have weights (float64 products, as the TypeScript engine)."""
+    dev = next(model.parameters()).device  # the rows go where the model is (GPU checks)
     ii = torch.tensor([r[0] for r in chunk])
     cc = torch.tensor([r[1] for r in chunk])
     jj = torch.tensor([r[2] for r in chunk])
     tt = torch.from_numpy(grid[jj.numpy()]).long()
-    errs = eps_errors(model, x_all[ii], tt, noise[jj], cc, abar, lora)[err_col].double().numpy()
+    errs = eps_errors(model, x_all[ii].to(dev), tt.to(dev), noise[jj].to(dev), cc.to(dev), abar.to(dev), lora)
+    errs = errs[err_col].double().cpu().numpy()
     if weights is not None:
         errs = errs * np.asarray(weights, dtype=np.float64)[jj.numpy()]
     return ii.numpy(), cc.numpy(), errs
