@@ -99,7 +99,16 @@ export type FrontendMessage = z.infer<typeof FrontendMessage>;
 
 // ---- worker → frontend: results ----
 
-const Computed = { computeMs: z.number().nonnegative(), provider: z.string().max(100) };
+/**
+ * Names a worker reports about itself (its id, its execution provider) end up in stored records
+ * and on the page: plain tokens only, so nothing a worker says can carry markup.
+ */
+const WorkerName = z.string().min(1).max(100).regex(
+  /^[A-Za-z0-9_.:@+-]+$/,
+  "letters, digits and _ . : @ + - only",
+);
+
+const Computed = { computeMs: z.number().nonnegative(), provider: WorkerName };
 
 export const ClassifyResultMsg = z.object({
   type: z.literal("result"),
@@ -165,7 +174,7 @@ export type CheckpointMsg = z.infer<typeof CheckpointMsg>;
 export const Progress = z.object({
   calls: z.number().int().nonnegative(),
   total: z.number().int().nonnegative(),
-});
+}).refine((p) => p.calls <= p.total, "progress: calls must not exceed total");
 export type Progress = z.infer<typeof Progress>;
 
 export const WorkerMessage = z.discriminatedUnion("type", [
@@ -173,9 +182,9 @@ export const WorkerMessage = z.discriminatedUnion("type", [
     type: z.literal("hello"),
     token: z.string(),
     worker: z.object({
-      id: z.string().min(1).max(200),
+      id: WorkerName,
       bundles: z.array(BundleId).max(1000),
-      provider: z.string().max(100),
+      provider: WorkerName,
       threads: z.number().int(),
       version: z.string().max(100),
       /** units it runs at once (one per device by default); the frontend never leases more */

@@ -1,4 +1,8 @@
-/** The web page: drop images, see verdicts and job progress. Plain HTML + fetch, no build step. */
+/**
+ * The web page: drop images, see verdicts and job progress. Plain HTML + fetch, no build step.
+ * The script is served apart (/page.js) so the Content-Security-Policy can forbid inline
+ * scripts; everything a server response puts into the page goes through esc() or textContent.
+ */
 export const PAGE = `<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>TMDC — diffusion classifier</title>
 <meta name="viewport" content="width=device-width, initial-scale=1">
@@ -15,8 +19,9 @@ input{width:24rem}
 <p>API key <input id="key" placeholder="tmdc_… (scripts/deno task cli keys create)"> · bundle <select id="bundle"></select></p>
 <div id="drop">Drop PNG/JPEG images here, or click to choose</div><input id="file" type="file" accept="image/png,image/jpeg" multiple hidden>
 <p id="status"></p><div id="out"></div>
-<script>
-const $ = (id) => document.getElementById(id);
+<script src="/page.js" defer></script></body></html>`;
+
+export const PAGE_JS = `const $ = (id) => document.getElementById(id);
 $("key").value = localStorage.getItem("tmdc-key") || "";
 $("key").onchange = () => localStorage.setItem("tmdc-key", $("key").value.trim());
 fetch("/v1/models").then(r => r.json()).then(({models}) => {
@@ -44,20 +49,20 @@ async function send(files) {
 }
 async function poll(id, files) {
   const job = await (await fetch("/v1/jobs/" + id, { headers: headers() })).json();
-  $("status").innerHTML = "job " + id + ": " + job.status + ' <span class="bar" style="display:inline-block"><div style="width:' + Math.round(job.progress*100) + '%"></div></span>';
+  $("status").innerHTML = "job " + esc(id) + ": " + esc(job.status) + ' <span class="bar" style="display:inline-block"><div style="width:' + Math.round(Number(job.progress)*100) + '%"></div></span>';
   if (job.status === "done" || job.status === "failed") {
     const { verdicts } = await (await fetch("/v1/jobs/" + id + "/verdicts", { headers: headers() })).json();
     for (const v of verdicts) render(v, files[v.index]);
-    for (const e of job.errors) $("out").insertAdjacentHTML("afterbegin", '<p class="err">image ' + e.index + ": " + esc(e.error) + "</p>");
+    for (const e of job.errors) $("out").insertAdjacentHTML("afterbegin", '<p class="err">image ' + Number(e.index) + ": " + esc(e.error) + "</p>");
   } else setTimeout(() => poll(id, files), 700);
 }
 function render(v, file) {
   const dc = v.stop !== "forward"; // a baseline classifier's verdict has no error estimates
   const rows = v.classNames.map((n, c) => [n, v.posterior[c], v.meanError[c], v.stdError[c], v.timestepsScored[c]])
     .sort((a, b) => b[1] - a[1]).slice(0, 5)
-    .map(r => "<tr><td>" + esc(r[0]) + "</td><td>p=" + r[1].toFixed(3) + "</td>" + (dc ? "<td>err " + r[2].toFixed(5) + " ± " + r[3].toFixed(5) + "</td><td>" + r[4] + " t</td>" : "") + "</tr>").join("");
+    .map(r => "<tr><td>" + esc(r[0]) + "</td><td>p=" + Number(r[1]).toFixed(3) + "</td>" + (dc ? "<td>err " + Number(r[2]).toFixed(5) + " ± " + Number(r[3]).toFixed(5) + "</td><td>" + Number(r[4]) + " t</td>" : "") + "</tr>").join("");
   const url = file ? URL.createObjectURL(file) : "";
-  $("out").insertAdjacentHTML("afterbegin", '<div class="card"><img src="' + url + '"><div><b>' + esc(v.className) + "</b> · " + esc(v.bundle) + " · " + (dc ? v.unetCalls + " UNet calls · " : "") + Math.round(v.timings.computeMs) + " ms on " + esc(v.worker.id) + " (" + v.worker.provider + ")<table>" + rows + "</table></div></div>");
+  $("out").insertAdjacentHTML("afterbegin", '<div class="card"><img src="' + url + '"><div><b>' + esc(v.className) + "</b> · " + esc(v.bundle) + " · " + (dc ? Number(v.unetCalls) + " UNet calls · " : "") + Math.round(v.timings.computeMs) + " ms on " + esc(v.worker.id) + " (" + esc(v.worker.provider) + ")<table>" + rows + "</table></div></div>");
 }
-function esc(s) { return String(s).replace(/[&<>"]/g, c => ({"&":"&amp;","<":"&lt;",">":"&gt;",'"':"&quot;"}[c])); }
-</script></body></html>`;
+function esc(s) { return String(s).replace(/[&<>"']/g, c => ({"&":"&amp;","<":"&lt;",">":"&gt;",'"':"&quot;","'":"&#39;"}[c])); }
+`;

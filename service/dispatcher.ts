@@ -19,6 +19,8 @@
  *  - a socket that does not authenticate within `helloTimeoutMs` is closed.
  */
 import type { Store } from "../store/kv_store.ts";
+import { config } from "../config.ts";
+import { cleanImages } from "./clean_images.ts";
 import type { Job, Unit } from "../store/records.ts";
 import { type FrontendMessage, type UnitRef, WorkerMessage } from "../gpu-worker/protocol.ts";
 import { type BundleLookup, type Outcome, type UnitDeps, unitModule } from "./units/mod.ts";
@@ -29,6 +31,8 @@ export interface DispatcherOptions {
   heartbeatMs: number;
   /** a socket that has not said hello by then is closed (default 5000) */
   helloTimeoutMs?: number;
+  /** where Fashion-MNIST is, for checking evaluation results (default: config.root) */
+  dataRoot?: string;
 }
 
 interface Peer {
@@ -62,7 +66,7 @@ export class Dispatcher {
     readonly registry: BundleLookup,
     readonly opts: DispatcherOptions,
   ) {
-    this.#deps = { store, registry };
+    this.#deps = { store, registry, images: cleanImages(store, opts.dataRoot ?? config.root) };
   }
 
   /** New units were queued: wake the peers that have a free slot. */

@@ -14,6 +14,8 @@ import type { Job } from "../store/records.ts";
 import { defaultSettings } from "../lib/dc_settings.ts";
 import type { DiffusionManifest } from "../lib/bundle_manifest.ts";
 import { validateAttack } from "../lib/attacks/registry.ts";
+import { loadTest } from "../lib/fashion_mnist.ts";
+import { config } from "../config.ts";
 import {
   FrontendMessage,
   type FrontendUnit,
@@ -161,17 +163,24 @@ function test(name: string, fn: (s: Setup) => Promise<void>, helloTimeoutMs?: nu
 
 const ref = (u: UnitRef): UnitRef => ({ jobId: u.jobId, idx: u.idx, token: u.token });
 
+/** `clean` moved by ±delta per pixel (clamped to [0, 1]): inside an Linf ball of radius delta. */
+function nudged(clean: Float32Array, delta: number): Float32Array {
+  return clean.map((v, i) => Math.min(1, Math.max(0, v + (i % 2 ? delta : -delta))));
+}
+
+/** A result an honest worker could send: a distribution peaked at `label`, means = sums / counts. */
 function classifyResult(u: UnitRef, label: number) {
   const k = Array.from({ length: K }, () => 0.1);
+  const posterior = k.map((_, c) => (c === label ? 0.91 : 0.01));
   return {
     type: "result" as const,
     kind: "classify" as const,
     ...ref(u),
     label,
-    errorSum: k,
+    errorSum: k.map(() => 0.4),
     errorSumSq: k,
     count: k.map(() => 4),
-    posterior: k,
+    posterior,
     meanError: k,
     stdError: k,
     unetCalls: 40,
@@ -309,13 +318,17 @@ test("dispatcher: results that do not fit their unit are rejected and free the s
         mode: "transfer",
       },
     }, [{ shard: [7, 3, 5] }]);
+  const test = await loadTest(config.root);
   const item = (index: number, bytes = D * 4) => ({
     index,
-    label: 1,
+    label: test.labels[index],
     cleanPred: 1,
     advPred: 2,
     dist: 0.05,
-    adv: toBase64(new Uint8Array(bytes)),
+    adv: toBase64(
+      new Uint8Array(nudged(test.images.subarray(index * D, (index + 1) * D), 0.04).buffer)
+        .subarray(0, bytes),
+    ),
   });
   const result = (u: UnitRef, items: ReturnType<typeof item>[]) => ({
     type: "result" as const,
@@ -393,4 +406,127 @@ test("dispatcher: a repeated hello (the worker says it until welcomed) changes n
     1,
   ]]);
   assertEquals(await w.take(), "none", "still one slot, still held");
+});
+
+test("dispatcher: a hostile worker's forgeries are refused and reach nothing", async (s) => {
+  // markup in what a worker says about itself: the hello is refused
+  const evil = await s.connect();
+  evil.send({
+    type: "hello",
+    token: TOKEN,
+    worker: {
+      id: "w",
+      bundles: [DC],
+      provider: '<img src=x onerror="alert(1)">',
+      threads: 1,
+      version: "t",
+      capacity: 1,
+    },
+  });
+  assertEquals((await evil.next())?.type, "error");
+  assertEquals(s.dispatcher.summary().length, 0);
+
+  const w = await s.connect();
+  await w.hello("w", 1);
+  // verdicts no classifier could give
+  const forged: [Record<string, unknown>, RegExp][] = [
+    [{ posterior: Array(K).fill(0.5) }, /sums to/],
+    [{ posterior: Array.from({ length: K }, (_, c) => (c === 3 ? 0.91 : 0.01)) }, /argmax/],
+    [{ meanError: Array(K).fill(0.2) }, /sum \/ count/],
+    [{ survivors: [[0, 2]] }, /survivors/],
+  ];
+  for (const [patch, why] of forged) {
+    const j = await s.classifyJob();
+    const u = await w.take() as FrontendUnit;
+    w.send({ ...classifyResult(u, 1), ...patch });
+    assertEquals((await settled(s, j.id)).status, "failed");
+    const err = (await s.store.listUnits(j.id))[0].error ?? "";
+    assert_(why.test(err), err);
+  }
+  // progress beyond its total is refused; the unit keeps what it had
+  const pj = await s.classifyJob();
+  const pu = await w.take() as FrontendUnit;
+  w.send({ type: "heartbeat", ...ref(pu), progress: { calls: 1e15, total: 1 } });
+  assertEquals((await w.next())?.type, "error");
+  assertEquals((await s.store.listUnits(pj.id))[0].progress, null);
+  w.send(classifyResult(pu, 1));
+  assertEquals((await settled(s, pj.id)).status, "done");
+
+  // adversarial examples that no Linf 0.05 attack could make, and a wrong label
+  const test = await loadTest(config.root);
+  const clean = (i: number) => test.images.subarray(i * D, (i + 1) * D);
+  const attack = validateAttack({ attack: "fgsm", norm: "linf", eps: 0.05, seed: 0 }, K, 1e6);
+  const evalJob = (setKey: string) =>
+    s.store.createJob({
+      kind: "evaluate",
+      owner: "o",
+      bundle: DC,
+      adapter: null,
+      settings: s.settings,
+      evaluation: {
+        attack,
+        source: { kind: "surrogate", bundle: SURROGATE },
+        target: { kind: "dc", bundle: DC, adapter: null, settings: s.settings },
+        dataset: { name: "fashion-mnist-test", n: 1, seed: 0 },
+        setKey,
+        mode: "transfer",
+      },
+    }, [{ shard: [7] }]);
+  const nan = nudged(clean(7), 0.01);
+  nan[5] = NaN;
+  const cases: [Float32Array, number, RegExp][] = [
+    [new Float32Array(D), test.labels[7], /distance/], // the all-zero image
+    [nudged(clean(7), 0.2), test.labels[7], /distance/],
+    [nan, test.labels[7], /finite/],
+    [nudged(clean(7), 0.01).map((v) => v + 2), test.labels[7], /outside/],
+    [nudged(clean(7), 0.01), (test.labels[7] + 1) % K, /labelled/],
+  ];
+  for (const [adv, label, why] of cases) {
+    const setKey = crypto.randomUUID();
+    const j = await evalJob(setKey);
+    const u = await w.take() as FrontendUnit;
+    w.send({
+      type: "result",
+      kind: "evaluation",
+      ...ref(u),
+      items: [{
+        index: 7,
+        label,
+        cleanPred: label,
+        advPred: 0,
+        dist: 0,
+        adv: toBase64(new Uint8Array(adv.buffer)),
+      }],
+      computeMs: 1,
+      provider: "cpu",
+    });
+    assertEquals((await settled(s, j.id)).status, "failed");
+    const err = (await s.store.listUnits(j.id))[0].error ?? "";
+    assert_(why.test(err), err);
+    assertEquals(await s.store.getAdversarial(setKey, 7), null, "nothing joins the shared set");
+  }
+  // an honest example is stored with the distance the frontend measured, not the worker's claim
+  const setKey = crypto.randomUUID();
+  const ok = await evalJob(setKey);
+  const u = await w.take() as FrontendUnit;
+  const adv = nudged(clean(7), 0.03);
+  w.send({
+    type: "result",
+    kind: "evaluation",
+    ...ref(u),
+    items: [{
+      index: 7,
+      label: test.labels[7],
+      cleanPred: 0,
+      advPred: 0,
+      dist: 0,
+      adv: toBase64(new Uint8Array(adv.buffer)),
+    }],
+    computeMs: 1,
+    provider: "cpu",
+  });
+  assertEquals((await settled(s, ok.id)).status, "done");
+  const [res] = await s.store.listEvalResults(ok.id);
+  assert_(Math.abs(res.items[0].dist! - 0.03) < 1e-6, `dist ${res.items[0].dist}`);
+  assert_(await s.store.getAdversarial(setKey, 7) !== null);
 });

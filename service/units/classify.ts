@@ -5,6 +5,7 @@
  */
 import type { ClassifyJob, Unit, Verdict } from "../../store/records.ts";
 import { type ClassifyResultMsg, toBase64 } from "../../gpu-worker/protocol.ts";
+import { verdictProblem } from "../../lib/result_checks.ts";
 import {
   loraOf,
   OK,
@@ -55,6 +56,8 @@ export const classifyUnits: UnitModule<ClassifyJob, "classify"> = {
     if (r.survivors.some((s) => s.some((c) => !Number.isInteger(c) || c < 0 || c >= K))) {
       return rejected("survivors name classes the bundle does not have");
     }
+    const problem = verdictProblem(r, job.settings !== null);
+    if (problem) return rejected(problem);
     const v = verdict(job, unit, names, r, worker);
     if (!v) return rejected(`unit ${job.id}/${unit.idx} has no input image`);
     return (await deps.store.completeUnit(job.id, unit.idx, r.token, v)) === "ok" ? OK : STALE;

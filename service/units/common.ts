@@ -5,6 +5,7 @@
  */
 import { bundleShape, type LoadedBundle } from "../../lib/bundle.ts";
 import type { Store } from "../../store/kv_store.ts";
+import type { CleanImages } from "../clean_images.ts";
 import type { Job, Unit } from "../../store/records.ts";
 import {
   type CheckpointMsg,
@@ -23,6 +24,8 @@ export interface BundleLookup {
 export interface UnitDeps {
   store: Store;
   registry: BundleLookup;
+  /** the datasets' clean images, to check what workers send back against */
+  images: CleanImages;
 }
 
 /** The worker a result came from, as the stored records name it. */

@@ -6,6 +6,8 @@
  */
 import type { EvaluationJob } from "../../store/records.ts";
 import { fromBase64, toBase64 } from "../../gpu-worker/protocol.ts";
+import { lpDistance } from "../../lib/attacks/projections.ts";
+import { adversarialProblem } from "../../lib/result_checks.ts";
 import {
   base64Bytes,
   imageFloats,
@@ -70,6 +72,19 @@ export const evaluationUnits: UnitModule<EvaluationJob, "evaluation"> = {
     ) {
       return rejected(`a label or prediction is not one of the target's ${K} classes`);
     }
+    if (r.items.some((it) => it.fresh?.some((p) => !inRange(p, -1)))) {
+      return rejected("a re-scored prediction is not one of the target's classes");
+    }
+    if (r.perAttack?.some((a) => a.robust > a.total || a.total > shard.length)) {
+      return rejected("a per-attack count exceeds the shard");
+    }
+    const clean = await deps.images.rows(ev.dataset, shard);
+    const wrongLabel = clean && r.items.find((it, i) => it.label !== clean.labels[i]);
+    if (wrongLabel) {
+      return rejected(
+        `item ${wrongLabel.index} is labelled ${wrongLabel.label}, the dataset says otherwise`,
+      );
+    }
     const bytes = imageFloats(target) * 4;
     const fresh = r.items.filter((it) => it.adv !== null);
     if (fresh.length > 0 && fresh.length < r.items.length) {
@@ -80,6 +95,21 @@ export const evaluationUnits: UnitModule<EvaluationJob, "evaluation"> = {
       return rejected(
         `adversarial example ${bad.index} has ${base64Bytes(bad.adv!)} bytes, not ${bytes}`,
       );
+    }
+    // every new example must lie in the attack's ball around its clean image, inside the
+    // bundle's value range: they join the shared set that later evaluations reuse
+    const range = target.manifest.image.value_range as [number, number];
+    const pixels = new Map(
+      fresh.map((it) => [it.index, new Float32Array(fromBase64(it.adv!).slice().buffer)]),
+    );
+    for (const [k, it] of r.items.entries()) {
+      const adv = pixels.get(it.index);
+      if (!adv) continue;
+      const problem = clean
+        ? adversarialProblem(clean.images[k], adv, ev.attack.norm, ev.attack.eps, range)
+        : adversarialProblem(adv, adv, ev.attack.norm, ev.attack.eps, range); // range only
+      if (problem) return rejected(`adversarial example ${it.index}: ${problem}`);
+      if (clean) it.dist = lpDistance(ev.attack.norm, adv, clean.images[k]); // ours, not the worker's
     }
     if (fresh.length === 0) {
       // nothing new: the stored set must already hold every example the shard was scored on

@@ -1,0 +1,50 @@
+/**
+ * The clean images and labels of an evaluation's dataset, for checking what workers send back
+ * (lib/result_checks.ts): uploaded sets from the store, Fashion-MNIST's test set from the data
+ * folder, read once. A frontend without the data folder cannot check ε on that set; it says so
+ * once and checks the rest (value range, shapes, labels it knows).
+ */
+import { DatasetError, type LabelledImages, loadTest } from "../lib/fashion_mnist.ts";
+import type { DatasetRef } from "../lib/evaluation/spec.ts";
+import type { Store } from "../store/kv_store.ts";
+
+export interface CleanRows {
+  /** float32 CHW images, one per index, in the order asked */
+  images: Float32Array[];
+  labels: number[];
+}
+
+export interface CleanImages {
+  rows(ref: DatasetRef, indices: readonly number[]): Promise<CleanRows | null>;
+}
+
+export function cleanImages(store: Store, dataRoot: string): CleanImages {
+  let test: Promise<LabelledImages | null> | undefined;
+  return {
+    async rows(ref, indices) {
+      if (ref.name === "uploaded") {
+        const ds = await store.getDataset(ref.id);
+        const all = ds && await store.getBlob(ds.pixelsBlob);
+        if (!ds || !all) return null;
+        const f = new Float32Array(all.slice().buffer);
+        const D = f.length / ds.n;
+        return {
+          images: indices.map((i) => f.subarray(i * D, (i + 1) * D)),
+          labels: indices.map((i) => ds.labels[i]),
+        };
+      }
+      test ??= loadTest(dataRoot).catch((e) => {
+        if (!(e instanceof DatasetError)) throw e;
+        console.warn(`[checks] ${e.message}: ε of Fashion-MNIST results cannot be checked`);
+        return null;
+      });
+      const set = await test;
+      if (!set) return null;
+      const D = set.images.length / set.n;
+      return {
+        images: indices.map((i) => set.images.subarray(i * D, (i + 1) * D)),
+        labels: indices.map((i) => set.labels[i]),
+      };
+    },
+  };
+}
