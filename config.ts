@@ -71,6 +71,11 @@ export const config = Object.freeze({
     maxUploadBytes: int("TMDC_MAX_UPLOAD_BYTES", 8 * 1024 * 1024),
     maxImageBytes: int("TMDC_MAX_IMAGE_BYTES", 2 * 1024 * 1024),
     maxImagePixels: int("TMDC_MAX_IMAGE_PIXELS", 4096 * 4096),
+    /** longer side / shorter side: a 1×16M strip is refused from its header, before decoding */
+    maxImageAspect: int("TMDC_MAX_IMAGE_ASPECT", 16),
+    /** failed authentications per client address and window before 429 + Retry-After */
+    maxAuthFailures: int("TMDC_MAX_AUTH_FAILURES", 30),
+    authWindowMs: int("TMDC_AUTH_WINDOW_MS", 60_000),
     maxImagesPerRequest: int("TMDC_MAX_IMAGES", 256),
     maxDatasetImages: int("TMDC_MAX_DATASET_IMAGES", 2048),
     /** request bodies of the JSON routes (evaluations, fine-tunes): a few hundred bytes in practice */
@@ -82,6 +87,8 @@ export const config = Object.freeze({
     maxUnetCallsPerImage: int("TMDC_MAX_UNET_CALLS", 20_000),
     /** model evaluations per image an attack may spend (a DC gradient costs 2·classes·timesteps) */
     maxAttackEvalsPerImage: int("TMDC_MAX_ATTACK_EVALS", 2_000_000),
+    /** model calls one evaluation request may spend in all (images × attack × gradient cost) */
+    maxEvaluationCalls: int("TMDC_MAX_EVALUATION_CALLS", 2_000_000_000),
   }),
 });
 export type Config = typeof config;

@@ -24,6 +24,7 @@ export async function decodeImage(
   bytes: Uint8Array,
   shape: ImageShape,
   maxPixels: number,
+  maxAspect = 16,
 ): Promise<DecodedImage> {
   if (bytes.length === 0) throw new ImageError("empty image");
   const opts = { failOn: "truncated" as const, limitInputPixels: maxPixels };
@@ -40,6 +41,10 @@ export async function decodeImage(
   const h = meta.height ?? 0;
   if (w * h > maxPixels) {
     throw new ImageError(`image has ${w}×${h} pixels, more than the limit of ${maxPixels}`);
+  }
+  // from the header alone: a thin strip costs seconds to decode and resize for nothing
+  if (Math.max(w, h) > maxAspect * Math.max(1, Math.min(w, h))) {
+    throw new ImageError(`image is ${w}×${h}: its sides differ by more than ${maxAspect}×`);
   }
   const conversion: string[] = [];
   let pipe = sharp(bytes, opts);

@@ -4,7 +4,7 @@
  */
 import { createRoute, type OpenAPIHono, z } from "@hono/zod-openapi";
 import { modelViews } from "../service/registry.ts";
-import { type AuthEnv, bearerAuth } from "./auth.ts";
+import { type AuthEnv, AuthFailures, bearerAuth } from "./auth.ts";
 import { classifyRoutes } from "./classify.ts";
 import { datasetRoutes } from "./datasets.ts";
 import type { AppDeps } from "./deps.ts";
@@ -13,7 +13,8 @@ import { evaluationRoutes } from "./evaluations.ts";
 import { finetuneRoutes } from "./finetunes.ts";
 import { apiRouter, methodNotAllowed, onError } from "./http.ts";
 import { jobRoutes } from "./jobs.ts";
-import { PAGE } from "./page.ts";
+import { PAGE, PAGE_JS } from "./page.ts";
+import { secureHeaders } from "hono/secure-headers";
 import { problemResponse } from "./problem.ts";
 import { Health, Models } from "./schemas.ts";
 
@@ -70,7 +71,27 @@ export function createApp(deps: AppDeps) {
     problemResponse(404, `no route ${c.req.method} ${c.req.path}`, { code: "no-route" })
   );
 
+  // Security headers on every answer; the CSP allows no inline script, nothing from elsewhere.
+  app.use(
+    "*",
+    secureHeaders({
+      contentSecurityPolicy: {
+        defaultSrc: ["'self'"],
+        scriptSrc: ["'self'"],
+        styleSrc: ["'self'", "'unsafe-inline'"],
+        imgSrc: ["'self'", "blob:", "data:"],
+        connectSrc: ["'self'"],
+        objectSrc: ["'none'"],
+        baseUri: ["'none'"],
+        frameAncestors: ["'none'"],
+      },
+    }),
+  );
   app.get("/", (c) => c.html(PAGE));
+  app.get(
+    "/page.js",
+    (c) => c.body(PAGE_JS, 200, { "content-type": "text/javascript; charset=utf-8" }),
+  );
   docsRoutes(app);
   app.openapi(health, (c) =>
     c.json({
@@ -103,7 +124,10 @@ export function createApp(deps: AppDeps) {
   methodNotAllowed(app);
 
   const api = apiRouter();
-  api.use("*", bearerAuth(store));
+  api.use(
+    "*",
+    bearerAuth(store, new AuthFailures(config.limits.maxAuthFailures, config.limits.authWindowMs)),
+  );
   api.route("/classify", classifyRoutes(deps));
   api.route("/evaluations", evaluationRoutes(deps));
   api.route("/", finetuneRoutes(deps));

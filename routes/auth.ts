@@ -1,23 +1,67 @@
 /** Bearer API keys (stored hashed in KV). A factory in Hono's middleware style. */
-import type { MiddlewareHandler } from "hono";
+import type { Context, MiddlewareHandler } from "hono";
 import type { Store } from "../store/kv_store.ts";
 import type { ApiKeyRecord } from "../store/records.ts";
 import { problem } from "./problem.ts";
 
 export type AuthEnv = { Variables: { apiKey: ApiKeyRecord } };
 
-export function bearerAuth(store: Store): MiddlewareHandler<AuthEnv> {
+/**
+ * Failed authentications per client address in a fixed window: past `max`, the address gets
+ * 429 with Retry-After until its window ends, before any key is looked at — guessing keys costs
+ * the guesser time, not the service. In memory: one frontend's view (a restart forgets it).
+ */
+export class AuthFailures {
+  #windows = new Map<string, { start: number; n: number }>();
+  constructor(readonly max: number, readonly windowMs: number) {}
+
+  /** Seconds until `client` may try again, or 0. */
+  blockedFor(client: string, now = Date.now()): number {
+    const w = this.#windows.get(client);
+    if (!w || now - w.start >= this.windowMs) return 0;
+    return w.n >= this.max ? Math.ceil((w.start + this.windowMs - now) / 1000) : 0;
+  }
+
+  record(client: string, now = Date.now()): void {
+    const w = this.#windows.get(client);
+    if (!w || now - w.start >= this.windowMs) {
+      if (this.#windows.size > 100_000) this.#prune(now); // bounded by live windows
+      this.#windows.set(client, { start: now, n: 1 });
+    } else w.n++;
+  }
+
+  #prune(now: number): void {
+    for (const [k, w] of this.#windows) if (now - w.start >= this.windowMs) this.#windows.delete(k);
+  }
+}
+
+/** The client's address as the Node adapter passes it (env.incoming), else "local" (in-process). */
+function clientOf(c: Context): string {
+  const env = c.env as { incoming?: { socket?: { remoteAddress?: string } } } | undefined;
+  return env?.incoming?.socket?.remoteAddress ?? "local";
+}
+
+export function bearerAuth(store: Store, failures?: AuthFailures): MiddlewareHandler<AuthEnv> {
   return async function bearerAuth(c, next) {
+    const client = clientOf(c);
+    const wait = failures?.blockedFor(client) ?? 0;
+    if (wait > 0) {
+      throw problem(429, `too many failed authentications from this address; retry in ${wait} s`, {
+        code: "too-many-auth-failures",
+      }, { "Retry-After": String(wait) });
+    }
     const header = c.req.header("authorization") ?? "";
     const m = /^Bearer\s+(\S+)$/i.exec(header);
     const challenge = { "WWW-Authenticate": 'Bearer realm="tmdc"' };
     if (!m) {
+      failures?.record(client);
       throw problem(401, "send an API key as 'Authorization: Bearer <key>'", {
         code: "missing-api-key",
       }, challenge);
     }
     const record = await store.verifyApiKey(m[1]);
     if (!record) {
+      failures?.record(client);
       throw problem(401, "the API key is not valid", { code: "invalid-api-key" }, challenge);
     }
     c.set("apiKey", record);

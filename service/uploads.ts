@@ -15,11 +15,12 @@ export async function decodeAll(
   files: readonly UploadedFile[],
   shape: ImageShape,
   maxPixels: number,
+  maxAspect?: number,
 ): Promise<DecodedImage[]> {
   const out: DecodedImage[] = [];
   for (const [index, f] of files.entries()) {
     try {
-      out.push(await decodeImage(f.bytes, shape, maxPixels));
+      out.push(await decodeImage(f.bytes, shape, maxPixels, maxAspect));
     } catch (e) {
       if (!(e instanceof ImageError)) throw e;
       throw new ServiceError(422, "invalid-image", `image ${index} ('${f.name}'): ${e.message}`, {

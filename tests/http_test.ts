@@ -3,6 +3,7 @@ import { assertEquals } from "./assert.ts";
 import { customApp } from "./http_helpers.ts";
 import { fashionPngs, FAST_SETTINGS, inProcessApp, storedKeys } from "./service_helpers.ts";
 import { PAPER_SETTINGS } from "../lib/dc_settings.ts";
+import sharp from "sharp";
 
 const [{ png }] = await fashionPngs(1);
 
@@ -465,4 +466,85 @@ Deno.test("a JSON route: malformed JSON and a non-JSON media type are problem+js
   );
   assertEquals(invalid.errors.some((e: { path: string }) => e.path === "attack"), true);
   close();
+});
+
+Deno.test("the page: a CSP forbidding inline scripts, its script served apart, security headers", async () => {
+  const { app, close } = await inProcessApp();
+  try {
+    const page = await app.request("/");
+    assertEquals(page.status, 200);
+    const csp = page.headers.get("content-security-policy") ?? "";
+    for (const d of ["script-src 'self'", "object-src 'none'", "frame-ancestors 'none'"]) {
+      assertEquals(csp.includes(d), true, `${d} in ${csp}`);
+    }
+    assertEquals(page.headers.get("x-content-type-options"), "nosniff");
+    const html = await page.text();
+    // every <script> names its source: the CSP would block an inline one
+    assertEquals([...html.matchAll(/<script(?![^>]*\bsrc=)[^>]*>/g)].length, 0, html);
+    const js = await app.request("/page.js");
+    assertEquals(js.status, 200);
+    assertEquals(js.headers.get("content-type"), "text/javascript; charset=utf-8");
+    // what workers report about themselves reaches the page only through esc()
+    const text = await js.text();
+    assertEquals(/\+ v\.worker\.(provider|id) \+/.test(text), false);
+  } finally {
+    await close();
+  }
+});
+
+Deno.test("cost control: failed authentications, thin strips and over-quota evaluations", async () => {
+  const { app, auth, store, close } = await customApp({
+    limits: { maxAuthFailures: 3, authWindowMs: 60_000, maxEvaluationCalls: 100_000 },
+  });
+  try {
+    // a client that keeps guessing keys is told to wait, before any key is looked at
+    const from = (ip: string) => ({ incoming: { socket: { remoteAddress: ip } } });
+    const get = (headers: HeadersInit, ip: string) =>
+      app.request("/v1/jobs/none", { headers }, from(ip));
+    for (let i = 0; i < 3; i++) {
+      await expectProblem(
+        await get({ authorization: "Bearer wrong" }, "10.0.0.1"),
+        401,
+        "invalid-api-key",
+      );
+    }
+    const blocked = await get({ authorization: "Bearer wrong" }, "10.0.0.1");
+    await expectProblem(blocked, 429, "too-many-auth-failures");
+    const wait = Number(blocked.headers.get("retry-after"));
+    assertEquals(wait > 0 && wait <= 60, true, `Retry-After ${wait}`);
+    await expectProblem(await get(auth, "10.0.0.1"), 429, "too-many-auth-failures");
+    // another address is not affected
+    await expectProblem(await get(auth, "10.0.0.2"), 404, "unknown-job");
+
+    // a 400×4 strip is refused from its header
+    const strip = await sharp({
+      create: { width: 400, height: 4, channels: 3, background: { r: 0, g: 0, b: 0 } },
+    }).png().toBuffer();
+    const before = await storedKeys(store);
+    const r = await app.request("/v1/classify", {
+      method: "POST",
+      body: form([new Uint8Array(strip)]),
+      headers: auth,
+    });
+    const body = await expectProblem(r, 422, "invalid-image");
+    assertEquals(/differ by more than 16×/.test(body.detail), true, body.detail);
+
+    // images × the attack's evaluations × each one's cost, against the request quota
+    const post = (n: number) =>
+      app.request("/v1/evaluations", {
+        method: "POST",
+        headers: { ...auth, "content-type": "application/json" },
+        body: JSON.stringify({
+          target: { bundle: "tiny-diffusion" },
+          source: { kind: "surrogate", bundle: "resnet8-fmnist" },
+          attack: { attack: "pgd", norm: "linf", eps: 0.05, steps: 100 },
+          dataset: { name: "fashion-mnist-test", n, seed: 0 },
+        }),
+      });
+    await expectProblem(await post(10_000), 422, "over-quota");
+    assertEquals(await storedKeys(store), before, "nothing stored");
+    assertEquals((await post(4)).status, 202);
+  } finally {
+    await close();
+  }
 });

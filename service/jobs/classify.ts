@@ -91,7 +91,12 @@ export async function classify(deps: ServiceDeps, req: ClassifyRequest): Promise
       `${files.length} images in one request; the limit is ${limits.maxImagesPerRequest}`,
     );
   }
-  const decoded = await decodeAll(files, bundleShape(bundle.manifest), limits.maxImagePixels);
+  const decoded = await decodeAll(
+    files,
+    bundleShape(bundle.manifest),
+    limits.maxImagePixels,
+    limits.maxImageAspect,
+  );
   const inputs = decoded.map((d, i) => ({
     pixels: new Uint8Array(d.pixels.buffer),
     input: { name: files[i].name, source: d.source, conversion: d.conversion, decoder: d.decoder },

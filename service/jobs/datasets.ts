@@ -71,7 +71,7 @@ export async function createDataset(deps: ServiceDeps, up: DatasetUpload): Promi
   const shape = bundleShape(bundle.manifest);
   const D = imageSize(shape);
   const pixels = new Float32Array(files.length * D);
-  (await decodeAll(files, shape, limits.maxImagePixels)).forEach((d, i) =>
+  (await decodeAll(files, shape, limits.maxImagePixels, limits.maxImageAspect)).forEach((d, i) =>
     pixels.set(d.pixels, i * D)
   );
   const rec = await store.putDataset({

@@ -10,7 +10,7 @@
  */
 import { z } from "zod";
 import { type AttackConfig, AttackConfigSchema } from "../../lib/attacks/config.ts";
-import { AttackConfigError, validateAttack } from "../../lib/attacks/registry.ts";
+import { AttackConfigError, attackCost, validateAttack } from "../../lib/attacks/registry.ts";
 import { bundleShape, isDiffusion } from "../../lib/bundle.ts";
 import {
   type DCSettings,
@@ -233,6 +233,18 @@ export async function createEvaluation(
     ? { ...req.source, bundle: source.id, adapter }
     : { ...req.source, bundle: source.id };
   const dataset = await datasetRef(deps, req.dataset, target);
+  // The whole request's price: images × the attack's model evaluations per image × each one's
+  // cost in UNet calls (a per-image cap alone let n = 10,000 × 2M evaluations through).
+  const total = dataset.n * attackCost(attack, K) * perGradient;
+  if (total > config.limits.maxEvaluationCalls) {
+    throw new ServiceError(
+      422,
+      "over-quota",
+      `this evaluation needs ~${total.toExponential(2)} model calls; one request may spend ${
+        config.limits.maxEvaluationCalls.toExponential(2)
+      } (fewer images or a cheaper attack)`,
+    );
+  }
   // The attack is made on the source's input and scored on the target's: they must agree.
   const [ts, ss] = [bundleShape(target.manifest), bundleShape(source.manifest)];
   if (JSON.stringify(ts) !== JSON.stringify(ss) || source.manifest.classes.length !== K) {
