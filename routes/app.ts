@@ -15,8 +15,9 @@ import { apiRouter, methodNotAllowed, onError } from "./http.ts";
 import { jobRoutes } from "./jobs.ts";
 import { PAGE, PAGE_JS } from "./page.ts";
 import { secureHeaders } from "hono/secure-headers";
+import { requestId } from "hono/request-id";
 import { problemResponse } from "./problem.ts";
-import { Health, Models } from "./schemas.ts";
+import { Health, Models, Ready } from "./schemas.ts";
 
 export type { AppDeps };
 export const VERSION = "0.1.0";
@@ -29,6 +30,19 @@ const health = createRoute({
   tags: ["service"],
   security: [],
   responses: { 200: { description: "ok", content: { "application/json": { schema: Health } } } },
+});
+
+const ready = createRoute({
+  method: "get",
+  path: "/v1/ready",
+  operationId: "getReady",
+  summary: "Readiness: a worker online, the default bundle served, the KV writable (else 503)",
+  tags: ["service"],
+  security: [],
+  responses: {
+    200: { description: "ready", content: { "application/json": { schema: Ready } } },
+    503: { description: "not ready", content: { "application/json": { schema: Ready } } },
+  },
 });
 
 const models = createRoute({
@@ -71,6 +85,25 @@ export function createApp(deps: AppDeps) {
     problemResponse(404, `no route ${c.req.method} ${c.req.path}`, { code: "no-route" })
   );
 
+  // Every answer names its request (X-Request-Id, echoed when the client sent one); the access
+  // log is one JSON line per request, after the answer, with the key id when one was checked.
+  app.use("*", requestId());
+  if (config.accessLog) {
+    app.use("*", async (c, next) => {
+      const t0 = performance.now();
+      await next();
+      const key = (c.get as (k: string) => { id?: string } | undefined)("apiKey");
+      console.log(JSON.stringify({
+        t: new Date().toISOString(),
+        id: c.get("requestId"),
+        method: c.req.method,
+        path: c.req.path,
+        status: c.res.status,
+        ms: Math.round(performance.now() - t0),
+        ...(key?.id ? { key: key.id } : {}),
+      }));
+    });
+  }
   // Security headers on every answer; the CSP allows no inline script, nothing from elsewhere.
   app.use(
     "*",
@@ -101,6 +134,28 @@ export function createApp(deps: AppDeps) {
       bundles: registry.bundles.size,
       workers: dispatcher.peers.size,
     }, 200));
+  // Liveness above says the process answers; readiness says it can do work (a load balancer
+  // or compose healthcheck routes traffic on this one).
+  app.openapi(ready, async (c) => {
+    const problems: string[] = [];
+    const workers = dispatcher.peers.size;
+    if (workers === 0) problems.push("no worker is connected");
+    const def = registry.resolve(config.defaultBundle);
+    if (!def) problems.push(`the default bundle '${config.defaultBundle}' is not served`);
+    let kvWritable = true;
+    try {
+      await store.probeWrite();
+    } catch (e) {
+      kvWritable = false;
+      problems.push(`the KV refuses writes: ${(e as Error).message}`);
+    }
+    const body = {
+      status: problems.length ? "not-ready" as const : "ready" as const,
+      checks: { workers, default_bundle: def?.id ?? null, kv_writable: kvWritable },
+      problems,
+    };
+    return problems.length ? c.json(body, 503) : c.json(body, 200);
+  });
   app.openapi(models, (c) => {
     const workers = dispatcher.summary();
     return c.json({

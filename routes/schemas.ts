@@ -275,6 +275,16 @@ export const Health = z.object({
   workers: z.number().int(),
 }).openapi("Health");
 
+export const Ready = z.object({
+  status: z.enum(["ready", "not-ready"]),
+  checks: z.object({
+    workers: z.number().int().describe("workers connected (≥ 1 to be ready)"),
+    default_bundle: z.string().nullable().describe("the default bundle served, or null"),
+    kv_writable: z.boolean(),
+  }),
+  problems: z.array(z.string()),
+}).openapi("Ready");
+
 /** Ids in paths: anything (an unknown id is a 404 problem, not a validation error). */
 export const IdParam = z.object({
   id: z.string().openapi({ param: { name: "id", in: "path" } }),

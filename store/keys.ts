@@ -16,6 +16,7 @@
  *   ["ftres", jobId, idx]                → FinetuneResult  (written when the fine-tune ends)
  *   ["dataset", datasetId]               → DatasetRecord: an uploaded labelled set (pixels in a blob)
  *   ["blob", blobId, "meta"|chunk]       → chunks of ≤ 60,000 bytes (KV values are ≤ 64 KiB)
+ *   ["probe", uuid]                      → written and deleted by the readiness check
  *
  * `createdAt` is an ISO timestamp, so key order is time order. Builders named in the plural
  * return the prefix that lists a group (`units(jobId)` lists `unit(jobId, idx)` for every idx).
@@ -25,6 +26,8 @@ import type { JobKind } from "./records.ts";
 export const keys = {
   /** the prefix of every key: for diagnostics only */
   everything: (): Deno.KvKey => [],
+
+  probe: (id: string): Deno.KvKey => ["probe", id],
 
   apiKey: (hash: string): Deno.KvKey => ["apikey", hash],
   apiKeys: (): Deno.KvKey => ["apikey"],

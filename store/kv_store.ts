@@ -78,6 +78,13 @@ export class Store {
    * Diagnostics: every stored key except API keys, in key order. Tests use it to show that a
    * refused or interrupted request left nothing behind; nothing in the service reads it.
    */
+  /** Write and delete a key: throws when the KV cannot take a write (read-only, disk full). */
+  async probeWrite(): Promise<void> {
+    const k = keys.probe(crypto.randomUUID());
+    await this.#kv.set(k, Date.now());
+    await this.#kv.delete(k);
+  }
+
   async listKeysForDiagnostics(): Promise<Deno.KvKey[]> {
     const out: Deno.KvKey[] = [];
     for await (const e of this.#kv.list({ prefix: keys.everything() })) {

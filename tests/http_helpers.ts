@@ -20,6 +20,7 @@ export async function customApp(
   });
   const cfg = {
     ...config,
+    accessLog: false,
     defaultBundle: "tiny-diffusion",
     limits: { ...config.limits, syncWaitMs: 200, ...opts.limits },
   };

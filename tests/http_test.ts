@@ -548,3 +548,32 @@ Deno.test("cost control: failed authentications, thin strips and over-quota eval
     await close();
   }
 });
+
+Deno.test("operations: /v1/ready says why it is not ready; every answer has a request id", async () => {
+  const { app, store, close } = await customApp();
+  try {
+    const before = await storedKeys(store);
+    const r = await app.request("/v1/ready");
+    assertEquals(r.status, 503);
+    const body = await r.json();
+    assertEquals(body.status, "not-ready");
+    assertEquals(body.checks.workers, 0);
+    assertEquals(body.checks.kv_writable, true);
+    assertEquals(body.checks.default_bundle, "tiny-diffusion@1.0.0");
+    assertEquals(body.problems, ["no worker is connected"]);
+    assertEquals(await storedKeys(store), before, "the KV probe leaves nothing");
+    assertEquals((r.headers.get("x-request-id") ?? "").length > 0, true);
+    const echoed = await app.request("/v1/health", { headers: { "x-request-id": "abc-123" } });
+    assertEquals(echoed.headers.get("x-request-id"), "abc-123");
+    // a KV that refuses writes is reported, not thrown
+    store.close();
+    const down = await (await app.request("/v1/ready")).json();
+    assertEquals(down.checks.kv_writable, false);
+  } finally {
+    try {
+      close();
+    } catch {
+      // closed above
+    }
+  }
+});

@@ -45,6 +45,7 @@ export async function inProcessApp() {
   const registry = await Registry.scan(await tinyModelsDir());
   const cfg = {
     ...config,
+    accessLog: false,
     defaultBundle: "tiny-diffusion",
     limits: { ...config.limits, syncWaitMs: 200, maxUnetCallsPerImage: 5000 },
   };
