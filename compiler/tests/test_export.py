@@ -149,3 +149,38 @@ def test_surrogate_logits_and_vjp(tiny_resnet, tiny_surrogate_bundle):
     assert rel_err(z, ref.detach()) < 1e-5
     assert rel_err(zv, ref.detach()) < 1e-5
     assert rel_err(gx, xr.grad) < 1e-4
+
+
+def test_conv_lora_is_a_low_rank_kernel_update():
+    """LoRA on a ResBlock convolution equals the convolution with W + scale·Σ_r B[:, r] A[r]."""
+    from tmdc_compiler.unet import UNet, UNetConfig
+
+    torch.manual_seed(0)
+    cfg = UNetConfig(base_channels=8, channel_mult=(1, 2), attention_levels=(1,), groups=4, heads=2, dropout=0.0, lora_convs=True)
+    net = UNet(cfg).eval()
+    layout = net.lora_layout()
+    n_attn = 2 * 4 * len(net.attention_blocks())
+    assert len(layout) == n_attn + 2 * 2 * len(net.res_blocks())
+    lora = [torch.randn(e["shape"]) * 0.1 for e in layout]
+    block = net.res_blocks()[0][1]
+    pair = lora[n_attn : n_attn + 4]
+    x = torch.randn(2, block.conv1.in_channels, 8, 8)
+    emb = torch.randn(2, net.time_mlp[-1].out_features)
+    got = block(x, emb, pair, scale=0.5)
+    # the same block with the low-rank updates merged into its kernels
+    ref = UNet(cfg).eval()
+    ref.load_state_dict(net.state_dict())
+    rb = ref.res_blocks()[0][1]
+    with torch.no_grad():
+        for conv, (a, b) in ((rb.conv1, pair[0:2]), (rb.conv2, pair[2:4])):
+            r = a.shape[0]
+            delta = torch.einsum("or,rikl->oikl", b, a.reshape(r, conv.in_channels, 3, 3))
+            conv.weight += 0.5 * delta
+    want = rb(x, emb)
+    assert torch.allclose(got, want, atol=1e-5)
+    # zero B: the base model; and the full UNet takes the conv pairs (outputs move)
+    t, c = torch.tensor([10, 500]), torch.tensor([1, 2])
+    xi = torch.randn(2, 1, 28, 28)
+    zero = [torch.zeros_like(v) if i % 2 else v for i, v in enumerate(lora)]
+    assert torch.allclose(net(xi, t, c, zero), net(xi, t, c, None), atol=1e-6)
+    assert not torch.allclose(net(xi, t, c, lora), net(xi, t, c, None), atol=1e-4)

@@ -20,7 +20,7 @@ from .export import export_diffusion, export_surrogate
 from .schedule import schedule_json
 from .share_weights import share
 from .surrogate import ResNet, ResNetConfig
-from .unet import LORA_TARGETS, UNet, UNetConfig
+from .unet import CONV_TARGETS, LORA_TARGETS, UNet, UNetConfig
 
 IMAGE = {"channels": 1, "height": 28, "width": 28, "value_range": [0.0, 1.0], "layout": "NCHW", "dtype": "float32"}
 
@@ -47,7 +47,7 @@ def build_diffusion(model: UNet, out: Path, name: str, batch_grad: int, provenan
         "lora": {
             "rank": cfg.lora_rank,
             "alpha": cfg.lora_alpha,
-            "targets": list(LORA_TARGETS),
+            "targets": list(LORA_TARGETS) + (list(CONV_TARGETS) if cfg.lora_convs else []),
             "tensors": model.lora_layout(),
             "init": "A ~ kaiming-uniform(a=sqrt(5)) as in LoRA, B = 0",
         },

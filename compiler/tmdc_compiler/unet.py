@@ -3,7 +3,10 @@
 LoRA tensors are *forward arguments*, not parameters, so the exported ONNX graphs take
 them as inputs: one graph serves the base model (B = 0) and every adapter.
 Per attention block there are four LoRA pairs (q, k, v, out), each `A: [r, C]`,
-`B: [C, r]`, and the projection becomes `W x + (alpha / r) * B (A x)`.
+`B: [C, r]`, and the projection becomes `W x + (alpha / r) * B (A x)`. With
+`lora_convs`, every ResBlock's two 3x3 convolutions take a pair too (after all attention pairs,
+ResBlocks in module order): `A: [r, Cin*9]` is r 3x3 filters, `B: [Cout, r]` a 1x1 mix, and the
+convolution becomes `W * x + (alpha / r) * B (A * x)` (the Truth-Maximization capacity study).
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ import torch.nn.functional as F
 from torch import nn
 
 LORA_TARGETS = ("q", "k", "v", "out")
+CONV_TARGETS = ("conv1", "conv2")
 
 
 @dataclass(frozen=True)
@@ -31,6 +35,7 @@ class UNetConfig:
     dropout: float = 0.1
     lora_rank: int = 4
     lora_alpha: float = 4.0
+    lora_convs: bool = False
 
     def to_json(self) -> dict:
         return asdict(self)
@@ -61,10 +66,21 @@ class ResBlock(nn.Module):
         self.conv2 = nn.Conv2d(cout, cout, 3, padding=1)
         self.skip = nn.Conv2d(cin, cout, 1) if cin != cout else nn.Identity()
 
-    def forward(self, x: torch.Tensor, emb: torch.Tensor) -> torch.Tensor:
-        h = self.conv1(F.silu(self.norm1(x)))
+    def forward(
+        self, x: torch.Tensor, emb: torch.Tensor, lora: list[torch.Tensor] | None = None, scale: float = 1.0
+    ) -> torch.Tensor:
+        def conv(i: int, layer: nn.Conv2d, inp: torch.Tensor) -> torch.Tensor:
+            y = layer(inp)
+            if lora is not None:
+                a, bb = lora[2 * i], lora[2 * i + 1]
+                r = a.shape[0]
+                low = F.conv2d(inp, a.reshape(r, layer.in_channels, 3, 3), padding=1)
+                y = y + scale * F.conv2d(low, bb.reshape(layer.out_channels, r, 1, 1))
+            return y
+
+        h = conv(0, self.conv1, F.silu(self.norm1(x)))
         h = h + self.emb(F.silu(emb))[:, :, None, None]
-        h = self.conv2(self.dropout(F.silu(self.norm2(h))))
+        h = conv(1, self.conv2, self.dropout(F.silu(self.norm2(h))))
         return self.skip(x) + h
 
 
@@ -146,6 +162,10 @@ class UNet(nn.Module):
         """Attention blocks in a fixed order: the LoRA layout of the bundle."""
         return [(n, m) for n, m in self.named_modules() if isinstance(m, Attention)]
 
+    def res_blocks(self) -> list[tuple[str, ResBlock]]:
+        """ResBlocks in a fixed order: their conv LoRA pairs follow the attention pairs."""
+        return [(n, m) for n, m in self.named_modules() if isinstance(m, ResBlock)]
+
     def lora_layout(self) -> list[dict]:
         r = self.cfg.lora_rank
         layout = []
@@ -154,6 +174,12 @@ class UNet(nn.Module):
                 lin: nn.Linear = getattr(m, tgt)
                 layout.append({"name": f"lora.{name}.{tgt}.A", "shape": [r, lin.in_features]})
                 layout.append({"name": f"lora.{name}.{tgt}.B", "shape": [lin.out_features, r]})
+        if self.cfg.lora_convs:
+            for name, m in self.res_blocks():
+                for tgt in CONV_TARGETS:
+                    cv: nn.Conv2d = getattr(m, tgt)
+                    layout.append({"name": f"lora.{name}.{tgt}.A", "shape": [r, cv.in_channels * 9]})
+                    layout.append({"name": f"lora.{name}.{tgt}.B", "shape": [cv.out_channels, r]})
         return layout
 
     def zero_lora(self) -> list[torch.Tensor]:
@@ -162,7 +188,10 @@ class UNet(nn.Module):
     def forward(self, x: torch.Tensor, t: torch.Tensor, c: torch.Tensor, lora: list[torch.Tensor] | None = None) -> torch.Tensor:
         scale = self.cfg.lora_alpha / self.cfg.lora_rank
         per_block = 2 * len(LORA_TARGETS)
-        blocks = iter(range(len(self.attention_blocks())))
+        n_attn = len(self.attention_blocks())
+        blocks = iter(range(n_attn))
+        res_index = {id(m): i for i, (_, m) in enumerate(self.res_blocks())}
+        per_res = 2 * len(CONV_TARGETS)
 
         def attn(m: nn.Module, h: torch.Tensor) -> torch.Tensor:
             if isinstance(m, Attention):
@@ -171,17 +200,23 @@ class UNet(nn.Module):
                 return m(h, sl, scale)
             return h
 
+        def res(m: ResBlock, h: torch.Tensor) -> torch.Tensor:
+            if lora is None or not self.cfg.lora_convs:
+                return m(h, emb)
+            o = n_attn * per_block + res_index[id(m)] * per_res
+            return m(h, emb, lora[o : o + per_res], scale)
+
         emb = self.time_mlp(timestep_embedding(t, self.cfg.base_channels).to(x.dtype)) + self.class_emb(c)
         h = self.conv_in(x)
         skips = []
-        for lvl, res in enumerate(self.down_res):
-            h = attn(self.down_attn[lvl], res(h, emb))
+        for lvl, block in enumerate(self.down_res):
+            h = attn(self.down_attn[lvl], res(block, h))
             skips.append(h)
             if lvl < len(self.downsample):
                 h = self.downsample[lvl](h)
-        h = self.mid_res2(attn(self.mid_attn, self.mid_res1(h, emb)), emb)
-        for i, res in enumerate(self.up_res):
-            h = attn(self.up_attn[i], res(torch.cat([h, skips.pop()], dim=1), emb))
+        h = res(self.mid_res2, attn(self.mid_attn, res(self.mid_res1, h)))
+        for i, block in enumerate(self.up_res):
+            h = attn(self.up_attn[i], res(block, torch.cat([h, skips.pop()], dim=1)))
             if i < len(self.upsample):
                 h = self.upsample[i](h)
         return self.conv_out(F.silu(self.norm_out(h)))
