@@ -6,7 +6,7 @@
  */
 import { type Command, runCommand } from "./cli/command.ts";
 import { expectedErrorLine, UsageError } from "./cli/errors.ts";
-import { keysCreate } from "./cli/keys.ts";
+import { keysCreate, keysList, keysRevoke } from "./cli/keys.ts";
 import { classify } from "./cli/classify.ts";
 import { evaluateCommand } from "./cli/evaluate.ts";
 import { finetune } from "./cli/finetune.ts";
@@ -30,6 +30,8 @@ import { benchExactRecheck } from "./cli/bench_exact_recheck.ts";
 /** Command name (one or two words) → its module. */
 export const COMMANDS: Readonly<Record<string, Command>> = Object.freeze({
   "keys create": keysCreate,
+  "keys list": keysList,
+  "keys revoke": keysRevoke,
   "classify": classify,
   "evaluate": evaluateCommand,
   "finetune": finetune,

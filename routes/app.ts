@@ -4,7 +4,8 @@
  */
 import { createRoute, type OpenAPIHono, z } from "@hono/zod-openapi";
 import { modelViews } from "../service/registry.ts";
-import { type AuthEnv, AuthFailures, bearerAuth } from "./auth.ts";
+import { type AuthEnv, AuthFailures, bearerAuth, readOnlyForViewers } from "./auth.ts";
+import { keyRoutes } from "./keys.ts";
 import { classifyRoutes } from "./classify.ts";
 import { datasetRoutes } from "./datasets.ts";
 import type { AppDeps } from "./deps.ts";
@@ -183,6 +184,8 @@ export function createApp(deps: AppDeps) {
     "*",
     bearerAuth(store, new AuthFailures(config.limits.maxAuthFailures, config.limits.authWindowMs)),
   );
+  api.use("*", readOnlyForViewers());
+  api.route("/", keyRoutes(store));
   api.route("/classify", classifyRoutes(deps));
   api.route("/evaluations", evaluationRoutes(deps));
   api.route("/", finetuneRoutes(deps));

@@ -1,7 +1,7 @@
 /** Bearer API keys (stored hashed in KV). A factory in Hono's middleware style. */
 import type { Context, MiddlewareHandler } from "hono";
 import type { Store } from "../store/kv_store.ts";
-import type { ApiKeyRecord } from "../store/records.ts";
+import type { ApiKeyRecord, Role } from "../store/records.ts";
 import { problem } from "./problem.ts";
 
 export type AuthEnv = { Variables: { apiKey: ApiKeyRecord } };
@@ -67,4 +67,29 @@ export function bearerAuth(store: Store, failures?: AuthFailures): MiddlewareHan
     c.set("apiKey", record);
     await next();
   };
+}
+
+/** A key's role; keys made before roles existed keep the full power they had. */
+export function roleOf(rec: ApiKeyRecord): Role {
+  return rec.role ?? "admin";
+}
+
+/** Viewers read: any other method from a viewer key is 403 before it reaches a route. */
+export function readOnlyForViewers(): MiddlewareHandler<AuthEnv> {
+  return async function readOnlyForViewers(c, next) {
+    const m = c.req.method;
+    if (roleOf(c.get("apiKey")) === "viewer" && m !== "GET" && m !== "HEAD") {
+      throw problem(403, "this key is a viewer's: it can read, not create or change", {
+        code: "read-only-key",
+      });
+    }
+    await next();
+  };
+}
+
+/** Admin only (key management, the audit log). */
+export function requireAdmin(c: Context<AuthEnv>): void {
+  if (roleOf(c.get("apiKey")) !== "admin") {
+    throw problem(403, "only an admin key may do this", { code: "admin-only" });
+  }
 }

@@ -15,6 +15,7 @@ export interface Problem {
 const TITLES: Record<number, string> = {
   400: "Bad Request",
   401: "Unauthorized",
+  403: "Forbidden",
   404: "Not Found",
   405: "Method Not Allowed",
   409: "Conflict",
@@ -92,7 +93,8 @@ export const ProblemSchema = z.object({
 
 const WHY: Record<number, string> = {
   400: "malformed request (code invalid-request names every offending field)",
-  401: "missing or invalid API key",
+  401: "missing, invalid or revoked API key",
+  403: "the key's role does not allow this (viewer: read only; key management: admin)",
   404: "unknown bundle, adapter, job, dataset or other id",
   405: "method not allowed on this path (see Allow)",
   413: "body, image or part count over a limit",

@@ -3,6 +3,8 @@
  * read (and changed) in one place. Record types are in ./records.ts, the code in ./kv_store.ts.
  *
  *   ["apikey", sha256(key)]              → ApiKeyRecord
+ *   ["apikeyid", keyId]                  → sha256(key)     (index: a key by its id, to revoke it)
+ *   ["audit", at, auditId]               → AuditRecord     (the audit log, oldest first)
  *   ["job", jobId]                       → Job
  *   ["jobkind", kind, createdAt, jobId]  → true            (index: a kind's jobs, oldest first)
  *   ["active", createdAt, jobId]         → true            (jobs with work left, FIFO)
@@ -31,6 +33,9 @@ export const keys = {
 
   apiKey: (hash: string): Deno.KvKey => ["apikey", hash],
   apiKeys: (): Deno.KvKey => ["apikey"],
+  apiKeyById: (id: string): Deno.KvKey => ["apikeyid", id],
+  audit: (at: string, id: string): Deno.KvKey => ["audit", at, id],
+  audits: (): Deno.KvKey => ["audit"],
 
   job: (id: string): Deno.KvKey => ["job", id],
   jobs: (): Deno.KvKey => ["job"],
@@ -73,6 +78,7 @@ export function jobIdOf(key: Deno.KvKey): string {
 }
 
 /** Whether a key holds an API key (secrets' hashes: left out of diagnostic listings). */
+/** Keys about API keys and the audit log: not job data (diagnostics leave them out). */
 export function isApiKeyKey(key: Deno.KvKey): boolean {
-  return key[0] === keys.apiKeys()[0];
+  return key[0] === keys.apiKeys()[0] || key[0] === "apikeyid" || key[0] === keys.audits()[0];
 }

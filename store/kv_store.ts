@@ -14,11 +14,13 @@ import type {
   AdapterRecord,
   AdvRecord,
   ApiKeyRecord,
+  AuditRecord,
   DatasetRecord,
   EvalShardResult,
   FinetuneResult,
   Job,
   NewJob,
+  Role,
   Unit,
   UnitInput,
   Verdict,
@@ -56,16 +58,100 @@ export class Store {
 
   // ---- API keys (only hashes are stored) ----
 
-  async createApiKey(name: string): Promise<{ key: string; record: ApiKeyRecord }> {
+  async createApiKey(
+    name: string,
+    role: Role = "member",
+    createdBy: string | null = null,
+  ): Promise<{ key: string; record: ApiKeyRecord }> {
     const key = "tmdc_" + btoa(String.fromCharCode(...crypto.getRandomValues(new Uint8Array(24))))
       .replaceAll("+", "-").replaceAll("/", "_").replaceAll("=", "");
-    const record = { id: crypto.randomUUID(), name, createdAt: now() };
-    await this.#kv.set(keys.apiKey(sha256hex(key)), record);
+    const record: ApiKeyRecord = {
+      id: crypto.randomUUID(),
+      name,
+      role,
+      createdAt: now(),
+      createdBy,
+      revokedAt: null,
+    };
+    const hash = sha256hex(key);
+    await this.#kv.atomic()
+      .set(keys.apiKey(hash), record)
+      .set(keys.apiKeyById(record.id), hash)
+      .set(...this.#auditEntry(createdBy ?? "cli", "key.create", record.id, { name, role }))
+      .commit();
     return { key, record };
   }
 
+  /** The key's record, or null when it is unknown or revoked. */
   async verifyApiKey(key: string): Promise<ApiKeyRecord | null> {
-    return (await this.#kv.get<ApiKeyRecord>(keys.apiKey(sha256hex(key)))).value;
+    const rec = (await this.#kv.get<ApiKeyRecord>(keys.apiKey(sha256hex(key)))).value;
+    return rec && !rec.revokedAt ? rec : null;
+  }
+
+  /** Every key's record (never the key), oldest first. */
+  async listApiKeys(): Promise<ApiKeyRecord[]> {
+    const out: ApiKeyRecord[] = [];
+    for await (const e of this.#kv.list<ApiKeyRecord>({ prefix: keys.apiKeys() })) {
+      out.push(e.value);
+    }
+    return out.sort((a, b) => a.createdAt.localeCompare(b.createdAt) || a.id.localeCompare(b.id));
+  }
+
+  /** Revoke a key by id (effective for its next request); null if there is no such key. */
+  async revokeApiKey(id: string, actor: string): Promise<ApiKeyRecord | null> {
+    const hash = (await this.#kv.get<string>(keys.apiKeyById(id))).value;
+    if (!hash) return null;
+    const e = await this.#kv.get<ApiKeyRecord>(keys.apiKey(hash));
+    if (!e.value) return null;
+    if (e.value.revokedAt) return e.value;
+    const rec = { ...e.value, revokedAt: now() };
+    const ok = await this.#kv.atomic().check(e).set(e.key, rec)
+      .set(...this.#auditEntry(actor, "key.revoke", id, { name: rec.name })).commit();
+    return ok.ok ? rec : this.revokeApiKey(id, actor);
+  }
+
+  #auditEntry(
+    actor: string,
+    action: AuditRecord["action"],
+    target: string,
+    detail?: Record<string, unknown>,
+  ): [Deno.KvKey, AuditRecord] {
+    const rec: AuditRecord = { id: crypto.randomUUID(), at: now(), actor, action, target, detail };
+    return [keys.audit(rec.at, rec.id), rec];
+  }
+
+  /** Append to the audit log. */
+  async audit(
+    actor: string,
+    action: AuditRecord["action"],
+    target: string,
+    detail?: Record<string, unknown>,
+  ): Promise<void> {
+    await this.#kv.set(...this.#auditEntry(actor, action, target, detail));
+  }
+
+  /**
+   * The audit log, oldest first: `limit` entries after `cursor` (the `next` of the page before),
+   * read from the cursor's key on, not scanned from the start.
+   */
+  async listAudit(
+    limit: number,
+    cursor?: string,
+  ): Promise<{ entries: AuditRecord[]; next: string | null }> {
+    const [at, id] = cursor?.split("|") ?? [];
+    const selector = at && id
+      ? { prefix: keys.audits(), start: keys.audit(at, id) }
+      : { prefix: keys.audits() };
+    const entries: AuditRecord[] = [];
+    for await (const e of this.#kv.list<AuditRecord>(selector, { limit: limit + 2 })) {
+      if (e.value.id === id) continue; // the cursor's own entry
+      entries.push(e.value);
+      if (entries.length > limit) break;
+    }
+    const more = entries.length > limit;
+    if (more) entries.pop();
+    const last = entries.at(-1);
+    return { entries, next: more && last ? `${last.at}|${last.id}` : null };
   }
 
   async countApiKeys(): Promise<number> {
@@ -147,7 +233,7 @@ export class Store {
         this.#kv.atomic().set(keys.job(job.id), queued).set(
           keys.active(job.createdAt, job.id),
           true,
-        ),
+        ).set(...this.#auditEntry(job.owner, "job.create", job.id, { kind: job.kind })),
       );
       return queued;
     } catch (e) {

@@ -155,8 +155,32 @@ export interface Verdict {
   createdAt: string;
 }
 
+/**
+ * admin: manage keys, read the audit log, everything a member may; member: create jobs, uploads
+ * and fine-tunes, read the team's results; viewer: read only.
+ */
+export type Role = "admin" | "member" | "viewer";
+export const ROLES: readonly Role[] = ["admin", "member", "viewer"];
+
 export interface ApiKeyRecord {
   id: string;
   name: string;
+  /** absent on keys made before roles existed: they keep the full power they had (admin) */
+  role?: Role;
   createdAt: string;
+  /** the key id that created it (null: the CLI, on the KV directly) */
+  createdBy?: string | null;
+  /** set once: a revoked key is refused from that moment */
+  revokedAt?: string | null;
+}
+
+/** One entry of the audit log: who did what to which record, when. */
+export interface AuditRecord {
+  id: string;
+  at: string;
+  /** the acting key's id, or "cli" */
+  actor: string;
+  action: "key.create" | "key.revoke" | "job.create";
+  target: string;
+  detail?: Record<string, unknown>;
 }

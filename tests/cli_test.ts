@@ -116,6 +116,23 @@ Deno.test("cli: runs from another folder (help; keys create into TMDC_KV_PATH)",
     assertEquals(out.kv, kv);
     assert_(String(out.key).startsWith("tmdc_"), r.stdout);
     assert_((await Deno.stat(kv)).isFile);
+    // the first key is an admin's, the next a member's; list shows both; revoke marks one
+    assertEquals(out.role, "admin");
+    const env = { TMDC_KV_PATH: kv };
+    const second = JSON.parse(
+      (await cli(["keys", "create", "--name", "b"], { cwd: dir, env })).stdout,
+    );
+    assertEquals(second.role, "member");
+    const revoked = await cli(["keys", "revoke", "--id", second.id], { cwd: dir, env });
+    assertEquals(revoked.code, 0, revoked.stderr);
+    const listed = (await cli(["keys", "list"], { cwd: dir, env })).stdout.trim().split("\n")
+      .map((l) => JSON.parse(l));
+    assertEquals(listed.map((k) => [k.name, k.role, k.revokedAt !== null]), [
+      ["from-tmp", "admin", false],
+      ["b", "member", true],
+    ]);
+    const unknown = await cli(["keys", "revoke", "--id", "nope"], { cwd: dir, env });
+    assertEquals(unknown.code, 2);
   } finally {
     await Deno.remove(dir, { recursive: true });
   }

@@ -1,0 +1,100 @@
+/** Keys with roles over HTTP, in-process: what each role may do, revocation, the audit log. */
+import { assert_, assertEquals } from "./assert.ts";
+import { fashionPngs, inProcessApp } from "./service_helpers.ts";
+
+const [{ png }] = await fashionPngs(1);
+
+Deno.test("roles: viewer reads only, member cannot manage keys, revoked keys are refused at once, all audited", async () => {
+  const { app, store, close } = await inProcessApp();
+  try {
+    const { key: adminKey } = await store.createApiKey("boss", "admin");
+    const as = (key: string, extra: HeadersInit = {}) => ({
+      authorization: `Bearer ${key}`,
+      ...extra,
+    });
+    const newKey = async (name: string, role: string) => {
+      const r = await app.request("/v1/keys", {
+        method: "POST",
+        headers: as(adminKey, { "content-type": "application/json" }),
+        body: JSON.stringify({ name, role }),
+      });
+      assertEquals(r.status, 201);
+      return (await r.json()) as { key: string; record: { id: string; role: string } };
+    };
+    const member = await newKey("m", "member");
+    const viewer = await newKey("v", "viewer");
+    assertEquals([member.record.role, viewer.record.role], ["member", "viewer"]);
+
+    const classify = (key: string) => {
+      const fd = new FormData();
+      fd.append("image", new Blob([png.slice()], { type: "image/png" }), "x.png");
+      return app.request("/v1/classify?wait=false", { method: "POST", body: fd, headers: as(key) });
+    };
+    // viewer: reads, never writes
+    const v = await classify(viewer.key);
+    assertEquals([v.status, (await v.json()).code], [403, "read-only-key"]);
+    assertEquals((await app.request("/v1/jobs/none", { headers: as(viewer.key) })).status, 404);
+    // member: creates jobs, manages nothing
+    const m = await classify(member.key);
+    assertEquals(m.status, 202);
+    const jobId = (await m.json()).job.id;
+    for (
+      const [path, method] of [["/v1/keys", "GET"], [`/v1/keys/${viewer.record.id}`, "DELETE"], [
+        "/v1/audit",
+        "GET",
+      ]]
+    ) {
+      const r = await app.request(path, { method, headers: as(member.key) });
+      assertEquals([r.status, (await r.json()).code], [403, "admin-only"], `${method} ${path}`);
+    }
+    // the viewer can read the member's job: one deployment is one team
+    assertEquals((await app.request(`/v1/jobs/${jobId}`, { headers: as(viewer.key) })).status, 200);
+
+    // revoked: refused from the next request on
+    const rv = await app.request(`/v1/keys/${member.record.id}`, {
+      method: "DELETE",
+      headers: as(adminKey),
+    });
+    assertEquals(rv.status, 200);
+    assert_((await rv.json()).revokedAt !== null);
+    const after = await app.request(`/v1/jobs/${jobId}`, { headers: as(member.key) });
+    assertEquals([after.status, (await after.json()).code], [401, "invalid-api-key"]);
+    const gone = await app.request("/v1/keys/nope", { method: "DELETE", headers: as(adminKey) });
+    assertEquals(gone.status, 404);
+
+    // the listing shows every key with its role, never a secret
+    const listed = await (await app.request("/v1/keys", { headers: as(adminKey) })).json();
+    const text = JSON.stringify(listed);
+    assert_(!text.includes(member.key) && !text.includes("tmdc_"), "no secret in the listing");
+    assertEquals(
+      listed.keys.filter((k: { name: string }) => ["m", "v"].includes(k.name))
+        .map((
+          k: { name: string; role: string; revokedAt: string | null },
+        ) => [k.name, k.role, k.revokedAt !== null]),
+      [["m", "member", true], ["v", "viewer", false]],
+    );
+
+    // the audit log, two entries a page, oldest first, every action once
+    const seen: { action: string; actor: string; target: string }[] = [];
+    let cursor: string | null = "";
+    while (cursor !== null) {
+      const q: string = cursor ? `&cursor=${encodeURIComponent(cursor)}` : "";
+      const page = await (await app.request(`/v1/audit?limit=2${q}`, { headers: as(adminKey) }))
+        .json();
+      assert_(page.entries.length <= 2);
+      seen.push(...page.entries);
+      cursor = page.next;
+    }
+    const adminId = (await store.listApiKeys()).find((k) => k.name === "boss")!.id;
+    assertEquals(seen.map((e) => [e.action, e.actor, e.target]).slice(-5), [
+      ["key.create", "cli", adminId],
+      ["key.create", adminId, member.record.id],
+      ["key.create", adminId, viewer.record.id],
+      ["job.create", member.record.id, jobId],
+      ["key.revoke", adminId, member.record.id],
+    ]);
+    assertEquals(new Set(seen.map((e) => JSON.stringify(e))).size, seen.length, "no entry twice");
+  } finally {
+    close();
+  }
+});
