@@ -244,6 +244,15 @@ export class GpuWorker {
         return;
       case "error":
         return console.error(`[worker] frontend says: ${msg.message}`);
+      case "cancel": {
+        const ref = { jobId: msg.jobId, idx: msg.idx, token: msg.token };
+        const slot = this.slots.find((s) => s.running.has(refKey(ref)));
+        if (slot) {
+          console.error(`[worker] unit ${ref.jobId}/${ref.idx} cancelled: stopping it`);
+          slot.post({ type: "cancel", ref });
+        }
+        return;
+      }
       case "unit": {
         this.#takeOutstanding = false;
         const slot = this.#free();

@@ -93,6 +93,8 @@ export const FrontendMessage = z.discriminatedUnion("type", [
   FrontendUnit,
   z.object({ type: z.literal("none") }),
   z.object({ type: z.literal("wake") }),
+  /** the unit's job was cancelled: stop it (its result would be refused as stale) */
+  z.object({ type: z.literal("cancel"), ...UnitRefFields }),
   z.object({ type: z.literal("error"), message: z.string() }),
 ]);
 export type FrontendMessage = z.infer<typeof FrontendMessage>;

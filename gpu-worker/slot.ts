@@ -25,7 +25,9 @@ import { runUnit } from "./runners.ts";
 /** main thread → slot */
 export type SlotRequest =
   | { type: "init"; bundles: LoadedBundle[]; options: RuntimeOptions }
-  | { type: "run"; unit: FrontendUnit };
+  | { type: "run"; unit: FrontendUnit }
+  /** the frontend cancelled the unit's job: it stops at its next progress report */
+  | { type: "cancel"; ref: UnitRef };
 
 /** slot → main thread */
 export type SlotReply =
@@ -38,9 +40,16 @@ export type SlotReply =
 let models: WorkerModels | undefined;
 const gate: PackingGate = { active: 0 };
 const reply = (m: SlotReply) => self.postMessage(m);
+const refKey = (r: UnitRef) => `${r.jobId}/${r.idx}/${r.token}`;
+/** units told to stop: their runner throws at its next progress report or checkpoint */
+const cancelled = new Set<string>();
 
 self.onmessage = async (ev: MessageEvent<SlotRequest>) => {
   const req = ev.data;
+  if (req.type === "cancel") {
+    cancelled.add(refKey(req.ref));
+    return;
+  }
   if (req.type === "init") {
     models = openWorkerModels(req.bundles, req.options, gate);
     reply({ type: "ready", provider: [...models.diffusion.values()][0]?.base.provider ?? "cpu" });
@@ -59,12 +68,16 @@ self.onmessage = async (ev: MessageEvent<SlotRequest>) => {
     const msg = await runUnit(models, u, {
       // a classification reports after every UNet batch: pass on a few per second, and the end
       progress: (progress) => {
+        if (cancelled.has(refKey(ref))) throw new Error("cancelled: the job was cancelled");
         const now = performance.now();
         if (now - last < 200 && progress.calls < progress.total) return;
         last = now;
         reply({ type: "progress", ref, progress });
       },
-      send: (msg) => reply({ type: "send", msg }),
+      send: (msg) => {
+        if (cancelled.has(refKey(ref))) throw new Error("cancelled: the job was cancelled");
+        reply({ type: "send", msg });
+      },
     });
     reply({ type: "done", ref, msg });
   } catch (e) {
@@ -72,5 +85,6 @@ self.onmessage = async (ev: MessageEvent<SlotRequest>) => {
     reply({ type: "done", ref, msg: { type: "fail", ...ref, error } });
   } finally {
     if (packs) gate.active--;
+    cancelled.delete(refKey(ref));
   }
 };

@@ -1,9 +1,13 @@
-/** GET /v1/jobs/{id}, GET /v1/jobs/{id}/verdicts, GET /v1/verdicts/{id}. */
+/**
+ * GET /v1/jobs/{id}, GET /v1/jobs/{id}/verdicts, GET /v1/verdicts/{id}; DELETE /v1/jobs/{id}
+ * cancels (its owner or an admin).
+ */
 import { createRoute } from "@hono/zod-openapi";
 import type { Store } from "../store/kv_store.ts";
 import { jobDetail, jobVerdicts, verdictView } from "../service/jobs/views.ts";
 import { apiRouter } from "./http.ts";
-import { problemResponses } from "./problem.ts";
+import { problem, problemResponses } from "./problem.ts";
+import { roleOf } from "./auth.ts";
 import { IdParam, Job, JobVerdicts, Verdict } from "./schemas.ts";
 
 const security = [{ bearer: [] }];
@@ -20,6 +24,22 @@ const getJob = createRoute({
   responses: {
     200: { description: "the job", content: { "application/json": { schema: Job } } },
     ...errors,
+  },
+});
+
+const cancelJob = createRoute({
+  method: "delete",
+  path: "/jobs/{id}",
+  operationId: "cancelJob",
+  summary: "Cancel a job (its owner or an admin): queued units never run, running ones stop",
+  description: "A worker running one of its units hears so at its next heartbeat and stops; " +
+    "whatever it sends after is refused as stale. Finished jobs answer 409.",
+  tags: ["jobs"],
+  security,
+  request: { params: IdParam },
+  responses: {
+    200: { description: "the cancelled job", content: { "application/json": { schema: Job } } },
+    ...problemResponses(401, 403, 404, 409),
   },
 });
 
@@ -54,6 +74,25 @@ const getVerdict = createRoute({
 export function jobRoutes(store: Store) {
   return apiRouter()
     .openapi(getJob, async (c) => c.json(await jobDetail(store, c.req.valid("param").id), 200))
+    .openapi(cancelJob, async (c) => {
+      const id = c.req.valid("param").id;
+      const key = c.get("apiKey");
+      const job = await store.getJob(id);
+      if (!job) throw problem(404, `no job '${id}'`, { code: "unknown-job" });
+      if (job.owner !== key.id && roleOf(key) !== "admin") {
+        throw problem(403, "only the job's owner or an admin may cancel it", {
+          code: "not-the-owner",
+        });
+      }
+      const r = await store.cancelJob(id, key.id);
+      if (r === null) throw problem(404, `no job '${id}'`, { code: "unknown-job" });
+      if (r === "finished") {
+        throw problem(409, `job '${id}' has already ended (${job.status})`, {
+          code: "job-finished",
+        });
+      }
+      return c.json(await jobDetail(store, id), 200);
+    })
     .openapi(
       getJobVerdicts,
       async (c) => c.json(await jobVerdicts(store, c.req.valid("param").id), 200),

@@ -97,6 +97,7 @@ const WHY: Record<number, string> = {
   403: "the key's role does not allow this (viewer: read only; key management: admin)",
   404: "unknown bundle, adapter, job, dataset or other id",
   405: "method not allowed on this path (see Allow)",
+  409: "the record's state does not allow it (e.g. cancelling a finished job)",
   413: "body, image or part count over a limit",
   415: "unsupported media type",
   422: "well-formed but refused: invalid settings, attack, image, labels, …",

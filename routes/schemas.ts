@@ -70,7 +70,7 @@ named(CheckpointScore, "CheckpointScore");
 export const Job = z.object({
   id: z.string(),
   kind: z.enum(["classify", "evaluate", "finetune"]),
-  status: z.enum(["creating", "queued", "running", "done", "failed"]),
+  status: z.enum(["creating", "queued", "running", "done", "failed", "cancelled"]),
   bundle: z.string(),
   adapter: z.string().nullable(),
   settings: Settings.nullable().describe("the DC settings; null for a discriminative classifier"),

@@ -204,9 +204,25 @@ export class Dispatcher {
       case "take":
         peer.wokenAt = null;
         return await this.#take(peer);
-      case "heartbeat":
-        await this.store.renewLease(msg.jobId, msg.idx, msg.token, this.opts.leaseMs, msg.progress);
+      case "heartbeat": {
+        const ref = { jobId: msg.jobId, idx: msg.idx, token: msg.token };
+        if (
+          await this.store.renewLease(
+            msg.jobId,
+            msg.idx,
+            msg.token,
+            this.opts.leaseMs,
+            msg.progress,
+          )
+        ) {
+          return;
+        }
+        // A lease that is no longer ours: when its job was cancelled, tell the worker to stop.
+        if ((await this.store.getUnit(msg.jobId, msg.idx))?.status === "cancelled") {
+          send(peer.socket, { type: "cancel", ...ref });
+        }
         return;
+      }
       case "checkpoint":
         return await this.#checkpoint(peer, msg);
       case "result":

@@ -427,6 +427,35 @@ export class Store {
     return null;
   }
 
+  /**
+   * Cancel a job: it leaves the queue, its units not yet finished become "cancelled" (a worker
+   * running one hears so at its next heartbeat, and its result is stale). Null for an unknown
+   * job, "finished" for one that has ended.
+   */
+  async cancelJob(id: string, actor: string): Promise<Job | "finished" | null> {
+    for (let attempt = 0; attempt < 20; attempt++) {
+      const je = await this.#kv.get<Job>(keys.job(id));
+      const job = je.value;
+      if (!job || job.status === "creating") return null;
+      if (job.status === "done" || job.status === "failed" || job.status === "cancelled") {
+        return "finished";
+      }
+      const t = now();
+      const next: Job = { ...job, status: "cancelled", finishedAt: t, updatedAt: t };
+      const op = this.#kv.atomic().check(je).set(je.key, next)
+        .delete(keys.active(job.createdAt, id))
+        .set(...this.#auditEntry(actor, "job.cancel", id, { kind: job.kind }));
+      if (!(await op.commit()).ok) continue;
+      // the units: completion checks the job's status, so this need not be atomic with it
+      for await (const u of this.#kv.list<Unit>({ prefix: keys.units(id) })) {
+        if (u.value.status !== "queued" && u.value.status !== "leased") continue;
+        await this.#kv.atomic().check(u).set(u.key, { ...u.value, status: "cancelled" }).commit();
+      }
+      return next;
+    }
+    throw new Error("cancelJob: too much contention");
+  }
+
   /** Extend a lease (heartbeat) and record progress; false if the lease is no longer ours. */
   async renewLease(
     jobId: string,
@@ -615,6 +644,7 @@ export class Store {
       if (!u || u.status !== "leased" || u.lease?.token !== token) return "stale";
       const je = await this.#kv.get<Job>(keys.job(jobId));
       const job = je.value!;
+      if (job.status === "cancelled") return "stale";
       const next = { ...job, done: job.done + 1, updatedAt: now() };
       const op = this.#kv.atomic().check(ue).check(je)
         .set(ue.key, { ...u, status: "done", lease: null })
@@ -641,7 +671,10 @@ export class Store {
     for (let attempt = 0; attempt < 20; attempt++) {
       const ue = await this.#kv.get<Unit>(keys.unit(u.jobId, u.idx));
       const je = await this.#kv.get<Job>(keys.job(u.jobId));
-      if (!ue.value || !je.value || ue.value.status === "done" || ue.value.status === "failed") {
+      if (
+        !ue.value || !je.value || ue.value.status !== "queued" && ue.value.status !== "leased" ||
+        je.value.status === "cancelled"
+      ) {
         return;
       }
       const next = { ...je.value, failed: je.value.failed + 1, updatedAt: now() };

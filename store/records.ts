@@ -8,7 +8,7 @@ import type { CheckpointScore, FinetuneJobSpec } from "../lib/finetune_spec.ts";
 
 export type { CheckpointScore, EvalItem, EvaluationSpec, FinetuneJobSpec };
 
-export type JobStatus = "creating" | "queued" | "running" | "done" | "failed";
+export type JobStatus = "creating" | "queued" | "running" | "done" | "failed" | "cancelled";
 export type JobKind = "classify" | "evaluate" | "finetune";
 
 interface JobBase {
@@ -114,7 +114,7 @@ export interface UnitInput {
 export interface Unit {
   jobId: string;
   idx: number;
-  status: "queued" | "leased" | "done" | "failed";
+  status: "queued" | "leased" | "done" | "failed" | "cancelled";
   attempts: number;
   lease: { token: string; worker: string; until: number } | null;
   progress: { calls: number; total: number } | null;
@@ -180,7 +180,7 @@ export interface AuditRecord {
   at: string;
   /** the acting key's id, or "cli" */
   actor: string;
-  action: "key.create" | "key.revoke" | "job.create";
+  action: "key.create" | "key.revoke" | "job.create" | "job.cancel";
   target: string;
   detail?: Record<string, unknown>;
 }

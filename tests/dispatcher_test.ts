@@ -530,3 +530,36 @@ test("dispatcher: a hostile worker's forgeries are refused and reach nothing", a
   assert_(Math.abs(res.items[0].dist! - 0.03) < 1e-6, `dist ${res.items[0].dist}`);
   assert_(await s.store.getAdversarial(setKey, 7) !== null);
 });
+
+test("dispatcher: a cancelled job's running unit is told to stop at its heartbeat; nothing after counts", async (s) => {
+  const w = await s.connect();
+  await w.hello("w", 1);
+  const j = await s.store.createJob(
+    { kind: "classify", owner: "o", bundle: DC, adapter: null, settings: s.settings },
+    [0, 1].map(() => ({
+      pixels: new Uint8Array(D * 4),
+      input: {
+        name: "x.png",
+        source: { format: "png", width: 28, height: 28, channels: 1 },
+        conversion: [],
+        decoder: "test",
+      },
+    })),
+  );
+  const u = await w.take() as FrontendUnit;
+  const cancelled = await s.store.cancelJob(j.id, "admin-key");
+  assert_(cancelled !== null && cancelled !== "finished");
+  assertEquals(cancelled.status, "cancelled");
+  assertEquals(await s.store.cancelJob(j.id, "admin-key"), "finished");
+  w.send({ type: "heartbeat", ...ref(u), progress: { calls: 1, total: 4 } });
+  const m = await w.next();
+  assertEquals(m?.type, "cancel");
+  assertEquals(m?.type === "cancel" && [m.jobId, m.idx, m.token], [u.jobId, u.idx, u.token]);
+  // a late result is stale; the queued unit never runs; the job stays cancelled
+  w.send(classifyResult(u, 1));
+  await new Promise((r) => setTimeout(r, 200));
+  assertEquals(await w.take(), "none");
+  assertEquals((await s.store.getJob(j.id))!.status, "cancelled");
+  assertEquals((await s.store.listUnits(j.id)).map((x) => x.status), ["cancelled", "cancelled"]);
+  assertEquals(await s.store.listVerdicts(j.id), []);
+});

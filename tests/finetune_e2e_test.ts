@@ -142,3 +142,52 @@ async function uninterrupted(modelsDir: string, rec: AdapterRecord): Promise<Flo
   );
   return new Float32Array(packState(s).buffer);
 }
+
+clusterTest(
+  "e2e: a running fine-tune is cancelled; its worker stops at the next heartbeat and serves the next job",
+  async (c, key) => {
+    const auth = { authorization: `Bearer ${key}`, "content-type": "application/json" };
+    const r = await fetch(`${c.url}/v1/finetunes`, {
+      method: "POST",
+      // long enough that only a cancellation ends it within the test
+      body: JSON.stringify({
+        ...REQUEST,
+        hyper: { ...REQUEST.hyper, steps: 100_000 },
+        checkpoints: [100_000],
+      }),
+      headers: auth,
+    });
+    assertEquals(r.status, 202);
+    const id = (await r.json()).job.id;
+    c.startWorker("w1");
+    await waitFor(async () => {
+      const j = await (await fetch(`${c.url}/v1/jobs/${id}`, { headers: auth })).json();
+      return j.status === "running" && j.progress > 0 ? j : undefined;
+    }, "the fine-tune to make progress");
+    const del = await fetch(`${c.url}/v1/jobs/${id}`, { method: "DELETE", headers: auth });
+    assertEquals([del.status, (await del.json()).status], [200, "cancelled"]);
+    // the worker (capacity 1) is free again only if it stopped the fine-tune
+    const [{ png }] = await fashionPngs(1);
+    const fd = new FormData();
+    fd.append("image", new Blob([png.slice()], { type: "image/png" }), "x.png");
+    const t0 = Date.now();
+    const cl = await fetch(`${c.url}/v1/classify?wait=false`, {
+      method: "POST",
+      body: fd,
+      headers: { authorization: `Bearer ${key}` },
+    });
+    const cid = (await cl.json()).job.id;
+    const done = await waitFor(
+      async () => {
+        const j = await (await fetch(`${c.url}/v1/jobs/${cid}`, { headers: auth })).json();
+        return j.status === "done" ? j : undefined;
+      },
+      "the next job to be served",
+      30_000,
+    );
+    assertEquals(done.status, "done");
+    const job = await (await fetch(`${c.url}/v1/jobs/${id}`, { headers: auth })).json();
+    assertEquals(job.status, "cancelled");
+    console.log(`worker free again ${Date.now() - t0} ms after the cancellation`);
+  },
+);

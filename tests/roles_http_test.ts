@@ -98,3 +98,49 @@ Deno.test("roles: viewer reads only, member cannot manage keys, revoked keys are
     close();
   }
 });
+
+Deno.test("cancel: the owner or an admin; a viewer or another member may not; a finished job is 409", async () => {
+  const { app, store, close } = await inProcessApp();
+  try {
+    const mk = async (role: "admin" | "member" | "viewer") =>
+      `Bearer ${(await store.createApiKey(role, role)).key}`;
+    const [admin, owner, other, viewer] = [
+      await mk("admin"),
+      await mk("member"),
+      await mk("member"),
+      await mk("viewer"),
+    ];
+    const submit = async () => {
+      const fd = new FormData();
+      fd.append("image", new Blob([png.slice()], { type: "image/png" }), "x.png");
+      const r = await app.request("/v1/classify?wait=false", {
+        method: "POST",
+        body: fd,
+        headers: { authorization: owner },
+      });
+      return (await r.json()).job.id as string;
+    };
+    const del = (id: string, authorization: string) =>
+      app.request(`/v1/jobs/${id}`, { method: "DELETE", headers: { authorization } });
+    const id = await submit();
+    for (const [who, code] of [[other, "not-the-owner"], [viewer, "read-only-key"]] as const) {
+      const r = await del(id, who);
+      assertEquals([r.status, (await r.json()).code], [403, code]);
+    }
+    const ok = await del(id, owner);
+    assertEquals([ok.status, (await ok.json()).status], [200, "cancelled"]);
+    const again = await del(id, owner);
+    assertEquals([again.status, (await again.json()).code], [409, "job-finished"]);
+    assertEquals((await del(await submit(), admin)).status, 200, "an admin cancels anyone's");
+    assertEquals((await del("nope", admin)).status, 404);
+    const log =
+      await (await app.request("/v1/audit?limit=500", { headers: { authorization: admin } }))
+        .json();
+    assertEquals(
+      log.entries.filter((e: { action: string }) => e.action === "job.cancel").length,
+      2,
+    );
+  } finally {
+    close();
+  }
+});
