@@ -381,10 +381,16 @@ export class Store {
 
   // ---- leasing (work units for workers) ----
 
+  /** when each owner (API key id) was last given a unit: fair share between keys */
+  #lastServed = new Map<string, number>();
+
   /**
-   * Lease the oldest available unit of a job on one of `bundles`: queued, or leased
-   * with an expired lease (its worker is gone). Each lease gets a fresh token; results
-   * are accepted only with the current token, so every unit completes exactly once.
+   * Lease an available unit (queued, or leased with an expired lease: its worker is gone) of a
+   * job on one of `bundles`. Fair share between keys: among the jobs with a free unit, the one
+   * whose owner holds the fewest live leases, then the owner served longest ago, then the
+   * oldest job — so two keys submitting at once are served in turn, not first come first
+   * served. Each lease gets a fresh token; results are accepted only with the current token,
+   * so every unit completes exactly once.
    */
   async leaseNext(
     worker: string,
@@ -392,16 +398,21 @@ export class Store {
     leaseMs: number,
   ): Promise<{ unit: Unit; job: Job } | null> {
     const t = Date.now();
+    const live = new Map<string, number>();
+    const candidates: { job: Job; jobEntry: Deno.KvEntry<Job>; unit: Deno.KvEntry<Unit> }[] = [];
     for await (const a of this.#kv.list<boolean>({ prefix: keys.activeJobs() })) {
-      const jobId = jobIdOf(a.key);
-      const jobEntry = await this.#kv.get<Job>(keys.job(jobId));
+      const jobEntry = await this.#kv.get<Job>(keys.job(jobIdOf(a.key)));
       const job = jobEntry.value;
-      if (!job || !bundles.includes(job.bundle)) continue;
-      for await (const u of this.#kv.list<Unit>({ prefix: keys.units(jobId) })) {
+      if (!job) continue;
+      let free: Deno.KvEntry<Unit> | null = null;
+      for await (const u of this.#kv.list<Unit>({ prefix: keys.units(job.id) })) {
         const unit = u.value;
-        const free = unit.status === "queued" ||
-          (unit.status === "leased" && unit.lease!.until < t);
-        if (!free) continue;
+        if (unit.status === "leased" && unit.lease!.until >= t) {
+          live.set(job.owner, (live.get(job.owner) ?? 0) + 1);
+          continue;
+        }
+        const isFree = unit.status === "queued" || unit.status === "leased";
+        if (!isFree || free || !bundles.includes(job.bundle)) continue;
         if (unit.attempts >= MAX_ATTEMPTS) {
           await this.#finishUnit(
             unit,
@@ -410,18 +421,33 @@ export class Store {
           );
           continue;
         }
-        const leased: Unit = {
-          ...unit,
-          status: "leased",
-          attempts: unit.attempts + 1,
-          lease: { token: crypto.randomUUID(), worker, until: t + leaseMs },
-          progress: null,
-        };
-        const op = this.#kv.atomic().check(u).set(u.key, leased);
-        if (job.status === "queued") {
-          op.check(jobEntry).set(keys.job(jobId), { ...job, status: "running", updatedAt: now() });
-        }
-        if ((await op.commit()).ok) return { unit: leased, job };
+        free = u as Deno.KvEntry<Unit>;
+      }
+      if (free) candidates.push({ job, jobEntry: jobEntry as Deno.KvEntry<Job>, unit: free });
+    }
+    const rank = (
+      c: { job: Job },
+    ) => [live.get(c.job.owner) ?? 0, this.#lastServed.get(c.job.owner) ?? 0];
+    candidates.sort((a, b) => {
+      const [la, sa] = rank(a);
+      const [lb, sb] = rank(b);
+      return la - lb || sa - sb; // stable: ties keep the oldest job first
+    });
+    for (const { job, jobEntry, unit: u } of candidates) {
+      const leased: Unit = {
+        ...u.value,
+        status: "leased",
+        attempts: u.value.attempts + 1,
+        lease: { token: crypto.randomUUID(), worker, until: t + leaseMs },
+        progress: null,
+      };
+      const op = this.#kv.atomic().check(u).set(u.key, leased);
+      if (job.status === "queued") {
+        op.check(jobEntry).set(keys.job(job.id), { ...job, status: "running", updatedAt: now() });
+      }
+      if ((await op.commit()).ok) {
+        this.#lastServed.set(job.owner, performance.now());
+        return { unit: leased, job };
       }
     }
     return null;

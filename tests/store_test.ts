@@ -103,3 +103,26 @@ Deno.test("recover() drops a job interrupted while being created, index entry in
     assertEquals(await store.listKeysForDiagnostics(), keysBefore);
   });
 });
+
+Deno.test("fair share: two keys that submit at once are served in turn, not first come first served", async () => {
+  await withStore(async (store) => {
+    const input = { shard: [0] };
+    for (const owner of ["alice", "alice", "alice", "bob", "bob", "bob"]) {
+      await store.createJob({ ...classify, owner }, [input]);
+    }
+    // one worker, one unit at a time, each finished before the next take
+    const served: string[] = [];
+    for (let k = 0; k < 6; k++) {
+      const got = (await store.leaseNext("w", ["tiny-diffusion"], 60_000))!;
+      served.push(got.job.owner);
+      await store.failUnit(got.job.id, got.unit.idx, got.unit.lease!.token, "done with it");
+    }
+    assertEquals(served, ["alice", "bob", "alice", "bob", "alice", "bob"]);
+    // with units in flight, the key holding fewer live leases goes first
+    await store.createJob({ ...classify, owner: "alice" }, [input, input, input]);
+    await store.createJob({ ...classify, owner: "bob" }, [input]);
+    const first = (await store.leaseNext("w", ["tiny-diffusion"], 60_000))!;
+    const second = (await store.leaseNext("w", ["tiny-diffusion"], 60_000))!;
+    assertEquals(new Set([first.job.owner, second.job.owner]), new Set(["alice", "bob"]));
+  });
+});
