@@ -44,6 +44,18 @@ console.log(
 console.log(
   `[tmdc] KV: ${config.kvPath}; bundles: ${[...registry.bundles.keys()].join(", ") || "none"}`,
 );
+// How another machine's worker joins: the token it must present, and where to connect.
+if (config.workerToken) {
+  console.log(
+    `[tmdc] remote workers join with TMDC_FRONTEND_URL=http://<this host>:${port} and this ` +
+      "deployment's TMDC_WORKER_TOKEN: `scripts/deno task worker` (deploy/README.md)",
+  );
+} else {
+  console.log(
+    "[tmdc] TMDC_WORKER_TOKEN is not set: the token is random for this run, so only the local " +
+      "worker can join; set it (and TMDC_HOST) to let workers on other machines connect",
+  );
+}
 if ((await store.countApiKeys()) === 0) {
   console.log(
     "[tmdc] no API key yet: create one with `scripts/deno task cli keys create --name you`",
