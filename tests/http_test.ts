@@ -428,7 +428,7 @@ Deno.test("PUT/DELETE on a known path: 405 with Allow; unknown paths stay 404", 
   const id = "00000000-0000-0000-0000-000000000000";
   const cases: [string, string, string][] = [
     ["PUT", "/v1/evaluations", "POST"],
-    ["DELETE", `/v1/jobs/${id}`, "GET, HEAD"],
+    ["PUT", `/v1/jobs/${id}`, "DELETE, GET, HEAD"],
     ["PUT", `/v1/datasets/${id}`, "GET, HEAD"],
     ["DELETE", "/v1/classify", "POST"],
     ["PUT", "/v1/health", "GET, HEAD"],
