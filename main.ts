@@ -6,6 +6,7 @@ import { dirname } from "node:path";
 import { config } from "./config.ts";
 import { serveHttp } from "./http_server.ts";
 import { createApp } from "./routes/app.ts";
+import { Metrics } from "./service/metrics.ts";
 import { Registry } from "./service/registry.ts";
 import { Dispatcher } from "./service/dispatcher.ts";
 import { Store } from "./store/kv_store.ts";
@@ -21,13 +22,21 @@ if (dropped.length) {
 const registry = await Registry.scan(config.modelsDir);
 for (const r of registry.rejected) console.error(`[tmdc] bundle ${r.dir} refused: ${r.error}`);
 const workerToken = config.workerToken ?? crypto.randomUUID();
+// the dispatcher counts results into the metrics; the metrics read the dispatcher's peers
+const metrics = new Metrics(store, () => dispatcher.peers.size);
 const dispatcher = new Dispatcher(store, registry, {
   workerToken,
   leaseMs: config.leaseMs,
   heartbeatMs: config.heartbeatMs,
   helloTimeoutMs: config.helloTimeoutMs,
+  onResult: (kind, outcome, msg) => {
+    metrics.outcome(kind, msg?.type === "fail" ? "fail" : outcome);
+    if (outcome === "ok" && msg?.type === "result" && msg.kind === "classify") {
+      metrics.unetCalls.inc(msg.unetCalls);
+    }
+  },
 });
-const app = createApp({ store, registry, dispatcher, config });
+const app = createApp({ store, registry, dispatcher, config, metrics });
 
 const server = await serveHttp({
   hostname: config.hostname,

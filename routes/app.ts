@@ -6,6 +6,7 @@ import { createRoute, type OpenAPIHono, z } from "@hono/zod-openapi";
 import { modelViews } from "../service/registry.ts";
 import { type AuthEnv, AuthFailures, bearerAuth, readOnlyForViewers } from "./auth.ts";
 import { keyRoutes } from "./keys.ts";
+import { Metrics } from "../service/metrics.ts";
 import { classifyRoutes } from "./classify.ts";
 import { datasetRoutes } from "./datasets.ts";
 import type { AppDeps } from "./deps.ts";
@@ -86,6 +87,16 @@ export function createApp(deps: AppDeps) {
     problemResponse(404, `no route ${c.req.method} ${c.req.path}`, { code: "no-route" })
   );
 
+  const metrics = deps.metrics ?? new Metrics(store, () => dispatcher.peers.size);
+  const failures = new AuthFailures(config.limits.maxAuthFailures, config.limits.authWindowMs);
+  // Requests and latency by route pattern (not by path: ids would explode the label set).
+  app.use("*", async (c, next) => {
+    const t0 = performance.now();
+    await next();
+    const route = c.req.routePath || "unmatched";
+    metrics.requests.inc({ method: c.req.method, route, status: String(c.res.status) });
+    metrics.latency.observe({ method: c.req.method, route }, (performance.now() - t0) / 1000);
+  });
   // Every answer names its request (X-Request-Id, echoed when the client sent one); the access
   // log is one JSON line per request, after the answer, with the key id when one was checked.
   app.use("*", requestId());
@@ -122,6 +133,11 @@ export function createApp(deps: AppDeps) {
     }),
   );
   app.get("/", (c) => c.html(PAGE));
+  // Prometheus: any valid key (a viewer's will do for a scraper: bearer_token in its config).
+  app.get("/metrics", bearerAuth(store, failures), async (c) => {
+    const { body, contentType } = await metrics.render();
+    return c.body(body, 200, { "content-type": contentType });
+  });
   app.get(
     "/page.js",
     (c) => c.body(PAGE_JS, 200, { "content-type": "text/javascript; charset=utf-8" }),
@@ -180,10 +196,7 @@ export function createApp(deps: AppDeps) {
   methodNotAllowed(app);
 
   const api = apiRouter();
-  api.use(
-    "*",
-    bearerAuth(store, new AuthFailures(config.limits.maxAuthFailures, config.limits.authWindowMs)),
-  );
+  api.use("*", bearerAuth(store, failures));
   api.use("*", readOnlyForViewers());
   api.route("/", keyRoutes(store));
   api.route("/classify", classifyRoutes(deps));

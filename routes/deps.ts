@@ -2,6 +2,7 @@
 import type { Config } from "../config.ts";
 import type { JobQueue, ServiceDeps } from "../service/context.ts";
 import type { OnlineWorker } from "../service/registry.ts";
+import type { Metrics } from "../service/metrics.ts";
 
 /** The dispatcher as the HTTP layer sees it (service/dispatcher.ts implements it). */
 export interface WorkerGateway extends JobQueue {
@@ -13,6 +14,8 @@ export interface WorkerGateway extends JobQueue {
 export interface AppDeps extends ServiceDeps {
   dispatcher: WorkerGateway;
   config: Config;
+  /** the process's metrics (the dispatcher counts results into the same); made here if absent */
+  metrics?: Metrics;
 }
 
 /** Request-body caps per kind of route (config.limits, TMDC_MAX_*_BYTES). */

@@ -33,6 +33,8 @@ export interface DispatcherOptions {
   helloTimeoutMs?: number;
   /** where Fashion-MNIST is, for checking evaluation results (default: config.root) */
   dataRoot?: string;
+  /** each result or fail a worker sent and what became of it (metrics) */
+  onResult?: (kind: Job["kind"], outcome: Outcome["status"], msg?: WorkerMessage) => void;
 }
 
 interface Peer {
@@ -236,12 +238,13 @@ export class Dispatcher {
                 status: "rejected",
                 reason: `a result of kind ${msg.kind} for a job of kind ${job.kind}`,
               }),
+          msg,
         );
       case "fail":
         return await this.#settle(peer, msg, async () => {
           await this.store.failUnit(msg.jobId, msg.idx, msg.token, msg.error.slice(0, 2000));
           return { status: "ok" };
-        });
+        }, msg);
     }
   }
 
@@ -287,14 +290,20 @@ export class Dispatcher {
     peer: Peer,
     ref: UnitRef,
     store: (job: Job, unit: Unit) => Promise<Outcome>,
+    /** the message itself, when it parsed (for onResult) */
+    msg?: WorkerMessage,
   ): Promise<void> {
     const held = peer.leases.get(leaseKey(ref));
     if (held?.token === ref.token) peer.leases.delete(leaseKey(ref));
     try {
       const job = await this.store.getJob(ref.jobId);
       const unit = await this.store.getUnit(ref.jobId, ref.idx);
-      if (!job || unit?.status !== "leased" || unit.lease?.token !== ref.token) return; // stale
+      if (!job || unit?.status !== "leased" || unit.lease?.token !== ref.token) {
+        if (job) this.opts.onResult?.(job.kind, "stale", msg);
+        return;
+      }
       const outcome = await store(job, unit);
+      this.opts.onResult?.(job.kind, outcome.status, msg);
       if (outcome.status === "rejected") await this.#reject(peer, ref, outcome.reason);
     } finally {
       this.#notify(ref.jobId);

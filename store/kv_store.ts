@@ -381,6 +381,22 @@ export class Store {
 
   // ---- leasing (work units for workers) ----
 
+  /** counters this process keeps (metrics): units leased again after their lease ran out */
+  readonly stats = { leaseExpiries: 0 };
+
+  /** Jobs with work left and their units by state (read at a metrics scrape). */
+  async activeSummary(): Promise<{ jobs: number; units: Partial<Record<Unit["status"], number>> }> {
+    let jobs = 0;
+    const units: Partial<Record<Unit["status"], number>> = {};
+    for await (const a of this.#kv.list<boolean>({ prefix: keys.activeJobs() })) {
+      jobs++;
+      for await (const u of this.#kv.list<Unit>({ prefix: keys.units(jobIdOf(a.key)) })) {
+        units[u.value.status] = (units[u.value.status] ?? 0) + 1;
+      }
+    }
+    return { jobs, units };
+  }
+
   /** when each owner (API key id) was last given a unit: fair share between keys */
   #lastServed = new Map<string, number>();
 
@@ -447,6 +463,7 @@ export class Store {
       }
       if ((await op.commit()).ok) {
         this.#lastServed.set(job.owner, performance.now());
+        if (u.value.status === "leased") this.stats.leaseExpiries++;
         return { unit: leased, job };
       }
     }

@@ -54,17 +54,34 @@ clusterTest(
     assertEquals(after?.connectedAt, before.connectedAt, "the worker was never dropped");
 
     const store = await c.openStore();
+    let unetCalls = 0;
     try {
       for (const a of answers) {
         const job = (await store.getJob(a.jobId))!;
         assertEquals([job.total, job.done, job.failed], [1, 1, 0]);
         const units = await store.listUnits(a.jobId);
         assertEquals(units.map((u) => [u.status, u.attempts]), [["done", 1]]);
-        assertEquals((await store.listVerdicts(a.jobId)).length, 1);
+        const verdicts = await store.listVerdicts(a.jobId);
+        assertEquals(verdicts.length, 1);
+        unetCalls += verdicts[0].unetCalls;
       }
     } finally {
       store.close();
     }
+    // the metrics saw the same burst: 30 results stored, their UNet calls, an empty queue
+    const text = await (await fetch(`${c.url}/metrics`, {
+      headers: { authorization: `Bearer ${key}` },
+    })).text();
+    const value = (series: string) =>
+      Number(text.split("\n").find((l) => l.startsWith(series + " "))?.split(" ")[1]);
+    assertEquals(value('tmdc_worker_results_total{kind="classify",outcome="ok"}'), 30);
+    assertEquals(value("tmdc_unet_calls_total"), unetCalls);
+    assertEquals(value("tmdc_queue_depth"), 0);
+    assertEquals(value("tmdc_workers_connected"), 1);
+    assertEquals(
+      value('tmdc_http_requests_total{method="POST",route="/v1/classify",status="200"}'),
+      30,
+    );
   },
 );
 

@@ -577,3 +577,28 @@ Deno.test("operations: /v1/ready says why it is not ready; every answer has a re
     }
   }
 });
+
+Deno.test("operations: /metrics needs a key and counts requests by route pattern", async () => {
+  const { app, auth, close } = await customApp();
+  try {
+    assertEquals((await app.request("/metrics")).status, 401);
+    await app.request("/v1/health");
+    await app.request("/v1/jobs/one", { headers: auth });
+    await app.request("/v1/jobs/two", { headers: auth });
+    const r = await app.request("/metrics", { headers: auth });
+    assertEquals(r.status, 200);
+    assertEquals(r.headers.get("content-type")?.startsWith("text/plain"), true);
+    const text = await r.text();
+    for (
+      const line of [
+        'tmdc_http_requests_total{method="GET",route="/v1/health",status="200"} 1',
+        // one series for both ids: the route's pattern, not its path
+        'tmdc_http_requests_total{method="GET",route="/v1/jobs/:id",status="404"} 2',
+        "tmdc_queue_depth 0",
+        "tmdc_workers_connected 0",
+      ]
+    ) assertEquals(text.includes(line), true, `${line} in\n${text}`);
+  } finally {
+    close();
+  }
+});
