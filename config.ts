@@ -89,6 +89,10 @@ export const config = Object.freeze({
     maxUnetCallsPerImage: int("TMDC_MAX_UNET_CALLS", 20_000),
     /** model evaluations per image an attack may spend (a DC gradient costs 2·classes·timesteps) */
     maxAttackEvalsPerImage: int("TMDC_MAX_ATTACK_EVALS", 2_000_000),
+    /** jobs with work left one key may have at once (0: no limit); beyond: 429 */
+    quotaActiveJobs: int("TMDC_QUOTA_ACTIVE_JOBS", 100),
+    /** estimated model calls one key may submit per UTC day (0: no limit); beyond: 429 */
+    quotaDailyCalls: int("TMDC_QUOTA_DAILY_CALLS", 0),
     /** model calls one evaluation request may spend in all (images × attack × gradient cost) */
     maxEvaluationCalls: int("TMDC_MAX_EVALUATION_CALLS", 2_000_000_000),
   }),

@@ -5,7 +5,7 @@
 import { createRoute, z } from "@hono/zod-openapi";
 import type { Store } from "../store/kv_store.ts";
 import { ROLES } from "../store/records.ts";
-import { type AuthEnv, requireAdmin, roleOf } from "./auth.ts";
+import { requireAdmin, roleOf } from "./auth.ts";
 import { apiRouter } from "./http.ts";
 import { problem, problemResponses } from "./problem.ts";
 import { IdParam } from "./schemas.ts";

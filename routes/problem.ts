@@ -57,7 +57,7 @@ export function problem(
 
 /** A service-layer refusal as problem+json: its status, `code`, detail and extra members. */
 export function serviceProblem(e: ServiceError): Response {
-  return problemResponse(e.status, e.detail, { code: e.code, ...e.extra });
+  return problemResponse(e.status, e.detail, { code: e.code, ...e.extra }, e.headers);
 }
 
 /**

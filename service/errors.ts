@@ -6,7 +6,7 @@
 import type { z } from "zod";
 
 /** The statuses the service answers with (the API documents each). */
-export type ServiceStatus = 400 | 401 | 404 | 405 | 409 | 413 | 415 | 422 | 500 | 503;
+export type ServiceStatus = 400 | 401 | 404 | 405 | 409 | 413 | 415 | 422 | 429 | 500 | 503;
 
 export class ServiceError extends Error {
   override name = "ServiceError";
@@ -16,6 +16,8 @@ export class ServiceError extends Error {
     detail: string,
     /** further problem members, e.g. `available` bundles or the offending `index` */
     readonly extra: Record<string, unknown> = {},
+    /** response headers, e.g. Retry-After on a 429 */
+    readonly headers: Record<string, string> = {},
   ) {
     super(detail);
   }

@@ -19,6 +19,7 @@
  *   ["dataset", datasetId]               → DatasetRecord: an uploaded labelled set (pixels in a blob)
  *   ["blob", blobId, "meta"|chunk]       → chunks of ≤ 60,000 bytes (KV values are ≤ 64 KiB)
  *   ["probe", uuid]                      → written and deleted by the readiness check
+ *   ["quota", keyId, day]                → model calls a key submitted that UTC day
  *
  * `createdAt` is an ISO timestamp, so key order is time order. Builders named in the plural
  * return the prefix that lists a group (`units(jobId)` lists `unit(jobId, idx)` for every idx).
@@ -30,6 +31,7 @@ export const keys = {
   everything: (): Deno.KvKey => [],
 
   probe: (id: string): Deno.KvKey => ["probe", id],
+  quota: (owner: string, day: string): Deno.KvKey => ["quota", owner, day],
 
   apiKey: (hash: string): Deno.KvKey => ["apikey", hash],
   apiKeys: (): Deno.KvKey => ["apikey"],

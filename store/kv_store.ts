@@ -381,6 +381,36 @@ export class Store {
 
   // ---- leasing (work units for workers) ----
 
+  /** Jobs with work left that `owner` created (a scan of the active index). */
+  async countActiveJobs(owner: string): Promise<number> {
+    let n = 0;
+    for await (const a of this.#kv.list<boolean>({ prefix: keys.activeJobs() })) {
+      if ((await this.#kv.get<Job>(keys.job(jobIdOf(a.key)))).value?.owner === owner) n++;
+    }
+    return n;
+  }
+
+  /**
+   * Add `amount` to what `owner` used on `day` unless that would pass `limit`: atomic, so
+   * concurrent submissions cannot both slip under it. Returns what was used before.
+   */
+  async chargeDaily(
+    owner: string,
+    day: string,
+    amount: number,
+    limit: number,
+  ): Promise<{ ok: boolean; used: number }> {
+    for (let attempt = 0; attempt < 20; attempt++) {
+      const e = await this.#kv.get<number>(keys.quota(owner, day));
+      const used = e.value ?? 0;
+      if (used + amount > limit) return { ok: false, used };
+      if ((await this.#kv.atomic().check(e).set(e.key, used + amount).commit()).ok) {
+        return { ok: true, used };
+      }
+    }
+    throw new Error("chargeDaily: too much contention");
+  }
+
   /** counters this process keeps (metrics): units leased again after their lease ran out */
   readonly stats = { leaseExpiries: 0 };
 

@@ -4,6 +4,9 @@ import { customApp } from "./http_helpers.ts";
 import { fashionPngs, FAST_SETTINGS, inProcessApp, storedKeys } from "./service_helpers.ts";
 import { PAPER_SETTINGS } from "../lib/dc_settings.ts";
 import sharp from "sharp";
+import { defaultSettings } from "../lib/dc_settings.ts";
+import { unetCalls } from "../lib/diffusion_classifier.ts";
+import type { DiffusionManifest } from "../lib/bundle_manifest.ts";
 
 const [{ png }] = await fashionPngs(1);
 
@@ -600,5 +603,44 @@ Deno.test("operations: /metrics needs a key and counts requests by route pattern
     ) assertEquals(text.includes(line), true, `${line} in\n${text}`);
   } finally {
     close();
+  }
+});
+
+Deno.test("quotas per key: jobs with work left and model calls per day, 429 with Retry-After", async () => {
+  type App = { request: (path: string, init?: RequestInit) => Response | Promise<Response> };
+  const classifyAs = async (app: App, headers: HeadersInit, n = 1) =>
+    await app.request("/v1/classify?wait=false", {
+      method: "POST",
+      body: form(Array.from({ length: n }, () => png)),
+      headers,
+    });
+  const active = await customApp({ limits: { quotaActiveJobs: 2 } });
+  let perImage = 0;
+  try {
+    for (let i = 0; i < 2; i++) {
+      assertEquals((await classifyAs(active.app, active.auth)).status, 202);
+    }
+    const r = await classifyAs(active.app, active.auth);
+    await expectProblem(r, 429, "too-many-active-jobs");
+    assertEquals(r.headers.get("retry-after"), "30");
+    const other = `Bearer ${(await active.store.createApiKey("other")).key}`;
+    assertEquals((await classifyAs(active.app, { authorization: other })).status, 202, "per key");
+    // the tiny bundle's default settings cost this many UNet calls an image
+    const m = active.registry.resolve("tiny-diffusion")!.manifest as DiffusionManifest;
+    perImage = unetCalls(defaultSettings(m), m.classes.length);
+  } finally {
+    active.close();
+  }
+  const daily = await customApp({ limits: { quotaActiveJobs: 0, quotaDailyCalls: 3 * perImage } });
+  try {
+    assertEquals((await classifyAs(daily.app, daily.auth, 2)).status, 202); // 2 of 3 images' worth
+    const r = await classifyAs(daily.app, daily.auth, 2);
+    const body = await expectProblem(r, 429, "over-daily-quota");
+    assertEquals(body.used, 2 * perImage);
+    const wait = Number(r.headers.get("retry-after"));
+    assertEquals(wait > 0 && wait <= 86_400, true, `Retry-After ${wait}`);
+    assertEquals((await classifyAs(daily.app, daily.auth, 1)).status, 202, "what fits still does");
+  } finally {
+    daily.close();
   }
 });

@@ -14,6 +14,7 @@ import {
   withRequestSeed,
 } from "../../lib/dc_settings.ts";
 import { unetCalls } from "../../lib/diffusion_classifier.ts";
+import { admitJob } from "../quota.ts";
 import type { Verdict } from "../../store/records.ts";
 import type { ServiceDeps } from "../context.ts";
 import { invalidRequest, ServiceError } from "../errors.ts";
@@ -102,6 +103,8 @@ export async function classify(deps: ServiceDeps, req: ClassifyRequest): Promise
     input: { name: files[i].name, source: d.source, conversion: d.conversion, decoder: d.decoder },
   }));
 
+  // a discriminative classifier's verdict is one forward pass
+  await admitJob(deps, req.owner, Math.max(1, calls) * inputs.length);
   const job = await store.createJob(
     { kind: "classify", owner: req.owner, bundle: bundle.id, adapter, settings },
     inputs,

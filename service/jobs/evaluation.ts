@@ -11,6 +11,8 @@
 import { z } from "zod";
 import { type AttackConfig, AttackConfigSchema } from "../../lib/attacks/config.ts";
 import { AttackConfigError, attackCost, validateAttack } from "../../lib/attacks/registry.ts";
+import { unetCalls } from "../../lib/diffusion_classifier.ts";
+import { admitJob } from "../quota.ts";
 import { bundleShape, isDiffusion } from "../../lib/bundle.ts";
 import {
   type DCSettings,
@@ -284,6 +286,11 @@ export async function createEvaluation(
     ...(req.rescore > 0 ? { rescore: req.rescore } : {}),
   };
   const shards = planEvaluation(evaluation, req.shardSize).map((shard) => ({ shard }));
+  // the attack's price, and scoring every image clean and adversarial on a DC target
+  const scoring = targetSpec.kind === "dc"
+    ? 2 * unetCalls(settings!, K) * dataset.n
+    : 2 * dataset.n;
+  await admitJob(deps, owner, total + scoring * (1 + req.rescore));
   const job = await store.createJob(
     { kind: "evaluate", owner, bundle: target.id, adapter, settings, evaluation },
     shards,

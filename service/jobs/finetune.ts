@@ -3,6 +3,7 @@
  * and the attack quota, stored as a one-unit job for one worker; its progress, checkpoints and
  * best adapter; the adapters it stored, which classify and evaluation requests reference by id.
  */
+import { admitJob } from "../quota.ts";
 import { z } from "zod";
 import { type AttackConfig, AttackConfigSchema } from "../../lib/attacks/config.ts";
 import { AttackConfigError, validateAttack } from "../../lib/attacks/registry.ts";
@@ -110,6 +111,8 @@ export async function createFinetune(
     validation: req.validation,
     pool: req.pool,
   };
+  // each step: the batch's loss and LoRA gradient (the surrogate's attack is not UNet work)
+  await admitJob(deps, owner, 2 * req.hyper.steps * req.hyper.batchSize);
   const job = await store.createJob({
     kind: "finetune",
     owner,
