@@ -5,12 +5,17 @@
  */
 import { createRoute, z } from "@hono/zod-openapi";
 import { ServiceError } from "../service/errors.ts";
-import { createDataset, DATASET_FIELDS, datasetView } from "../service/jobs/datasets.ts";
+import {
+  createDataset,
+  DATASET_FIELDS,
+  datasetView,
+  listDatasetPage,
+} from "../service/jobs/datasets.ts";
 import { type AppDeps, bodyLimits } from "./deps.ts";
 import { apiRouter, limitBody } from "./http.ts";
 import { readMultipart } from "./multipart.ts";
 import { problemResponses } from "./problem.ts";
-import { Dataset, IdParam } from "./schemas.ts";
+import { Dataset, IdParam, PageQuery } from "./schemas.ts";
 
 const security = [{ bearer: [] }];
 const tags = ["datasets"];
@@ -79,9 +84,34 @@ const get = createRoute({
   },
 });
 
+const list = createRoute({
+  method: "get",
+  path: "/",
+  operationId: "listDatasets",
+  summary: "The team's uploaded labelled sets, by pages",
+  tags,
+  security,
+  request: { query: PageQuery },
+  responses: {
+    200: {
+      description: "a page of sets",
+      content: {
+        "application/json": {
+          schema: z.object({ datasets: z.array(Dataset), next: z.string().nullable() }),
+        },
+      },
+    },
+    ...problemResponses(400, 401),
+  },
+});
+
 export function datasetRoutes(deps: AppDeps) {
   const limits = deps.config.limits;
   return apiRouter()
+    .openapi(list, async (c) => {
+      const q = c.req.valid("query");
+      return c.json(await listDatasetPage(deps.store, q.limit, q.cursor), 200);
+    })
     .openapi(post(bodyLimits(limits).dataset), async (c) => {
       const type = (c.req.header("content-type") ?? "").split(";")[0].trim().toLowerCase();
       if (type !== "multipart/form-data") {

@@ -3,11 +3,23 @@
  * (progress, checkpoints, the best adapter), GET /v1/adapters/{id}.
  */
 import { createRoute, z } from "@hono/zod-openapi";
-import { adapterView, createFinetune, finetuneView } from "../service/jobs/finetune.ts";
+import {
+  adapterView,
+  createFinetune,
+  finetuneView,
+  listAdapterPage,
+} from "../service/jobs/finetune.ts";
 import { type AppDeps, bodyLimits } from "./deps.ts";
 import { apiRouter, limitBody } from "./http.ts";
 import { problemResponses } from "./problem.ts";
-import { Accepted, Adapter, FinetuneDetail, FinetuneRequest, IdParam } from "./schemas.ts";
+import {
+  Accepted,
+  Adapter,
+  FinetuneDetail,
+  FinetuneRequest,
+  IdParam,
+  PageQuery,
+} from "./schemas.ts";
 
 const security = [{ bearer: [] }];
 const tags = ["fine-tuning"];
@@ -68,8 +80,33 @@ const getAdapter = createRoute({
   },
 });
 
+const listAdapters = createRoute({
+  method: "get",
+  path: "/adapters",
+  operationId: "listAdapters",
+  summary: "Every adapter (each fine-tune checkpoint) of the team, by pages",
+  tags,
+  security,
+  request: { query: PageQuery },
+  responses: {
+    200: {
+      description: "a page of adapters",
+      content: {
+        "application/json": {
+          schema: z.object({ adapters: z.array(Adapter), next: z.string().nullable() }),
+        },
+      },
+    },
+    ...problemResponses(400, 401),
+  },
+});
+
 export function finetuneRoutes(deps: AppDeps) {
   return apiRouter()
+    .openapi(listAdapters, async (c) => {
+      const q = c.req.valid("query");
+      return c.json(await listAdapterPage(deps.store, q.limit, q.cursor), 200);
+    })
     .openapi(post(bodyLimits(deps.config.limits).json), async (c) => {
       const job = await createFinetune(deps, c.get("apiKey").id, c.req.valid("json"));
       return c.json({ job }, 202, { Location: `/v1/finetunes/${job.id}` });

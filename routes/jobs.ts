@@ -4,11 +4,12 @@
  */
 import { createRoute } from "@hono/zod-openapi";
 import type { Store } from "../store/kv_store.ts";
-import { jobDetail, jobVerdicts, verdictView } from "../service/jobs/views.ts";
+import { jobDetail, jobVerdicts, listJobPage, verdictView } from "../service/jobs/views.ts";
 import { apiRouter } from "./http.ts";
 import { problem, problemResponses } from "./problem.ts";
 import { roleOf } from "./auth.ts";
-import { IdParam, Job, JobVerdicts, Verdict } from "./schemas.ts";
+import { IdParam, Job, JobVerdicts, PageQuery, Verdict } from "./schemas.ts";
+import { z } from "@hono/zod-openapi";
 
 const security = [{ bearer: [] }];
 const errors = problemResponses(401, 404);
@@ -24,6 +25,29 @@ const getJob = createRoute({
   responses: {
     200: { description: "the job", content: { "application/json": { schema: Job } } },
     ...errors,
+  },
+});
+
+const listJobs = createRoute({
+  method: "get",
+  path: "/jobs",
+  operationId: "listJobs",
+  summary: "The team's jobs of one kind, newest first, by pages",
+  tags: ["jobs"],
+  security,
+  request: {
+    query: PageQuery.extend({ kind: z.enum(["classify", "evaluate", "finetune"]) }),
+  },
+  responses: {
+    200: {
+      description: "a page of jobs",
+      content: {
+        "application/json": {
+          schema: z.object({ jobs: z.array(Job), next: z.string().nullable() }),
+        },
+      },
+    },
+    ...problemResponses(400, 401),
   },
 });
 
@@ -74,6 +98,10 @@ const getVerdict = createRoute({
 export function jobRoutes(store: Store) {
   return apiRouter()
     .openapi(getJob, async (c) => c.json(await jobDetail(store, c.req.valid("param").id), 200))
+    .openapi(listJobs, async (c) => {
+      const q = c.req.valid("query");
+      return c.json(await listJobPage(store, q.kind, q.limit, q.cursor), 200);
+    })
     .openapi(cancelJob, async (c) => {
       const id = c.req.valid("param").id;
       const key = c.get("apiKey");

@@ -285,6 +285,12 @@ export const Ready = z.object({
   problems: z.array(z.string()),
 }).openapi("Ready");
 
+/** `?limit=&cursor=` of every listing; `next` in the answer is the following page's cursor. */
+export const PageQuery = z.object({
+  limit: z.coerce.number().int().min(1).max(200).default(50),
+  cursor: z.string().max(1000).optional(),
+});
+
 /** Ids in paths: anything (an unknown id is a 404 problem, not a validation error). */
 export const IdParam = z.object({
   id: z.string().openapi({ param: { name: "id", in: "path" } }),

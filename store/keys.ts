@@ -64,10 +64,12 @@ export const keys = {
   adversarial: (setKey: string, index: number): Deno.KvKey => ["advset", setKey, index],
 
   adapter: (id: string): Deno.KvKey => ["adapter", id],
+  adapters: (): Deno.KvKey => ["adapter"],
   checkpoint: (jobId: string, step: number): Deno.KvKey => ["ftckpt", jobId, step],
   checkpoints: (jobId: string): Deno.KvKey => ["ftckpt", jobId],
 
   dataset: (id: string): Deno.KvKey => ["dataset", id],
+  datasets: (): Deno.KvKey => ["dataset"],
 
   blobMeta: (id: string): Deno.KvKey => ["blob", id, "meta"],
   blobChunk: (id: string, chunk: number): Deno.KvKey => ["blob", id, chunk],

@@ -28,6 +28,11 @@ import type {
 
 const CHUNK = 60_000;
 const MAX_ATTEMPTS = 3;
+
+/** A listing's cursor that KV does not accept (a client's typo, or another listing's). */
+export class CursorError extends Error {
+  override name = "CursorError";
+}
 /** Deno KV reads at most 10 keys in one getMany. */
 const GET_MANY = 10;
 const now = () => new Date().toISOString();
@@ -298,6 +303,69 @@ export class Store {
       for (const e of got) if (e.value) out.push(e.value);
     }
     return out;
+  }
+
+  /**
+   * One page under `prefix`, after the key `from` (exclusive; newest first when `reverse`):
+   * read from that key on, not scanned from the start. `next` is the last key of a full page.
+   */
+  async #page<T>(
+    prefix: Deno.KvKey,
+    limit: number,
+    from: Deno.KvKey | undefined,
+    reverse = false,
+  ): Promise<{ entries: Deno.KvEntry<T>[]; next: Deno.KvKey | null }> {
+    const selector = !from ? { prefix } : reverse ? { prefix, end: from } : { prefix, start: from };
+    const entries: Deno.KvEntry<T>[] = [];
+    for await (const e of this.#kv.list<T>(selector, { limit: limit + 1, reverse })) {
+      if (from && !reverse && sameKey(e.key, from)) continue; // start is inclusive
+      entries.push(e);
+      if (entries.length === limit) break;
+    }
+    return { entries, next: entries.length === limit ? entries.at(-1)!.key : null };
+  }
+
+  /** A page of a kind's jobs, newest first; the cursor is the last job's `createdAt|id`. */
+  async listJobsPage(
+    kind: Job["kind"],
+    limit: number,
+    cursor?: string,
+  ): Promise<{ jobs: Job[]; next: string | null }> {
+    let from: Deno.KvKey | undefined;
+    if (cursor) {
+      const m = /^(\d{4}-\d\d-\d\dT[\d:.]+Z)\|([0-9a-f-]{36})$/.exec(cursor);
+      if (!m) throw new CursorError(`'${cursor}' is not a cursor of this listing`);
+      from = keys.jobOfKind(kind, m[1], m[2]);
+    }
+    const { entries, next } = await this.#page<boolean>(keys.jobsOfKind(kind), limit, from, true);
+    const jobs: Job[] = [];
+    for (let k = 0; k < entries.length; k += GET_MANY) {
+      const got = await this.#kv.getMany<Job[]>(
+        entries.slice(k, k + GET_MANY).map((e) => keys.job(jobIdOf(e.key))),
+      );
+      for (const e of got) if (e.value) jobs.push(e.value);
+    }
+    return { jobs, next: next ? `${String(next[2])}|${String(next[3])}` : null };
+  }
+
+  /** A page of the adapters (every stored checkpoint), by id; the cursor is the last id. */
+  async listAdaptersPage(limit: number, cursor?: string) {
+    const { entries, next } = await this.#page<AdapterRecord>(
+      keys.adapters(),
+      limit,
+      idCursor(cursor, keys.adapter),
+    );
+    return { adapters: entries.map((e) => e.value), next: next ? String(next[1]) : null };
+  }
+
+  /** A page of the uploaded sets, by id; the cursor is the last id. */
+  async listDatasetsPage(limit: number, cursor?: string) {
+    const { entries, next } = await this.#page<DatasetRecord>(
+      keys.datasets(),
+      limit,
+      idCursor(cursor, keys.dataset),
+    );
+    return { datasets: entries.map((e) => e.value), next: next ? String(next[1]) : null };
   }
 
   async listUnits(jobId: string): Promise<Unit[]> {
@@ -766,6 +834,19 @@ export class Store {
     }
     op.set(keys.job(job.id), job);
   }
+}
+
+function sameKey(a: Deno.KvKey, b: Deno.KvKey): boolean {
+  return a.length === b.length && a.every((p, i) => p === b[i]);
+}
+
+/** An id cursor (a UUID) as the key to list after; a CursorError for anything else. */
+function idCursor(cursor: string | undefined, key: (id: string) => Deno.KvKey) {
+  if (!cursor) return undefined;
+  if (!/^[0-9a-f-]{36}$/.test(cursor)) {
+    throw new CursorError(`'${cursor}' is not a cursor of this listing`);
+  }
+  return key(cursor);
 }
 
 async function commitOrThrow(op: Deno.AtomicOperation): Promise<void> {

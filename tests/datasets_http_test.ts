@@ -63,6 +63,10 @@ Deno.test("uploaded labelled sets: bad uploads are refused and store nothing; a 
   assertEquals([ds.n, ds.name, ds.labels, ds.numClasses], [3, "three", labels, 10]);
   const got = await (await app.request(`/v1/datasets/${ds.id}`, { headers: auth })).json();
   assertEquals(got.sha256, ds.sha256);
+  // the team's sets, listed (without pixels or owner)
+  const listed = await (await app.request("/v1/datasets?limit=10", { headers: auth })).json();
+  assertEquals([listed.datasets.map((d: { id: string }) => d.id), listed.next], [[ds.id], null]);
+  assertEquals("pixelsBlob" in listed.datasets[0] || "owner" in listed.datasets[0], false);
 
   const evaluate = (dataset: unknown) =>
     app.request("/v1/evaluations", {

@@ -72,6 +72,21 @@ clusterTest(
     // the adapter's record is served; its state equals an uninterrupted in-process run
     const rec = await (await fetch(`${c.url}/v1/adapters/${finalId}`, { headers: auth })).json();
     assertEquals([rec.step, rec.bundle.startsWith("tiny-diffusion")], [STEPS, true]);
+    // every checkpoint is listed among the team's adapters, two a page
+    const listed: string[] = [];
+    for (let cursor = "";;) {
+      const page = await (await fetch(
+        `${c.url}/v1/adapters?limit=2${cursor ? `&cursor=${encodeURIComponent(cursor)}` : ""}`,
+        { headers: auth },
+      )).json();
+      listed.push(...page.adapters.map((a: { id: string }) => a.id));
+      if (!page.next) break;
+      cursor = page.next;
+    }
+    assertEquals(
+      listed.toSorted(),
+      done.checkpoints.map((p: { adapter: string }) => p.adapter).toSorted(),
+    );
     const store = await Store.open(c.env.TMDC_KV_PATH);
     const stored = (await store.getAdapter(finalId))!;
     const bytes = (await store.getBlob(stored.stateBlob))!;

@@ -144,3 +144,37 @@ Deno.test("cancel: the owner or an admin; a viewer or another member may not; a 
     close();
   }
 });
+
+Deno.test("listings: the team's jobs of a kind, newest first, by cursor pages; a bad cursor is a 400", async () => {
+  const { app, key, close } = await inProcessApp();
+  try {
+    const auth = { authorization: `Bearer ${key}` };
+    const ids: string[] = [];
+    for (let i = 0; i < 3; i++) {
+      const fd = new FormData();
+      fd.append("image", new Blob([png.slice()], { type: "image/png" }), `x${i}.png`);
+      const r = await app.request("/v1/classify?wait=false", {
+        method: "POST",
+        body: fd,
+        headers: auth,
+      });
+      ids.push((await r.json()).job.id);
+    }
+    const first = await (await app.request("/v1/jobs?kind=classify&limit=2", { headers: auth }))
+      .json();
+    assertEquals(first.jobs.map((j: { id: string }) => j.id), [ids[2], ids[1]]);
+    const second = await (await app.request(
+      `/v1/jobs?kind=classify&limit=2&cursor=${encodeURIComponent(first.next)}`,
+      { headers: auth },
+    )).json();
+    assertEquals([second.jobs.map((j: { id: string }) => j.id), second.next], [[ids[0]], null]);
+    const none = await (await app.request("/v1/jobs?kind=evaluate", { headers: auth })).json();
+    assertEquals([none.jobs, none.next], [[], null]);
+    const bad = await app.request("/v1/jobs?kind=classify&cursor=nonsense", { headers: auth });
+    assertEquals([bad.status, (await bad.json()).code], [400, "invalid-cursor"]);
+    const noKind = await app.request("/v1/jobs", { headers: auth });
+    assertEquals([noKind.status, (await noKind.json()).code], [400, "invalid-request"]);
+  } finally {
+    close();
+  }
+});

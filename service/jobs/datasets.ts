@@ -7,6 +7,7 @@ import { bundleShape } from "../../lib/bundle.ts";
 import { imageSize } from "../../lib/model.ts";
 import type { Store } from "../../store/kv_store.ts";
 import type { DatasetRecord } from "../../store/records.ts";
+import { paged } from "./views.ts";
 import type { ServiceDeps } from "../context.ts";
 import { parseJson, ServiceError } from "../errors.ts";
 import { decodeAll, type UploadedFile } from "../uploads.ts";
@@ -90,6 +91,12 @@ export async function datasetView(store: Store, id: string): Promise<DatasetView
   const rec = UUID.test(id) ? await store.getDataset(id) : null;
   if (!rec) throw new ServiceError(404, "unknown-dataset", `no dataset '${id}'`);
   return view(rec);
+}
+
+/** A page of the uploaded sets, by id. */
+export async function listDatasetPage(store: Store, limit: number, cursor?: string) {
+  const page = await paged(() => store.listDatasetsPage(limit, cursor));
+  return { datasets: page.datasets.map(view), next: page.next };
 }
 
 function view(rec: DatasetRecord): DatasetView {

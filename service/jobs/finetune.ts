@@ -15,7 +15,7 @@ import type { Store } from "../../store/kv_store.ts";
 import type { AdapterRecord, CheckpointScore } from "../../store/records.ts";
 import type { ServiceDeps } from "../context.ts";
 import { ServiceError } from "../errors.ts";
-import { findJob, type JobView, jobView, UUID } from "./views.ts";
+import { findJob, type JobView, jobView, paged, UUID } from "./views.ts";
 import { Seed } from "../../lib/seed.ts";
 import { config } from "../../config.ts";
 
@@ -174,8 +174,18 @@ async function findAdapter(store: Store, id: string): Promise<AdapterRecord> {
 }
 
 export async function adapterView(store: Store, id: string): Promise<AdapterView> {
-  const { stateBlob: _s, owner: _o, ...view } = await findAdapter(store, id);
+  return toAdapterView(await findAdapter(store, id));
+}
+
+function toAdapterView(rec: AdapterRecord): AdapterView {
+  const { stateBlob: _s, owner: _o, ...view } = rec;
   return view;
+}
+
+/** A page of every stored adapter (each checkpoint of each fine-tune), by id. */
+export async function listAdapterPage(store: Store, limit: number, cursor?: string) {
+  const page = await paged(() => store.listAdaptersPage(limit, cursor));
+  return { adapters: page.adapters.map(toAdapterView), next: page.next };
 }
 
 /** An adapter id that exists and was trained on `bundle`, or a 404/422. */

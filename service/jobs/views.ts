@@ -3,7 +3,7 @@
  * units, the ids of its verdicts (classify) and the errors of failed units. Any key of the
  * deployment may read any job: one deployment is one team.
  */
-import type { Store } from "../../store/kv_store.ts";
+import { CursorError, type Store } from "../../store/kv_store.ts";
 import type { DCSettings } from "../../lib/dc_settings.ts";
 import type {
   EvaluationSpec,
@@ -106,4 +106,25 @@ export async function verdictView(store: Store, id: string): Promise<Verdict> {
   const v = m && UUID.test(m[1]) ? await store.getVerdict(m[1], Number(m[2])) : null;
   if (!v) throw new ServiceError(404, "unknown-verdict", `no verdict '${id}'`);
   return v;
+}
+
+/** A page of a kind's jobs, newest first (`next`: the cursor of the following page). */
+export async function listJobPage(
+  store: Store,
+  kind: Job["kind"],
+  limit: number,
+  cursor?: string,
+): Promise<{ jobs: JobView[]; next: string | null }> {
+  const page = await paged(() => store.listJobsPage(kind, limit, cursor));
+  return { jobs: await Promise.all(page.jobs.map((j) => jobView(store, j))), next: page.next };
+}
+
+/** A store listing, its cursor errors as a 400 the client can act on. */
+export async function paged<T>(f: () => Promise<T>): Promise<T> {
+  try {
+    return await f();
+  } catch (e) {
+    if (e instanceof CursorError) throw new ServiceError(400, "invalid-cursor", e.message);
+    throw e;
+  }
 }
