@@ -26,6 +26,7 @@ import { benchDcExact } from "./cli/bench_dc_exact.ts";
 import { benchTmStudy } from "./cli/bench_tm_study.ts";
 import { benchExactReport } from "./cli/bench_exact_report.ts";
 import { benchExactRecheck } from "./cli/bench_exact_recheck.ts";
+import { benchLoad } from "./cli/bench_load.ts";
 
 /** Command name (one or two words) → its module. */
 export const COMMANDS: Readonly<Record<string, Command>> = Object.freeze({
@@ -51,6 +52,7 @@ export const COMMANDS: Readonly<Record<string, Command>> = Object.freeze({
   "bench tm-study": benchTmStudy,
   "bench exact-report": benchExactReport,
   "bench exact-recheck": benchExactRecheck,
+  "bench load": benchLoad,
 });
 
 const HELP = new Set(["-h", "--help", "help"]);
