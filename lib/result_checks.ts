@@ -53,7 +53,9 @@ export function verdictProblem(r: VerdictNumbers, dc: boolean): string | null {
   // sequential race decides on paired errors over the timesteps both classes were scored on,
   // while the posterior is taken from each class's own mean (bench load found this).
   if (!dc) {
-    return p[r.label] < Math.max(...p) - 1e-9 ? `label ${r.label} is not the posterior's argmax` : null;
+    return p[r.label] < Math.max(...p) - 1e-9
+      ? `label ${r.label} is not the posterior's argmax`
+      : null;
   }
   if (r.survivors.length && !r.survivors.at(-1)!.includes(r.label)) {
     return `label ${r.label} is not among the last survivors`;
