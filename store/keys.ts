@@ -8,6 +8,8 @@
  *   ["job", jobId]                       → Job
  *   ["jobkind", kind, createdAt, jobId]  → true            (index: a kind's jobs, oldest first)
  *   ["active", createdAt, jobId]         → true            (jobs with work left, FIFO)
+ *   ["evalgroup", group, createdAt, jobId] → true          (index: evaluations of one target on
+ *                                          the same images, lib/evaluation/report.ts)
  *   ["unit", jobId, idx]                 → Unit            (one image of a job, or one shard)
  *   ["verdict", jobId, idx]              → Verdict
  *   ["evalres", jobId, idx]              → EvalShardResult (one shard of an evaluation)
@@ -48,6 +50,14 @@ export const keys = {
     id,
   ],
   jobsOfKind: (kind: JobKind): Deno.KvKey => ["jobkind", kind],
+  evalGroupEntry: (group: string, createdAt: string, id: string): Deno.KvKey => [
+    "evalgroup",
+    group,
+    createdAt,
+    id,
+  ],
+  evalGroup: (group: string): Deno.KvKey => ["evalgroup", group],
+  evalGroupIndex: (): Deno.KvKey => ["evalgroup"],
   jobKindIndex: (): Deno.KvKey => ["jobkind"],
   active: (createdAt: string, id: string): Deno.KvKey => ["active", createdAt, id],
   activeJobs: (): Deno.KvKey => ["active"],
@@ -76,12 +86,11 @@ export const keys = {
   blob: (id: string): Deno.KvKey => ["blob", id],
 } as const;
 
-/** The job id at the end of an `active` or `jobkind` key (both end with it). */
+/** The job id at the end of an `active`, `jobkind` or `evalgroup` key (all end with it). */
 export function jobIdOf(key: Deno.KvKey): string {
   return key[key.length - 1] as string;
 }
 
-/** Whether a key holds an API key (secrets' hashes: left out of diagnostic listings). */
 /** Keys about API keys and the audit log: not job data (diagnostics leave them out). */
 export function isApiKeyKey(key: Deno.KvKey): boolean {
   return key[0] === keys.apiKeys()[0] || key[0] === "apikeyid" || key[0] === keys.audits()[0];

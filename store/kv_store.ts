@@ -10,6 +10,7 @@
 import { createHash } from "node:crypto";
 import { dirname } from "node:path";
 import { isApiKeyKey, jobIdOf, keys } from "./keys.ts";
+import { targetAndImagesKey } from "../lib/evaluation/report.ts";
 import type {
   AdapterRecord,
   AdvRecord,
@@ -17,6 +18,7 @@ import type {
   AuditRecord,
   DatasetRecord,
   EvalShardResult,
+  EvaluationSpec,
   FinetuneResult,
   Job,
   NewJob,
@@ -261,9 +263,10 @@ export class Store {
       createdAt: t,
       updatedAt: t,
     };
-    await commitOrThrow(
-      this.#kv.atomic().set(keys.job(id), job).set(keys.jobOfKind(job.kind, t, id), true),
-    );
+    const op = this.#kv.atomic().set(keys.job(id), job).set(keys.jobOfKind(job.kind, t, id), true);
+    const group = groupKey(job);
+    if (group) op.set(group, true);
+    await commitOrThrow(op);
     return job;
   }
 
@@ -368,6 +371,21 @@ export class Store {
     return { datasets: entries.map((e) => e.value), next: next ? String(next[1]) : null };
   }
 
+  /** The evaluations of `spec`'s target on its images (the index, not a scan), oldest first. */
+  async listEvaluationGroup(spec: EvaluationSpec): Promise<Job[]> {
+    const keysOf: Deno.KvKey[] = [];
+    for await (const e of this.#kv.list({ prefix: keys.evalGroup(targetAndImagesKey(spec)) })) {
+      keysOf.push(keys.job(jobIdOf(e.key)));
+    }
+    const out: Job[] = [];
+    for (let k = 0; k < keysOf.length; k += GET_MANY) {
+      for (const e of await this.#kv.getMany<Job[]>(keysOf.slice(k, k + GET_MANY))) {
+        if (e.value) out.push(e.value);
+      }
+    }
+    return out;
+  }
+
   async listUnits(jobId: string): Promise<Unit[]> {
     const out: Unit[] = [];
     for await (const e of this.#kv.list<Unit>({ prefix: keys.units(jobId) })) out.push(e.value);
@@ -398,6 +416,8 @@ export class Store {
     const op = this.#kv.atomic().delete(keys.job(id));
     if (job) {
       op.delete(keys.active(job.createdAt, id)).delete(keys.jobOfKind(job.kind, job.createdAt, id));
+      const group = groupKey(job);
+      if (group) op.delete(group);
     }
     await commitOrThrow(op);
   }
@@ -414,11 +434,15 @@ export class Store {
       else kept.push(e.value);
     }
     for (const id of dropped) await this.deleteJob(id);
-    for (let k = 0; k < kept.length; k += GET_MANY) {
-      const batch = kept.slice(k, k + GET_MANY);
-      const indexed = await this.#kv.getMany(
-        batch.map((j) => keys.jobOfKind(j.kind, j.createdAt, j.id)),
-      );
+    for (let k = 0; k < kept.length; k += GET_MANY / 2) {
+      const batch = kept.slice(k, k + GET_MANY / 2);
+      const wanted = batch.flatMap((j) => {
+        const g = groupKey(j);
+        return g
+          ? [keys.jobOfKind(j.kind, j.createdAt, j.id), g]
+          : [keys.jobOfKind(j.kind, j.createdAt, j.id)];
+      });
+      const indexed = await this.#kv.getMany(wanted);
       const missing = indexed.filter((e) => e.versionstamp === null);
       if (missing.length === 0) continue;
       const op = this.#kv.atomic();
@@ -442,6 +466,12 @@ export class Store {
     /** a KV file written before the kind index existed: every job without its index entry */
     dropJobKindIndex: async (): Promise<void> => {
       for await (const e of this.#kv.list({ prefix: keys.jobKindIndex() })) {
+        await this.#kv.delete(e.key);
+      }
+    },
+    /** a KV file written before the evaluation-group index existed */
+    dropEvalGroupIndex: async (): Promise<void> => {
+      for await (const e of this.#kv.list({ prefix: keys.evalGroupIndex() })) {
         await this.#kv.delete(e.key);
       }
     },
@@ -834,6 +864,13 @@ export class Store {
     }
     op.set(keys.job(job.id), job);
   }
+}
+
+/** An evaluation's entry in the evaluation-group index (null for other kinds). */
+function groupKey(job: Job): Deno.KvKey | null {
+  return job.kind === "evaluate"
+    ? keys.evalGroupEntry(targetAndImagesKey(job.evaluation), job.createdAt, job.id)
+    : null;
 }
 
 function sameKey(a: Deno.KvKey, b: Deno.KvKey): boolean {

@@ -8,8 +8,14 @@ import { Store } from "../store/kv_store.ts";
 
 const base = { owner: "test", bundle: "tiny-diffusion", adapter: null, settings: PAPER_SETTINGS };
 const classify: NewJob = { ...base, kind: "classify" };
-// The index never looks inside a spec: any stored object stands in for one.
-const evaluate: NewJob = { ...base, kind: "evaluate", evaluation: {} as EvaluationSpec };
+// The kind index never looks inside a spec; the evaluation-group index reads its target and
+// images: a spec with only those stands in for one.
+const spec = (bundle: string, n = 4) =>
+  ({
+    target: { kind: "classifier", bundle },
+    dataset: { name: "fashion-mnist-test", n, seed: 0 },
+  }) as unknown as EvaluationSpec;
+const evaluate: NewJob = { ...base, kind: "evaluate", evaluation: spec("a") };
 const finetune: NewJob = { ...base, kind: "finetune", finetune: {} as FinetuneJobSpec };
 
 /** Run `fn` on a store in a fresh KV file; `restart()` closes it and opens the same file again. */
@@ -124,5 +130,25 @@ Deno.test("fair share: two keys that submit at once are served in turn, not firs
     const first = (await store.leaseNext("w", ["tiny-diffusion"], 60_000))!;
     const second = (await store.leaseNext("w", ["tiny-diffusion"], 60_000))!;
     assertEquals(new Set([first.job.owner, second.job.owner]), new Set(["alice", "bob"]));
+  });
+});
+
+Deno.test("evaluation groups: the same target on the same images, from the index; back-filled at start-up", async () => {
+  await withStore(async (store, restart) => {
+    const mk = (evaluation: EvaluationSpec) =>
+      store.createJob({ ...base, kind: "evaluate", evaluation }, [{ shard: [0] }]);
+    const a1 = await mk(spec("a"));
+    const a2 = await mk(spec("a"));
+    await mk(spec("b"));
+    await mk(spec("a", 8)); // other images
+    const group = async (s: Store) => ids(await s.listEvaluationGroup(spec("a"))).toSorted();
+    assertEquals(await group(store), [a1.id, a2.id].toSorted());
+    await store.__testing.dropEvalGroupIndex();
+    assertEquals(await group(store), []);
+    const again = await restart();
+    await again.recover();
+    assertEquals(await group(again), [a1.id, a2.id].toSorted());
+    await again.deleteJob(a1.id);
+    assertEquals(await group(again), [a2.id]);
   });
 });

@@ -118,13 +118,18 @@ export function asRun(id: string, spec: EvaluationSpec, items: EvalItem[]): Eval
 
 /** Siblings are evaluations of the same target (bundle, adapter) on the same images. */
 export function sameTargetAndImages(a: EvaluationSpec, b: EvaluationSpec): boolean {
-  const adapter = (s: EvaluationSpec) => s.target.kind === "dc" ? s.target.adapter : null;
+  return targetAndImagesKey(a) === targetAndImagesKey(b);
+}
+
+/**
+ * What makes evaluations comparable per image (the same target on the same images): the
+ * store indexes evaluations by it, so a report finds its siblings without a scan.
+ */
+export function targetAndImagesKey(s: EvaluationSpec): string {
+  const adapter = s.target.kind === "dc" ? s.target.adapter : null;
   // a purifier is its diffusion bundle, classifier and depth together
-  const purifier = (s: EvaluationSpec) =>
-    s.target.kind === "diffpure"
-      ? `${s.target.classifier}@${s.target.tStar}/${s.target.steps}`
-      : null;
-  return a.target.bundle === b.target.bundle && adapter(a) === adapter(b) &&
-    purifier(a) === purifier(b) &&
-    JSON.stringify(a.dataset) === JSON.stringify(b.dataset);
+  const purifier = s.target.kind === "diffpure"
+    ? `${s.target.classifier}@${s.target.tStar}/${s.target.steps}`
+    : null;
+  return JSON.stringify([s.target.bundle, adapter, purifier, s.dataset]);
 }

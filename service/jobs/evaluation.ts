@@ -384,7 +384,8 @@ async function reportOf(deps: ServiceDeps, job: EvaluationJob): Promise<Evaluati
   let siblings: EvalRun[] | null = null;
   if (complete && shape) {
     siblings = [];
-    for (const j of await store.listJobs("evaluate")) {
+    // the evaluation-group index holds exactly the jobs of this target on these images
+    for (const j of await store.listEvaluationGroup(spec)) {
       if (
         j.kind !== "evaluate" || j.id === job.id || j.status !== "done" ||
         !sameTargetAndImages(j.evaluation, spec)
