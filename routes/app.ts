@@ -18,6 +18,7 @@ import { jobRoutes } from "./jobs.ts";
 import { PAGE, PAGE_JS } from "./page.ts";
 import { secureHeaders } from "hono/secure-headers";
 import { requestId } from "hono/request-id";
+import { cors } from "hono/cors";
 import { problemResponse } from "./problem.ts";
 import { Health, Models, Ready } from "./schemas.ts";
 
@@ -115,6 +116,18 @@ export function createApp(deps: AppDeps) {
         ...(key?.id ? { key: key.id } : {}),
       }));
     });
+  }
+  // Cross-origin browsers only from the configured origins (TMDC_CORS_ORIGINS); none by default.
+  if (config.corsOrigins.length) {
+    app.use(
+      "/v1/*",
+      cors({
+        origin: [...config.corsOrigins],
+        allowHeaders: ["Authorization", "Content-Type", "X-Request-Id"],
+        exposeHeaders: ["Location", "Retry-After", "X-Request-Id"],
+        maxAge: 600,
+      }),
+    );
   }
   // Security headers on every answer; the CSP allows no inline script, nothing from elsewhere.
   app.use(

@@ -8,7 +8,11 @@ import { Store } from "../store/kv_store.ts";
 import { tinyModelsDir } from "./service_helpers.ts";
 
 export async function customApp(
-  opts: { limits?: Record<string, number>; registry?: (r: Registry) => void } = {},
+  opts: {
+    limits?: Record<string, number>;
+    registry?: (r: Registry) => void;
+    config?: Partial<typeof config>;
+  } = {},
 ) {
   const store = await Store.open(join(await Deno.makeTempDir({ prefix: "tmdc-kv-" }), "kv"));
   const registry = await Registry.scan(await tinyModelsDir());
@@ -23,6 +27,7 @@ export async function customApp(
     accessLog: false,
     defaultBundle: "tiny-diffusion",
     limits: { ...config.limits, syncWaitMs: 200, ...opts.limits },
+    ...opts.config,
   };
   const app = createApp({ store, registry, dispatcher, config: cfg });
   const { key } = await store.createApiKey("test");

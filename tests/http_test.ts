@@ -644,3 +644,28 @@ Deno.test("quotas per key: jobs with work left and model calls per day, 429 with
     daily.close();
   }
 });
+
+Deno.test("CORS: only the configured origins", async () => {
+  const { app, close } = await customApp();
+  const none = await app.request("/v1/health", { headers: { origin: "https://evil.example" } });
+  assertEquals(none.headers.get("access-control-allow-origin"), null, "none by default");
+  close();
+  const { app: app2, close: close2 } = await customApp({
+    config: { corsOrigins: ["https://lab.example"] },
+  });
+  try {
+    const pre = await app2.request("/v1/classify", {
+      method: "OPTIONS",
+      headers: {
+        origin: "https://lab.example",
+        "access-control-request-method": "POST",
+        "access-control-request-headers": "authorization",
+      },
+    });
+    assertEquals(pre.headers.get("access-control-allow-origin"), "https://lab.example");
+    const other = await app2.request("/v1/health", { headers: { origin: "https://evil.example" } });
+    assertEquals(other.headers.get("access-control-allow-origin"), null);
+  } finally {
+    close2();
+  }
+});
