@@ -12,9 +12,11 @@ import {
 import { type AppDeps, bodyLimits } from "./deps.ts";
 import { apiRouter, limitBody } from "./http.ts";
 import { problemResponses } from "./problem.ts";
+import { exportAdapter, importAdapter } from "../service/jobs/adapters.ts";
 import {
   Accepted,
   Adapter,
+  AdapterFile,
   FinetuneDetail,
   FinetuneRequest,
   IdParam,
@@ -101,8 +103,53 @@ const listAdapters = createRoute({
   },
 });
 
+const exportRoute = createRoute({
+  method: "get",
+  path: "/adapters/{id}/export",
+  operationId: "exportAdapter",
+  summary: "An adapter as a file: its record and LoRA tensors (base64) with their sha256",
+  tags,
+  security,
+  request: { params: IdParam },
+  responses: {
+    200: { description: "the file", content: { "application/json": { schema: AdapterFile } } },
+    ...problemResponses(401, 404),
+  },
+});
+
+const importRoute = (maxBytes: number) =>
+  createRoute({
+    method: "post",
+    path: "/adapters/import",
+    operationId: "importAdapter",
+    summary: "Store an exported adapter (checked against a bundle this deployment serves)",
+    tags,
+    security,
+    middleware: [limitBody(maxBytes)] as const,
+    request: {
+      body: { required: true, content: { "application/json": { schema: AdapterFile } } },
+    },
+    responses: {
+      201: {
+        description: "the new adapter",
+        content: { "application/json": { schema: Adapter } },
+      },
+      ...problemResponses(400, 401, 403, 413, 422),
+    },
+  });
+
 export function finetuneRoutes(deps: AppDeps) {
   return apiRouter()
+    .openapi(exportRoute, async (c) => {
+      const id = c.req.valid("param").id;
+      return c.json(await exportAdapter(deps, id), 200, {
+        "Content-Disposition": `attachment; filename="adapter-${id}.json"`,
+      });
+    })
+    .openapi(importRoute(deps.config.limits.maxUploadBytes), async (c) => {
+      const rec = await importAdapter(deps, c.get("apiKey").id, c.req.valid("json"));
+      return c.json(rec, 201, { Location: `/v1/adapters/${rec.id}` });
+    })
     .openapi(listAdapters, async (c) => {
       const q = c.req.valid("query");
       return c.json(await listAdapterPage(deps.store, q.limit, q.cursor), 200);

@@ -20,6 +20,7 @@ import { CheckpointScore, FinetuneJobSpec } from "../lib/finetune_spec.ts";
 import { ClassifyOptions as ClassifyOptionsSchema } from "../service/jobs/classify.ts";
 import type { DatasetView } from "../service/jobs/datasets.ts";
 import { EvaluationRequest as EvaluationRequestSchema } from "../service/jobs/evaluation.ts";
+import { AdapterFile as AdapterFileSchema } from "../service/jobs/adapters.ts";
 import {
   type AdapterView,
   FinetuneRequest as FinetuneRequestSchema,
@@ -54,6 +55,7 @@ export const AttackConfig = named(AttackConfigSchema, "AttackConfig");
 export const ClassifyOptions = ClassifyOptionsSchema.extend({}).openapi("ClassifyOptions");
 export const EvaluationRequest = named(EvaluationRequestSchema, "EvaluationRequest");
 export const FinetuneRequest = named(FinetuneRequestSchema, "FinetuneRequest");
+export const AdapterFile = named(AdapterFileSchema, "AdapterFile");
 
 // ---- specs as stored (complete: every default filled in) ----
 

@@ -736,6 +736,25 @@ export class Store {
     return (await this.#kv.get<string>(keys.checkpoint(rec.jobId, rec.step))).value ?? "stale";
   }
 
+  /** Store an imported adapter (no fine-tune job of this deployment made it), audited. */
+  async importAdapter(
+    rec: Omit<AdapterRecord, "id" | "stateBlob" | "createdAt">,
+    state: Uint8Array,
+  ): Promise<AdapterRecord> {
+    const blob = await this.putBlob(state);
+    const full: AdapterRecord = {
+      ...rec,
+      id: crypto.randomUUID(),
+      stateBlob: blob,
+      createdAt: now(),
+    };
+    await commitOrThrow(
+      this.#kv.atomic().set(keys.adapter(full.id), full)
+        .set(...this.#auditEntry(rec.owner, "adapter.import", full.id, { from: rec.importedFrom })),
+    );
+    return full;
+  }
+
   async getAdapter(id: string): Promise<AdapterRecord | null> {
     return (await this.#kv.get<AdapterRecord>(keys.adapter(id))).value;
   }

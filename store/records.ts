@@ -77,6 +77,8 @@ export interface AdapterRecord {
   /** float32 [LoRA…, AdamW m…, v…]: the LoRA tensors are its first third */
   stateBlob: string;
   createdAt: string;
+  /** an adapter imported from a file: the id it had where it was exported */
+  importedFrom?: string;
 }
 
 export interface FinetuneResult {
@@ -180,7 +182,7 @@ export interface AuditRecord {
   at: string;
   /** the acting key's id, or "cli" */
   actor: string;
-  action: "key.create" | "key.revoke" | "job.create" | "job.cancel";
+  action: "key.create" | "key.revoke" | "job.create" | "job.cancel" | "adapter.import";
   target: string;
   detail?: Record<string, unknown>;
 }

@@ -1,6 +1,8 @@
 /** Keys with roles over HTTP, in-process: what each role may do, revocation, the audit log. */
 import { assert_, assertEquals } from "./assert.ts";
 import { fashionPngs, inProcessApp } from "./service_helpers.ts";
+import type { DiffusionManifest } from "../lib/bundle_manifest.ts";
+import type { CheckpointScore, FinetuneJobSpec } from "../store/records.ts";
 
 const [{ png }] = await fashionPngs(1);
 
@@ -174,6 +176,70 @@ Deno.test("listings: the team's jobs of a kind, newest first, by cursor pages; a
     assertEquals([bad.status, (await bad.json()).code], [400, "invalid-cursor"]);
     const noKind = await app.request("/v1/jobs", { headers: auth });
     assertEquals([noKind.status, (await noKind.json()).code], [400, "invalid-request"]);
+  } finally {
+    close();
+  }
+});
+
+Deno.test("adapters as files: exported, imported back (same LoRA), tampered files refused", async () => {
+  const { app, store, registry, key, close } = await inProcessApp();
+  try {
+    const auth = { authorization: `Bearer ${key}` };
+    const m = registry.resolve("tiny-diffusion")!.manifest as DiffusionManifest;
+    const floats = m.lora.tensors.reduce((a, t) => a + t.shape.reduce((x, y) => x * y, 1), 0);
+    const state = new Float32Array(3 * floats).map((_, i) => Math.sin(i));
+    const finetune = { hyper: {}, checkpoints: [10] } as unknown as FinetuneJobSpec;
+    const id = await store.putCheckpoint(null, {
+      bundle: "tiny-diffusion@1.0.0",
+      jobId: crypto.randomUUID(),
+      owner: "someone",
+      step: 10,
+      loss: 0.5,
+      validation: { n: 4, clean_accuracy: 1, robust_accuracy: 0.5 } as unknown as CheckpointScore,
+      finetune,
+    }, new Uint8Array(state.buffer));
+    const exported = await app.request(`/v1/adapters/${id}/export`, { headers: auth });
+    assertEquals(exported.status, 200);
+    assert_(/attachment/.test(exported.headers.get("content-disposition") ?? ""));
+    const file = await exported.json();
+    const post = (body: unknown, headers: HeadersInit = auth) =>
+      app.request("/v1/adapters/import", {
+        method: "POST",
+        headers: { ...headers, "content-type": "application/json" },
+        body: JSON.stringify(body),
+      });
+    const imported = await post(file);
+    assertEquals(imported.status, 201);
+    const rec = await imported.json();
+    assertEquals([rec.importedFrom, rec.bundle, rec.step], [id, "tiny-diffusion@1.0.0", 10]);
+    const lora = await store.adapterLora((await store.getAdapter(rec.id))!);
+    assertEquals(
+      Array.from(new Float32Array(lora.slice().buffer)),
+      Array.from(state.subarray(0, floats)),
+    );
+    // tampered: other bytes, another size, a bundle not served
+    const bytes = Uint8Array.from(atob(file.lora), (ch) => ch.charCodeAt(0));
+    bytes[0] ^= 1;
+    const flipped = btoa(String.fromCharCode(...bytes));
+    for (
+      const [body, code] of [
+        [{ ...file, lora: flipped }, "corrupted-adapter"],
+        [{ ...file, adapter: { ...file.adapter, bundle: "nope@1" } }, "unknown-bundle"],
+        [{
+          ...file,
+          lora: btoa("abcd"),
+          sha256: "88d4266fd4e6338d13b845fcf289579d209c897823b9217da3e161936f031589",
+        }, "adapter-bundle-mismatch"],
+        [{ ...file, format: "other" }, "invalid-request"],
+      ] as const
+    ) {
+      const r = await post(body);
+      assertEquals((await r.json()).code, code);
+    }
+    // a viewer may export (read) but not import
+    const viewer = { authorization: `Bearer ${(await store.createApiKey("v", "viewer")).key}` };
+    assertEquals((await app.request(`/v1/adapters/${id}/export`, { headers: viewer })).status, 200);
+    assertEquals((await post(file, viewer)).status, 403);
   } finally {
     close();
   }
