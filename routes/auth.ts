@@ -2,6 +2,7 @@
 import type { Context, MiddlewareHandler } from "hono";
 import type { Store } from "../store/kv_store.ts";
 import type { ApiKeyRecord, Role } from "../store/records.ts";
+import type { Caller } from "../service/context.ts";
 import { problem } from "./problem.ts";
 
 export type AuthEnv = { Variables: { apiKey: ApiKeyRecord } };
@@ -92,4 +93,10 @@ export function requireAdmin(c: Context<AuthEnv>): void {
   if (roleOf(c.get("apiKey")) !== "admin") {
     throw problem(403, "only an admin key may do this", { code: "admin-only" });
   }
+}
+
+/** Who asks, as the service's visibility rules (private jobs) want it. */
+export function callerOf(c: Context<AuthEnv>): Caller {
+  const key = c.get("apiKey");
+  return { id: key.id, admin: roleOf(key) === "admin" };
 }

@@ -6,6 +6,7 @@
 import { createRoute, z } from "@hono/zod-openapi";
 import { adversarialPng, createEvaluation, evaluationView } from "../service/jobs/evaluation.ts";
 import { type AppDeps, bodyLimits } from "./deps.ts";
+import { callerOf } from "./auth.ts";
 import { apiRouter, limitBody } from "./http.ts";
 import { problemResponses } from "./problem.ts";
 import { Accepted, EvaluationDetail, EvaluationRequest, IdParam } from "./schemas.ts";
@@ -87,10 +88,13 @@ export function evaluationRoutes(deps: AppDeps) {
       const job = await createEvaluation(deps, c.get("apiKey").id, c.req.valid("json"));
       return c.json({ job }, 202, { Location: `/v1/evaluations/${job.id}` });
     })
-    .openapi(get, async (c) => c.json(await evaluationView(deps, c.req.valid("param").id), 200))
+    .openapi(
+      get,
+      async (c) => c.json(await evaluationView(deps, c.req.valid("param").id, callerOf(c)), 200),
+    )
     .openapi(getAdversarial, async (c) => {
       const { id, file } = c.req.valid("param");
-      const png = await adversarialPng(deps, id, file);
+      const png = await adversarialPng(deps, id, file, callerOf(c));
       return c.body(png.slice().buffer, 200, { "content-type": "image/png" });
     });
 }

@@ -10,6 +10,7 @@ import {
   listAdapterPage,
 } from "../service/jobs/finetune.ts";
 import { type AppDeps, bodyLimits } from "./deps.ts";
+import { callerOf } from "./auth.ts";
 import { apiRouter, limitBody } from "./http.ts";
 import { problemResponses } from "./problem.ts";
 import { exportAdapter, importAdapter } from "../service/jobs/adapters.ts";
@@ -142,7 +143,7 @@ export function finetuneRoutes(deps: AppDeps) {
   return apiRouter()
     .openapi(exportRoute, async (c) => {
       const id = c.req.valid("param").id;
-      return c.json(await exportAdapter(deps, id), 200, {
+      return c.json(await exportAdapter(deps, id, callerOf(c)), 200, {
         "Content-Disposition": `attachment; filename="adapter-${id}.json"`,
       });
     })
@@ -152,15 +153,19 @@ export function finetuneRoutes(deps: AppDeps) {
     })
     .openapi(listAdapters, async (c) => {
       const q = c.req.valid("query");
-      return c.json(await listAdapterPage(deps.store, q.limit, q.cursor), 200);
+      return c.json(await listAdapterPage(deps.store, q.limit, q.cursor, callerOf(c)), 200);
     })
     .openapi(post(bodyLimits(deps.config.limits).json), async (c) => {
       const job = await createFinetune(deps, c.get("apiKey").id, c.req.valid("json"));
       return c.json({ job }, 202, { Location: `/v1/finetunes/${job.id}` });
     })
-    .openapi(get, async (c) => c.json(await finetuneView(deps.store, c.req.valid("param").id), 200))
+    .openapi(
+      get,
+      async (c) =>
+        c.json(await finetuneView(deps.store, c.req.valid("param").id, callerOf(c)), 200),
+    )
     .openapi(
       getAdapter,
-      async (c) => c.json(await adapterView(deps.store, c.req.valid("param").id), 200),
+      async (c) => c.json(await adapterView(deps.store, c.req.valid("param").id, callerOf(c)), 200),
     );
 }

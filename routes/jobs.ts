@@ -4,10 +4,16 @@
  */
 import { createRoute } from "@hono/zod-openapi";
 import type { Store } from "../store/kv_store.ts";
-import { jobDetail, jobVerdicts, listJobPage, verdictView } from "../service/jobs/views.ts";
+import {
+  jobDetail,
+  jobVerdicts,
+  listJobPage,
+  verdictView,
+  visibleTo,
+} from "../service/jobs/views.ts";
 import { apiRouter } from "./http.ts";
 import { problem, problemResponses } from "./problem.ts";
-import { roleOf } from "./auth.ts";
+import { callerOf, roleOf } from "./auth.ts";
 import { IdParam, Job, JobVerdicts, PageQuery, Verdict } from "./schemas.ts";
 import { z } from "@hono/zod-openapi";
 
@@ -97,16 +103,21 @@ const getVerdict = createRoute({
 
 export function jobRoutes(store: Store) {
   return apiRouter()
-    .openapi(getJob, async (c) => c.json(await jobDetail(store, c.req.valid("param").id), 200))
+    .openapi(
+      getJob,
+      async (c) => c.json(await jobDetail(store, c.req.valid("param").id, callerOf(c)), 200),
+    )
     .openapi(listJobs, async (c) => {
       const q = c.req.valid("query");
-      return c.json(await listJobPage(store, q.kind, q.limit, q.cursor), 200);
+      return c.json(await listJobPage(store, q.kind, q.limit, q.cursor, callerOf(c)), 200);
     })
     .openapi(cancelJob, async (c) => {
       const id = c.req.valid("param").id;
       const key = c.get("apiKey");
       const job = await store.getJob(id);
-      if (!job) throw problem(404, `no job '${id}'`, { code: "unknown-job" });
+      if (!job || !visibleTo(job, callerOf(c))) {
+        throw problem(404, `no job '${id}'`, { code: "unknown-job" });
+      }
       if (job.owner !== key.id && roleOf(key) !== "admin") {
         throw problem(403, "only the job's owner or an admin may cancel it", {
           code: "not-the-owner",
@@ -123,10 +134,10 @@ export function jobRoutes(store: Store) {
     })
     .openapi(
       getJobVerdicts,
-      async (c) => c.json(await jobVerdicts(store, c.req.valid("param").id), 200),
+      async (c) => c.json(await jobVerdicts(store, c.req.valid("param").id, callerOf(c)), 200),
     )
     .openapi(
       getVerdict,
-      async (c) => c.json(await verdictView(store, c.req.valid("param").id), 200),
+      async (c) => c.json(await verdictView(store, c.req.valid("param").id, callerOf(c)), 200),
     );
 }

@@ -11,6 +11,12 @@ export interface JobQueue {
   waitForJob(jobId: string, timeoutMs: number): Promise<boolean>;
 }
 
+/** Who asks: reads of private jobs are for their owner and admins only. */
+export interface Caller {
+  id: string;
+  admin: boolean;
+}
+
 export interface ServiceDeps {
   store: Store;
   registry: Registry;

@@ -15,6 +15,8 @@ interface JobBase {
   id: string;
   status: JobStatus;
   owner: string;
+  /** visible to its owner and admins only (absent: the whole team's) */
+  private?: boolean;
   /** the bundle a worker must hold to take the job's units (an evaluation: its target) */
   bundle: string;
   adapter: string | null;
@@ -47,9 +49,15 @@ export type Job = ClassifyJob | EvaluationJob | FinetuneJob;
 
 /** The fields a caller gives when creating a job (the store adds id, status, counts, times). */
 export type NewJob =
-  | Pick<ClassifyJob, "kind" | "owner" | "bundle" | "adapter" | "settings">
-  | Pick<EvaluationJob, "kind" | "owner" | "bundle" | "adapter" | "settings" | "evaluation">
-  | Pick<FinetuneJob, "kind" | "owner" | "bundle" | "adapter" | "settings" | "finetune">;
+  | Pick<ClassifyJob, "kind" | "owner" | "private" | "bundle" | "adapter" | "settings">
+  | Pick<
+    EvaluationJob,
+    "kind" | "owner" | "private" | "bundle" | "adapter" | "settings" | "evaluation"
+  >
+  | Pick<
+    FinetuneJob,
+    "kind" | "owner" | "private" | "bundle" | "adapter" | "settings" | "finetune"
+  >;
 
 export interface EvalShardResult {
   items: EvalItem[];
@@ -79,6 +87,8 @@ export interface AdapterRecord {
   createdAt: string;
   /** an adapter imported from a file: the id it had where it was exported */
   importedFrom?: string;
+  /** made by a private fine-tune: its owner's (and admins') only */
+  private?: boolean;
 }
 
 export interface FinetuneResult {

@@ -244,3 +244,56 @@ Deno.test("adapters as files: exported, imported back (same LoRA), tampered file
     close();
   }
 });
+
+Deno.test("private jobs: their owner and admins see them; other members get 404 everywhere", async () => {
+  const { app, store, close } = await inProcessApp();
+  try {
+    const bearer = async (role: "admin" | "member") => ({
+      authorization: `Bearer ${(await store.createApiKey(role, role)).key}`,
+    });
+    const [owner, other, admin] = [
+      await bearer("member"),
+      await bearer("member"),
+      await bearer("admin"),
+    ];
+    const fd = new FormData();
+    fd.append("image", new Blob([png.slice()], { type: "image/png" }), "x.png");
+    fd.append("options", JSON.stringify({ private: true }));
+    const r = await app.request("/v1/classify?wait=false", {
+      method: "POST",
+      body: fd,
+      headers: owner,
+    });
+    assertEquals(r.status, 202);
+    const id = (await r.json()).job.id;
+    const status = async (path: string, headers: HeadersInit, method = "GET") =>
+      (await app.request(path, { method, headers })).status;
+    for (const path of [`/v1/jobs/${id}`, `/v1/jobs/${id}/verdicts`]) {
+      assertEquals(await status(path, owner), 200, `owner ${path}`);
+      assertEquals(await status(path, admin), 200, `admin ${path}`);
+      assertEquals(await status(path, other), 404, `other ${path}`);
+    }
+    assertEquals(await status(`/v1/jobs/${id}`, other, "DELETE"), 404, "no cancelling it either");
+    const list = async (headers: HeadersInit) =>
+      (await (await app.request("/v1/jobs?kind=classify", { headers })).json()).jobs
+        .map((j: { id: string }) => j.id);
+    assertEquals([await list(owner), await list(admin), await list(other)], [[id], [id], []]);
+    // a private evaluation is left out of another member's listing and report
+    const ev = await app.request("/v1/evaluations", {
+      method: "POST",
+      headers: { ...owner, "content-type": "application/json" },
+      body: JSON.stringify({
+        target: { bundle: "resnet8-fmnist" },
+        source: { kind: "surrogate", bundle: "resnet8-fmnist" },
+        attack: { attack: "fgsm", norm: "linf", eps: 0.05 },
+        dataset: { name: "fashion-mnist-test", n: 2, seed: 0 },
+        private: true,
+      }),
+    });
+    const evId = (await ev.json()).job.id;
+    assertEquals(await status(`/v1/evaluations/${evId}`, other), 404);
+    assertEquals(await status(`/v1/evaluations/${evId}`, owner), 200);
+  } finally {
+    close();
+  }
+});

@@ -10,7 +10,7 @@ import { z } from "zod";
 import { isDiffusion } from "../../lib/bundle.ts";
 import type { DiffusionManifest } from "../../lib/bundle_manifest.ts";
 import { fromBase64, toBase64 } from "../../gpu-worker/protocol.ts";
-import type { ServiceDeps } from "../context.ts";
+import type { Caller, ServiceDeps } from "../context.ts";
 import { ServiceError } from "../errors.ts";
 import { type AdapterView, adapterView } from "./finetune.ts";
 
@@ -34,8 +34,12 @@ export type AdapterFile = z.infer<typeof AdapterFile>;
 
 const sha256 = (b: Uint8Array) => createHash("sha256").update(b).digest("hex");
 
-export async function exportAdapter(deps: ServiceDeps, id: string): Promise<AdapterFile> {
-  const view = await adapterView(deps.store, id); // 404 for an unknown id
+export async function exportAdapter(
+  deps: ServiceDeps,
+  id: string,
+  caller?: Caller,
+): Promise<AdapterFile> {
+  const view = await adapterView(deps.store, id, caller); // 404: unknown, or not the caller's
   const rec = (await deps.store.getAdapter(id))!;
   const lora = await deps.store.adapterLora(rec);
   return {

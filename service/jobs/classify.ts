@@ -30,6 +30,8 @@ export const ClassifyOptions = z.object({
     "LoRA adapter id (Truth Maximization)",
   ),
   settings: DCSettingsOverrides.optional(),
+  private: z.union([z.boolean(), z.enum(["true", "false"]).transform((v) => v === "true")])
+    .optional().describe("visible to its owner and admins only"),
 }).strict();
 export type ClassifyOptions = z.output<typeof ClassifyOptions>;
 
@@ -66,7 +68,9 @@ export async function classify(deps: ServiceDeps, req: ClassifyRequest): Promise
       );
     }
   } else {
-    adapter = opts.adapter ? (await resolveAdapter(store, opts.adapter, bundle.id)).id : null;
+    adapter = opts.adapter
+      ? (await resolveAdapter(store, opts.adapter, bundle.id, req.owner)).id
+      : null;
     try {
       settings = withRequestSeed(resolveSettings(bundle.manifest, opts.settings));
     } catch (e) {
@@ -106,7 +110,14 @@ export async function classify(deps: ServiceDeps, req: ClassifyRequest): Promise
   // a discriminative classifier's verdict is one forward pass
   await admitJob(deps, req.owner, Math.max(1, calls) * inputs.length);
   const job = await store.createJob(
-    { kind: "classify", owner: req.owner, bundle: bundle.id, adapter, settings },
+    {
+      kind: "classify",
+      owner: req.owner,
+      ...(opts.private ? { private: true } : {}),
+      bundle: bundle.id,
+      adapter,
+      settings,
+    },
     inputs,
   );
   dispatcher.wake();

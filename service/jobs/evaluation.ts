@@ -45,10 +45,10 @@ import { FASHION_MNIST } from "../../lib/fashion_mnist.ts";
 import { encodePng } from "../../lib/image_decode.ts";
 import { type ImageShape, imageSize } from "../../lib/model.ts";
 import type { EvaluationJob } from "../../store/records.ts";
-import type { ServiceDeps } from "../context.ts";
+import type { Caller, ServiceDeps } from "../context.ts";
 import { ServiceError } from "../errors.ts";
 import { resolveAdapter } from "./finetune.ts";
-import { findJob, type JobView, jobView } from "./views.ts";
+import { findVisible, type JobView, jobView, visibleTo } from "./views.ts";
 import { Seed } from "../../lib/seed.ts";
 import { config } from "../../config.ts";
 
@@ -117,6 +117,7 @@ export const EvaluationRequest = z.object({
     }).strict().describe("a set stored with POST /v1/datasets"),
   ]),
   shardSize: z.number().int().min(1).max(64).default(8).describe("images per worker unit"),
+  private: z.boolean().default(false).describe("visible to its owner and admins only"),
   rescore: z.number().int().min(0).max(20).default(0).describe(
     "re-score the adversarial points with this many fresh noise draws (diffusion targets)",
   ),
@@ -132,7 +133,7 @@ export async function createEvaluation(
   const { store, registry, dispatcher, config } = deps;
   const target = registry.get(req.target.bundle ?? config.defaultBundle, "target");
   const adapter = req.target.adapter
-    ? (await resolveAdapter(store, req.target.adapter, target.id)).id
+    ? (await resolveAdapter(store, req.target.adapter, target.id, owner)).id
     : null;
   const source = registry.get(req.source.bundle ?? config.defaultBundle, "source");
   const wantSource = req.source.kind === "surrogate" ? "classifier" : "diffusion";
@@ -292,7 +293,15 @@ export async function createEvaluation(
     : 2 * dataset.n;
   await admitJob(deps, owner, total + scoring * (1 + req.rescore));
   const job = await store.createJob(
-    { kind: "evaluate", owner, bundle: target.id, adapter, settings, evaluation },
+    {
+      kind: "evaluate",
+      owner,
+      ...(req.private ? { private: true } : {}),
+      bundle: target.id,
+      adapter,
+      settings,
+      evaluation,
+    },
     shards,
   );
   dispatcher.wake();
@@ -366,16 +375,24 @@ export interface EvaluationView {
 }
 
 /** The job and its report so far (sanity checks once every shard is in). */
-export async function evaluationView(deps: ServiceDeps, id: string): Promise<EvaluationView> {
-  const job = await findEvaluation(deps, id);
+export async function evaluationView(
+  deps: ServiceDeps,
+  id: string,
+  caller?: Caller,
+): Promise<EvaluationView> {
+  const job = await findEvaluation(deps, id, caller);
   return {
     job: await jobView(deps.store, job),
-    report: await reportOf(deps, job),
+    report: await reportOf(deps, job, caller),
     images: datasetIndices(job.evaluation.dataset),
   };
 }
 
-async function reportOf(deps: ServiceDeps, job: EvaluationJob): Promise<EvaluationReport> {
+async function reportOf(
+  deps: ServiceDeps,
+  job: EvaluationJob,
+  caller?: Caller,
+): Promise<EvaluationReport> {
   const { store } = deps;
   const spec = job.evaluation;
   const shards = await store.listEvalResults(job.id);
@@ -388,7 +405,7 @@ async function reportOf(deps: ServiceDeps, job: EvaluationJob): Promise<Evaluati
     for (const j of await store.listEvaluationGroup(spec)) {
       if (
         j.kind !== "evaluate" || j.id === job.id || j.status !== "done" ||
-        !sameTargetAndImages(j.evaluation, spec)
+        !sameTargetAndImages(j.evaluation, spec) || !visibleTo(j, caller)
       ) continue;
       const items = (await store.listEvalResults(j.id)).flatMap((s) => s.items);
       siblings.push(asRun(j.id, j.evaluation, items));
@@ -402,8 +419,12 @@ async function reportOf(deps: ServiceDeps, job: EvaluationJob): Promise<Evaluati
   });
 }
 
-function findEvaluation({ store }: ServiceDeps, id: string): Promise<EvaluationJob> {
-  return findJob(store, id, "evaluate", "unknown-evaluation", "evaluation");
+function findEvaluation(
+  { store }: ServiceDeps,
+  id: string,
+  caller?: Caller,
+): Promise<EvaluationJob> {
+  return findVisible(store, id, caller, "evaluate", "unknown-evaluation", "evaluation");
 }
 
 /** One stored adversarial example (`{index}.png`) as a PNG in the evaluation's image shape. */
@@ -411,8 +432,9 @@ export async function adversarialPng(
   deps: ServiceDeps,
   id: string,
   file: string,
+  caller?: Caller,
 ): Promise<Uint8Array> {
-  const job = await findEvaluation(deps, id);
+  const job = await findEvaluation(deps, id, caller);
   const m = /^(\d{1,5})\.png$/.exec(file);
   const rec = m ? await deps.store.getAdversarial(job.evaluation.setKey, Number(m[1])) : null;
   const bytes = rec && await deps.store.getBlob(rec.blob);

@@ -13,9 +13,9 @@ import { type FinetuneJobSpec, TMHyperSchema } from "../../lib/finetune_spec.ts"
 import { PAPER_TM, paperCheckpoints } from "../../lib/truth_max.ts";
 import type { Store } from "../../store/kv_store.ts";
 import type { AdapterRecord, CheckpointScore } from "../../store/records.ts";
-import type { ServiceDeps } from "../context.ts";
+import type { Caller, ServiceDeps } from "../context.ts";
 import { ServiceError } from "../errors.ts";
-import { findJob, type JobView, jobView, paged, UUID } from "./views.ts";
+import { findVisible, type JobView, jobView, paged, UUID } from "./views.ts";
 import { Seed } from "../../lib/seed.ts";
 import { config } from "../../config.ts";
 
@@ -62,6 +62,7 @@ export const FinetuneRequest = z.object({
     n: z.number().int().min(1).max(512).default(64),
     seed: Seed.default(0),
   }).strict().prefault({}).describe("the held-out subset every checkpoint is scored on"),
+  private: z.boolean().default(false).describe("visible to its owner and admins only"),
 }).strict();
 export type FinetuneRequest = z.output<typeof FinetuneRequest>;
 
@@ -116,6 +117,7 @@ export async function createFinetune(
   const job = await store.createJob({
     kind: "finetune",
     owner,
+    ...(req.private ? { private: true } : {}),
     bundle: bundle.id,
     adapter: null,
     settings: defaultSettings(bundle.manifest),
@@ -142,8 +144,12 @@ export interface FinetuneView {
   final: boolean;
 }
 
-export async function finetuneView(store: Store, id: string): Promise<FinetuneView> {
-  const job = await findJob(store, id, "finetune", "unknown-finetune", "fine-tune");
+export async function finetuneView(
+  store: Store,
+  id: string,
+  caller?: Caller,
+): Promise<FinetuneView> {
+  const job = await findVisible(store, id, caller, "finetune", "unknown-finetune", "fine-tune");
   const [unit] = await store.listUnits(job.id);
   const cps = await store.listCheckpoints(job.id);
   const result = await store.getFinetuneResult(job.id);
@@ -167,14 +173,21 @@ export async function finetuneView(store: Store, id: string): Promise<FinetuneVi
 /** An adapter as shown: how it was trained and scored, without its tensors or owner. */
 export type AdapterView = Omit<AdapterRecord, "stateBlob" | "owner">;
 
-async function findAdapter(store: Store, id: string): Promise<AdapterRecord> {
+async function findAdapter(store: Store, id: string, caller?: Caller): Promise<AdapterRecord> {
   const rec = UUID.test(id) ? await store.getAdapter(id) : null;
-  if (!rec) throw new ServiceError(404, "unknown-adapter", `unknown adapter '${id}'`);
+  if (!rec || !adapterVisible(rec, caller)) {
+    throw new ServiceError(404, "unknown-adapter", `unknown adapter '${id}'`);
+  }
   return rec;
 }
 
-export async function adapterView(store: Store, id: string): Promise<AdapterView> {
-  return toAdapterView(await findAdapter(store, id));
+/** A private fine-tune's adapters are its owner's (and admins') only. */
+function adapterVisible(rec: AdapterRecord, caller?: Caller): boolean {
+  return !rec.private || !caller || caller.admin || caller.id === rec.owner;
+}
+
+export async function adapterView(store: Store, id: string, caller?: Caller): Promise<AdapterView> {
+  return toAdapterView(await findAdapter(store, id, caller));
 }
 
 function toAdapterView(rec: AdapterRecord): AdapterView {
@@ -183,9 +196,15 @@ function toAdapterView(rec: AdapterRecord): AdapterView {
 }
 
 /** A page of every stored adapter (each checkpoint of each fine-tune), by id. */
-export async function listAdapterPage(store: Store, limit: number, cursor?: string) {
+export async function listAdapterPage(
+  store: Store,
+  limit: number,
+  cursor?: string,
+  caller?: Caller,
+) {
   const page = await paged(() => store.listAdaptersPage(limit, cursor));
-  return { adapters: page.adapters.map(toAdapterView), next: page.next };
+  const shown = page.adapters.filter((a) => adapterVisible(a, caller));
+  return { adapters: shown.map(toAdapterView), next: page.next };
 }
 
 /** An adapter id that exists and was trained on `bundle`, or a 404/422. */
@@ -193,8 +212,9 @@ export async function resolveAdapter(
   store: Store,
   id: string,
   bundle: string,
+  owner: string,
 ): Promise<AdapterRecord> {
-  const rec = await findAdapter(store, id);
+  const rec = await findAdapter(store, id, { id: owner, admin: false });
   if (rec.bundle !== bundle) {
     throw new ServiceError(
       422,

@@ -14,6 +14,7 @@ import type {
   Verdict,
 } from "../../store/records.ts";
 import { ServiceError } from "../errors.ts";
+import type { Caller } from "../context.ts";
 
 export interface JobView {
   id: string;
@@ -86,25 +87,48 @@ export async function findJob(
   return job;
 }
 
+/** Whether `caller` may see `job`: the team's jobs, and private ones of its own (admins: all). */
+export function visibleTo(job: Job, caller?: Caller): boolean {
+  return !job.private || !caller || caller.admin || caller.id === job.owner;
+}
+
+/** findJob, and a 404 (as for an unknown id) when the job is private and not the caller's. */
+export async function findVisible<K extends JobKind>(
+  store: Store,
+  id: string,
+  caller: Caller | undefined,
+  kind?: K,
+  code = "unknown-job",
+  what = "job",
+): Promise<Extract<Job, { kind: K }>> {
+  const job = kind ? await findJob(store, id, kind, code, what) : await findJob(store, id);
+  if (!visibleTo(job, caller)) throw new ServiceError(404, code, `no ${what} '${id}'`);
+  return job as Extract<Job, { kind: K }>;
+}
+
 /** GET /v1/jobs/{id}: any kind of job. */
-export async function jobDetail(store: Store, id: string): Promise<JobView> {
-  return await jobView(store, await findJob(store, id));
+export async function jobDetail(store: Store, id: string, caller?: Caller): Promise<JobView> {
+  return await jobView(store, await findVisible(store, id, caller));
 }
 
 /** Every verdict a job has so far (classify jobs; other kinds have none). */
 export async function jobVerdicts(
   store: Store,
   id: string,
+  caller?: Caller,
 ): Promise<{ job: string; verdicts: Verdict[] }> {
-  const job = await findJob(store, id);
+  const job = await findVisible(store, id, caller);
   return { job: job.id, verdicts: await store.listVerdicts(job.id) };
 }
 
 /** One verdict by its id, `{jobId}.{index}`. */
-export async function verdictView(store: Store, id: string): Promise<Verdict> {
+export async function verdictView(store: Store, id: string, caller?: Caller): Promise<Verdict> {
   const m = /^([0-9a-f-]{36})\.(\d{1,6})$/.exec(id);
   const v = m && UUID.test(m[1]) ? await store.getVerdict(m[1], Number(m[2])) : null;
-  if (!v) throw new ServiceError(404, "unknown-verdict", `no verdict '${id}'`);
+  const job = v && await store.getJob(v.jobId);
+  if (!v || !job || !visibleTo(job, caller)) {
+    throw new ServiceError(404, "unknown-verdict", `no verdict '${id}'`);
+  }
   return v;
 }
 
@@ -114,9 +138,12 @@ export async function listJobPage(
   kind: Job["kind"],
   limit: number,
   cursor?: string,
+  caller?: Caller,
 ): Promise<{ jobs: JobView[]; next: string | null }> {
+  // the page is read, then others' private jobs are left out (a page may come back short)
   const page = await paged(() => store.listJobsPage(kind, limit, cursor));
-  return { jobs: await Promise.all(page.jobs.map((j) => jobView(store, j))), next: page.next };
+  const shown = page.jobs.filter((j) => visibleTo(j, caller));
+  return { jobs: await Promise.all(shown.map((j) => jobView(store, j))), next: page.next };
 }
 
 /** A store listing, its cursor errors as a 400 the client can act on. */

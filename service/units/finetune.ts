@@ -53,6 +53,7 @@ export const finetuneUnits: UnitModule<FinetuneJob, "finetune"> = {
       bundle: job.bundle,
       jobId: job.id,
       owner: job.owner,
+      ...(job.private ? { private: true } : {}),
       step: msg.step,
       loss: msg.loss,
       validation: msg.validation,
