@@ -190,7 +190,11 @@ export function createApp(deps: AppDeps) {
     const workers = dispatcher.summary();
     return c.json({
       models: modelViews(registry, workers),
-      rejected: registry.rejected,
+      // folder names only: the host's paths are nobody's business (the error names the fault)
+      rejected: registry.rejected.map((r) => ({
+        dir: r.dir.split("/").at(-1) ?? r.dir,
+        error: r.error.replaceAll(r.dir, r.dir.split("/").at(-1) ?? r.dir),
+      })),
       workers,
     }, 200);
   });
