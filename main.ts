@@ -15,9 +15,18 @@ if (!config.kvPath.startsWith("http")) {
   await Deno.mkdir(dirname(config.kvPath), { recursive: true });
 }
 const store = await Store.open(config.kvPath);
-const dropped = await store.recover();
-if (dropped.length) {
-  console.log(`[tmdc] removed ${dropped.length} job(s) interrupted while being created`);
+// A KV that refuses writes (a full disk) must not keep the service from starting: recovery is
+// retried at the next start, and /v1/ready says 503 with the reason meanwhile.
+try {
+  const dropped = await store.recover();
+  if (dropped.length) {
+    console.log(`[tmdc] removed ${dropped.length} job(s) interrupted while being created`);
+  }
+} catch (e) {
+  console.error(
+    `[tmdc] start-up recovery failed (${(e as Error).message}); serving anyway, ` +
+      "GET /v1/ready reports the KV; it is tried again at the next start",
+  );
 }
 const registry = await Registry.scan(config.modelsDir);
 for (const r of registry.rejected) console.error(`[tmdc] bundle ${r.dir} refused: ${r.error}`);
