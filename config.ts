@@ -23,6 +23,8 @@ export const config = Object.freeze({
   /** shared secret that workers present in their hello message */
   workerToken: Deno.env.get("TMDC_WORKER_TOKEN"),
   frontendUrl: env("TMDC_FRONTEND_URL", "http://127.0.0.1:8787"),
+  /** /v1/ready writes a probe key at most this often (ms); between, the last answer stands */
+  readyProbeMs: int("TMDC_READY_PROBE_MS", 5000),
   /** browser origins allowed to call the API from other sites (comma-separated; none by default) */
   corsOrigins: env("TMDC_CORS_ORIGINS", "").split(",").map((s) => s.trim()).filter(Boolean),
   /** one JSON line per request on stdout (request id, method, path, status, ms, key id) */

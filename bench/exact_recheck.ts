@@ -131,10 +131,11 @@ export async function exactRecheck(o: RecheckOptions, argv: readonly string[]): 
     );
     const okAdv = right(await predict(x, broken.length), broken);
     const disagreements = broken.filter((_, k) => okAdv[k]);
-    const exactTs = clean.map((
-      c,
-      s,
-    ) => (c && !(broken.includes(s) && !disagreements.includes(s)) ? 1 : 0));
+    // robust under the exact attack: right clean in both engines (the GPU run attacked only the
+    // images it had right clean), and not broken there unless the TS engine disagrees
+    const exactTs = clean.map((c, s) =>
+      c && rep.clean[s] && !(broken.includes(s) && !disagreements.includes(s)) ? 1 : 0
+    );
     robust = robust.map((r, s) => r & exactTs[s]);
     const k = count(robust);
     progress.log(

@@ -166,19 +166,22 @@ export function createApp(deps: AppDeps) {
     }, 200));
   // Liveness above says the process answers; readiness says it can do work (a load balancer
   // or compose healthcheck routes traffic on this one).
+  let probe: { at: number; ok: boolean } | undefined; // one KV write per readyProbeMs at most
   app.openapi(ready, async (c) => {
     const problems: string[] = [];
     const workers = dispatcher.peers.size;
     if (workers === 0) problems.push("no worker is connected");
     const def = registry.resolve(config.defaultBundle);
     if (!def) problems.push(`the default bundle '${config.defaultBundle}' is not served`);
-    let kvWritable = true;
-    try {
-      await store.probeWrite();
-    } catch (e) {
-      kvWritable = false;
-      problems.push(`the KV refuses writes: ${(e as Error).message}`);
+    if (!probe || Date.now() - probe.at > config.readyProbeMs) {
+      const ok = await store.probeWrite().then(() => true, (e) => {
+        console.error(`[tmdc] readiness: the KV refuses writes: ${(e as Error).message}`);
+        return false;
+      });
+      probe = { at: Date.now(), ok };
     }
+    const kvWritable = probe.ok;
+    if (!kvWritable) problems.push("the KV refuses writes (the frontend's log says why)");
     const body = {
       status: problems.length ? "not-ready" as const : "ready" as const,
       checks: { workers, default_bundle: def?.id ?? null, kv_writable: kvWritable },

@@ -8,13 +8,15 @@ import { problem } from "./problem.ts";
 export type AuthEnv = { Variables: { apiKey: ApiKeyRecord } };
 
 /**
- * Failed authentications per client address in a fixed window: past `max`, the address gets
- * 429 with Retry-After until its window ends, before any key is looked at — guessing keys costs
- * the guesser time, not the service. In memory: one frontend's view (a restart forgets it).
+ * Failed authentications per client address in a fixed window: past `max`, a failing request
+ * from the address gets 429 with Retry-After until its window ends instead of 401. A key that
+ * verifies is always let in, so a guesser behind the same proxy or NAT cannot lock the team out.
+ * In memory: one frontend's view (a restart forgets it); at most `maxClients` windows, the
+ * oldest evicted first.
  */
 export class AuthFailures {
   #windows = new Map<string, { start: number; n: number }>();
-  constructor(readonly max: number, readonly windowMs: number) {}
+  constructor(readonly max: number, readonly windowMs: number, readonly maxClients = 100_000) {}
 
   /** Seconds until `client` may try again, or 0. */
   blockedFor(client: string, now = Date.now()): number {
@@ -26,13 +28,12 @@ export class AuthFailures {
   record(client: string, now = Date.now()): void {
     const w = this.#windows.get(client);
     if (!w || now - w.start >= this.windowMs) {
-      if (this.#windows.size > 100_000) this.#prune(now); // bounded by live windows
+      this.#windows.delete(client); // re-inserted last: the Map's order is the windows' age
       this.#windows.set(client, { start: now, n: 1 });
+      while (this.#windows.size > this.maxClients) {
+        this.#windows.delete(this.#windows.keys().next().value!);
+      }
     } else w.n++;
-  }
-
-  #prune(now: number): void {
-    for (const [k, w] of this.#windows) if (now - w.start >= this.windowMs) this.#windows.delete(k);
   }
 }
 
@@ -45,26 +46,28 @@ function clientOf(c: Context): string {
 export function bearerAuth(store: Store, failures?: AuthFailures): MiddlewareHandler<AuthEnv> {
   return async function bearerAuth(c, next) {
     const client = clientOf(c);
-    const wait = failures?.blockedFor(client) ?? 0;
-    if (wait > 0) {
-      throw problem(429, `too many failed authentications from this address; retry in ${wait} s`, {
-        code: "too-many-auth-failures",
-      }, { "Retry-After": String(wait) });
-    }
-    const header = c.req.header("authorization") ?? "";
-    const m = /^Bearer\s+(\S+)$/i.exec(header);
-    const challenge = { "WWW-Authenticate": 'Bearer realm="tmdc"' };
-    if (!m) {
+    const refuse = (status: 401, detail: string, code: string) => {
+      const wait = failures?.blockedFor(client) ?? 0;
       failures?.record(client);
-      throw problem(401, "send an API key as 'Authorization: Bearer <key>'", {
-        code: "missing-api-key",
-      }, challenge);
+      if (wait > 0) {
+        throw problem(
+          429,
+          `too many failed authentications from this address; retry in ${wait} s`,
+          {
+            code: "too-many-auth-failures",
+          },
+          { "Retry-After": String(wait) },
+        );
+      }
+      throw problem(status, detail, { code }, { "WWW-Authenticate": 'Bearer realm="tmdc"' });
+    };
+    const header = c.req.header("authorization") ?? "";
+    const m = /^Bearer\s+(\S{1,200})$/i.exec(header);
+    if (!m) {
+      return refuse(401, "send an API key as 'Authorization: Bearer <key>'", "missing-api-key");
     }
     const record = await store.verifyApiKey(m[1]);
-    if (!record) {
-      failures?.record(client);
-      throw problem(401, "the API key is not valid", { code: "invalid-api-key" }, challenge);
-    }
+    if (!record) return refuse(401, "the API key is not valid", "invalid-api-key");
     c.set("apiKey", record);
     await next();
   };

@@ -102,11 +102,11 @@ async function send(files) {
 async function poll(id, files) {
   const job = await api("/v1/jobs/" + id);
   $("status").innerHTML = "job " + esc(id) + ": " + esc(job.status) + " " + bar(job.progress);
-  if (job.status === "done" || job.status === "failed") {
+  if (job.status === "done" || job.status === "failed" || job.status === "cancelled") {
     const { verdicts } = await api("/v1/jobs/" + id + "/verdicts");
     for (const v of verdicts) render(v, files[v.index]);
     for (const e of job.errors) $("out").insertAdjacentHTML("afterbegin", '<p class="err">image ' + Number(e.index) + ": " + esc(e.error) + "</p>");
-  } else setTimeout(() => poll(id, files), 700);
+  } else setTimeout(() => poll(id, files).catch((e) => fail($("status"), e)), 700);
 }
 function render(v, file) {
   const dc = v.stop !== "forward"; // a baseline classifier's verdict has no error estimates
@@ -146,7 +146,7 @@ $("ftForm").onsubmit = async (e) => {
 async function follow(id, kind, el) {
   const job = await api("/v1/jobs/" + id);
   el.innerHTML = esc(kind) + " " + esc(id) + ": " + esc(job.status) + " " + bar(job.progress) + ' <a href="#" data-open="' + esc(id) + '" data-kind="' + esc(kind) + '">open</a>';
-  if (job.status === "queued" || job.status === "running") setTimeout(() => follow(id, kind, el), 1000);
+  if (job.status === "queued" || job.status === "running") setTimeout(() => follow(id, kind, el).catch((e) => fail(el, e)), 1000);
 }
 document.addEventListener("click", (e) => {
   const a = e.target.closest("[data-open]");
@@ -186,7 +186,8 @@ async function showEvaluation(id, el) {
     '<tr><th>robust accuracy</th><td class="robust">' + pct(r.robust_accuracy) + " [" + pct(r.ci95[0]) + ", " + pct(r.ci95[1]) + "]</td></tr>" +
     (r.sanity ? r.sanity.map(s => "<tr><th>check</th><td>" + esc(s.name) + ": " + esc(s.status) + "</td></tr>").join("") : "") + "</table>" +
     '<p>adversarial examples</p><div class="adv" id="advImages"></div>';
-  if (job.status !== "done") { setTimeout(() => showEvaluation(id, el), 1500); return; }
+  if (job.status === "queued" || job.status === "running") { setTimeout(() => showEvaluation(id, el).catch((e) => fail(el, e)), 1500); return; }
+  if (job.status !== "done") return;
   for (const i of images.slice(0, 12)) {
     const res = await fetch("/v1/evaluations/" + id + "/adversarial/" + Number(i) + ".png", { headers: headers() });
     if (!res.ok) continue;
@@ -210,7 +211,7 @@ async function showFinetune(id, el) {
     "<table><tr><th>step</th><th>adapter</th><th>loss</th><th>clean</th><th>robust</th></tr>" + f.checkpoints.map(c =>
       "<tr><td>" + Number(c.step) + "</td><td>" + esc(c.adapter) + (c.best ? " (best)" : "") + "</td><td>" + Number(c.loss).toFixed(4) + "</td><td>" +
       pct(c.validation.clean_accuracy) + "</td><td>" + pct(c.validation.robust_accuracy) + "</td></tr>").join("") + "</table>";
-  if (f.job.status === "queued" || f.job.status === "running") setTimeout(() => showFinetune(id, el), 1500);
+  if (f.job.status === "queued" || f.job.status === "running") setTimeout(() => showFinetune(id, el).catch((e) => fail(el, e)), 1500);
 }
 $("adaptersReload").onclick = () => loadAdapters();
 async function loadAdapters() {

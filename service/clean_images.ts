@@ -20,13 +20,21 @@ export interface CleanImages {
 
 export function cleanImages(store: Store, dataRoot: string): CleanImages {
   let test: Promise<LabelledImages | null> | undefined;
+  // uploaded sets never change: the last few are kept, not read from KV for every shard
+  const uploaded = new Map<string, { f: Float32Array; n: number; labels: number[] }>();
   return {
     async rows(ref, indices) {
       if (ref.name === "uploaded") {
-        const ds = await store.getDataset(ref.id);
-        const all = ds && await store.getBlob(ds.pixelsBlob);
-        if (!ds || !all) return null;
-        const f = new Float32Array(all.slice().buffer);
+        let ds = uploaded.get(ref.id);
+        if (!ds) {
+          const rec = await store.getDataset(ref.id);
+          const all = rec && await store.getBlob(rec.pixelsBlob);
+          if (!rec || !all) return null;
+          ds = { f: new Float32Array(all.slice().buffer), n: rec.n, labels: rec.labels };
+          uploaded.set(ref.id, ds);
+          if (uploaded.size > 4) uploaded.delete(uploaded.keys().next().value!);
+        }
+        const f = ds.f;
         const D = f.length / ds.n;
         return {
           images: indices.map((i) => f.subarray(i * D, (i + 1) * D)),

@@ -106,8 +106,14 @@ export class Store {
 
   /** Revoke a key by id (effective for its next request); null if there is no such key. */
   async revokeApiKey(id: string, actor: string): Promise<ApiKeyRecord | null> {
-    const hash = (await this.#kv.get<string>(keys.apiKeyById(id))).value;
-    if (!hash) return null;
+    let hash = (await this.#kv.get<string>(keys.apiKeyById(id))).value;
+    if (!hash) {
+      // a key made before the id index existed: find it by its record (keys are few)
+      for await (const e of this.#kv.list<ApiKeyRecord>({ prefix: keys.apiKeys() })) {
+        if (e.value.id === id) hash = String(e.key[1]);
+      }
+      if (!hash) return null;
+    }
     const e = await this.#kv.get<ApiKeyRecord>(keys.apiKey(hash));
     if (!e.value) return null;
     if (e.value.revokedAt) return e.value;
@@ -547,8 +553,10 @@ export class Store {
     for await (const a of this.#kv.list<boolean>({ prefix: keys.activeJobs() })) {
       const jobEntry = await this.#kv.get<Job>(keys.job(jobIdOf(a.key)));
       const job = jobEntry.value;
-      if (!job) continue;
+      if (!job || (job.status !== "queued" && job.status !== "running")) continue;
       let free: Deno.KvEntry<Unit> | null = null;
+      // Units are leased in index order, so the live leases of a job come before its first free
+      // unit: the scan stops there (a job's later queued units are not read).
       for await (const u of this.#kv.list<Unit>({ prefix: keys.units(job.id) })) {
         const unit = u.value;
         if (unit.status === "leased" && unit.lease!.until >= t) {
@@ -556,7 +564,7 @@ export class Store {
           continue;
         }
         const isFree = unit.status === "queued" || unit.status === "leased";
-        if (!isFree || free || !bundles.includes(job.bundle)) continue;
+        if (!isFree || !bundles.includes(job.bundle)) continue;
         if (unit.attempts >= MAX_ATTEMPTS) {
           await this.#finishUnit(
             unit,
@@ -566,6 +574,7 @@ export class Store {
           continue;
         }
         free = u as Deno.KvEntry<Unit>;
+        break;
       }
       if (free) candidates.push({ job, jobEntry: jobEntry as Deno.KvEntry<Job>, unit: free });
     }
@@ -618,9 +627,19 @@ export class Store {
         .set(...this.#auditEntry(actor, "job.cancel", id, { kind: job.kind }));
       if (!(await op.commit()).ok) continue;
       // the units: completion checks the job's status, so this need not be atomic with it
-      for await (const u of this.#kv.list<Unit>({ prefix: keys.units(id) })) {
-        if (u.value.status !== "queued" && u.value.status !== "leased") continue;
-        await this.#kv.atomic().check(u).set(u.key, { ...u.value, status: "cancelled" }).commit();
+      for await (const first of this.#kv.list<Unit>({ prefix: keys.units(id) })) {
+        // retried until it holds: a heartbeat may renew the lease between the read and the write
+        for (let u = first; u.value.status === "queued" || u.value.status === "leased";) {
+          const ok = await this.#kv.atomic().check(u).set(u.key, {
+            ...u.value,
+            status: "cancelled",
+          })
+            .commit();
+          if (ok.ok) break;
+          const again = await this.#kv.get<Unit>(u.key);
+          if (!again.value) break;
+          u = again as Deno.KvEntry<Unit>;
+        }
       }
       return next;
     }
@@ -748,10 +767,17 @@ export class Store {
       stateBlob: blob,
       createdAt: now(),
     };
-    await commitOrThrow(
-      this.#kv.atomic().set(keys.adapter(full.id), full)
-        .set(...this.#auditEntry(rec.owner, "adapter.import", full.id, { from: rec.importedFrom })),
-    );
+    try {
+      await commitOrThrow(
+        this.#kv.atomic().set(keys.adapter(full.id), full)
+          .set(
+            ...this.#auditEntry(rec.owner, "adapter.import", full.id, { from: rec.importedFrom }),
+          ),
+      );
+    } catch (e) {
+      await this.deleteBlob(blob); // nothing of a refused import stays behind
+      throw e;
+    }
     return full;
   }
 

@@ -13,6 +13,7 @@ import { fromBase64, toBase64 } from "../../gpu-worker/protocol.ts";
 import type { Caller, ServiceDeps } from "../context.ts";
 import { ServiceError } from "../errors.ts";
 import { type AdapterView, adapterView } from "./finetune.ts";
+import { CheckpointScore } from "../../lib/finetune_spec.ts";
 
 export const ADAPTER_FILE = "tmdc-adapter";
 
@@ -20,13 +21,17 @@ export const AdapterFile = z.object({
   format: z.literal(ADAPTER_FILE),
   version: z.literal(1),
   adapter: z.object({
-    id: z.string(),
-    bundle: z.string(),
+    id: z.string().max(100),
+    bundle: z.string().max(200),
     step: z.number().int().nonnegative(),
     loss: z.number(),
-    validation: z.record(z.string(), z.unknown()),
+    validation: CheckpointScore,
     finetune: z.record(z.string(), z.unknown()),
-  }).passthrough(),
+  }).passthrough().refine(
+    // the record goes into one KV value (≤ 64 KiB) with its audit entry
+    (a) => JSON.stringify(a).length <= 16_384,
+    "the adapter's record is over 16 KiB",
+  ),
   lora: z.string().describe("float32 LoRA tensors in the bundle's layout order, base64"),
   sha256: z.string().regex(/^[0-9a-f]{64}$/),
 });
@@ -89,7 +94,11 @@ export async function importAdapter(
     owner,
     step: a.step,
     loss: a.loss,
-    validation: a.validation as never,
+    validation: {
+      n: a.validation.n,
+      clean_accuracy: a.validation.clean_accuracy,
+      robust_accuracy: a.validation.robust_accuracy,
+    },
     finetune: a.finetune as never,
     importedFrom: a.id,
   }, state);

@@ -282,7 +282,9 @@ export async function createEvaluation(
     source: sourceSpec,
     target: targetSpec,
     dataset,
-    setKey: adversarialSetKey({ attack, source: sourceSpec, dataset }),
+    // a private evaluation keeps its adversarial examples to itself (its owner's own set)
+    setKey: adversarialSetKey({ attack, source: sourceSpec, dataset }) +
+      (req.private ? `:${owner}` : ""),
     mode: evaluationMode(sourceSpec, targetSpec),
     ...(req.rescore > 0 ? { rescore: req.rescore } : {}),
   };
@@ -290,6 +292,8 @@ export async function createEvaluation(
   // the attack's price, and scoring every image clean and adversarial on a DC target
   const scoring = targetSpec.kind === "dc"
     ? 2 * unetCalls(settings!, K) * dataset.n
+    : targetSpec.kind === "diffpure"
+    ? 2 * (2 * targetSpec.steps + 1) * dataset.n // forward noise, the DDIM steps, the classifier
     : 2 * dataset.n;
   await admitJob(deps, owner, total + scoring * (1 + req.rescore));
   const job = await store.createJob(

@@ -8,6 +8,7 @@ import { z } from "zod";
 import { type AttackConfig, AttackConfigSchema } from "../../lib/attacks/config.ts";
 import { AttackConfigError, validateAttack } from "../../lib/attacks/registry.ts";
 import { defaultSettings } from "../../lib/dc_settings.ts";
+import { unetCalls } from "../../lib/diffusion_classifier.ts";
 import { bestCheckpoint } from "../../lib/finetune.ts";
 import { type FinetuneJobSpec, TMHyperSchema } from "../../lib/finetune_spec.ts";
 import { PAPER_TM, paperCheckpoints } from "../../lib/truth_max.ts";
@@ -112,8 +113,15 @@ export async function createFinetune(
     validation: req.validation,
     pool: req.pool,
   };
-  // each step: the batch's loss and LoRA gradient (the surrogate's attack is not UNet work)
-  await admitJob(deps, owner, 2 * req.hyper.steps * req.hyper.batchSize);
+  // each step: the batch's loss and LoRA gradient (the surrogate's attack is not UNet work);
+  // each checkpoint: the validation images classified clean and adversarial by the DC
+  const perImage = unetCalls(defaultSettings(bundle.manifest), bundle.manifest.classes.length);
+  await admitJob(
+    deps,
+    owner,
+    2 * req.hyper.steps * req.hyper.batchSize +
+      checkpoints.length * 2 * req.validation.n * perImage,
+  );
   const job = await store.createJob({
     kind: "finetune",
     owner,
