@@ -27,6 +27,7 @@ import { benchTmStudy } from "./cli/bench_tm_study.ts";
 import { benchExactReport } from "./cli/bench_exact_report.ts";
 import { benchExactRecheck } from "./cli/bench_exact_recheck.ts";
 import { benchLoad } from "./cli/bench_load.ts";
+import { benchTake } from "./cli/bench_take.ts";
 
 /** Command name (one or two words) → its module. */
 export const COMMANDS: Readonly<Record<string, Command>> = Object.freeze({
@@ -53,6 +54,7 @@ export const COMMANDS: Readonly<Record<string, Command>> = Object.freeze({
   "bench exact-report": benchExactReport,
   "bench exact-recheck": benchExactRecheck,
   "bench load": benchLoad,
+  "bench take": benchTake,
 });
 
 const HELP = new Set(["-h", "--help", "help"]);

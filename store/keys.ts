@@ -8,6 +8,7 @@
  *   ["job", jobId]                       → Job
  *   ["jobkind", kind, createdAt, jobId]  → true            (index: a kind's jobs, oldest first)
  *   ["active", createdAt, jobId]         → true            (jobs with work left, FIFO)
+ *   ["activeby", owner, createdAt, jobId] → true           (the same, by owner: fair share)
  *   ["evalgroup", group, createdAt, jobId] → true          (index: evaluations of one target on
  *                                          the same images, lib/evaluation/report.ts)
  *   ["unit", jobId, idx]                 → Unit            (one image of a job, or one shard)
@@ -60,6 +61,14 @@ export const keys = {
   evalGroupIndex: (): Deno.KvKey => ["evalgroup"],
   jobKindIndex: (): Deno.KvKey => ["jobkind"],
   active: (createdAt: string, id: string): Deno.KvKey => ["active", createdAt, id],
+  activeBy: (owner: string, createdAt: string, id: string): Deno.KvKey => [
+    "activeby",
+    owner,
+    createdAt,
+    id,
+  ],
+  activeOf: (owner: string): Deno.KvKey => ["activeby", owner],
+  activeByIndex: (): Deno.KvKey => ["activeby"],
   activeJobs: (): Deno.KvKey => ["active"],
 
   unit: (jobId: string, idx: number): Deno.KvKey => ["unit", jobId, idx],

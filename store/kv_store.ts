@@ -246,7 +246,8 @@ export class Store {
         this.#kv.atomic().set(keys.job(job.id), queued).set(
           keys.active(job.createdAt, job.id),
           true,
-        ).set(...this.#auditEntry(job.owner, "job.create", job.id, { kind: job.kind })),
+        ).set(keys.activeBy(job.owner, job.createdAt, job.id), true)
+          .set(...this.#auditEntry(job.owner, "job.create", job.id, { kind: job.kind })),
       );
       return queued;
     } catch (e) {
@@ -421,7 +422,8 @@ export class Store {
     }
     const op = this.#kv.atomic().delete(keys.job(id));
     if (job) {
-      op.delete(keys.active(job.createdAt, id)).delete(keys.jobOfKind(job.kind, job.createdAt, id));
+      op.delete(keys.active(job.createdAt, id)).delete(keys.jobOfKind(job.kind, job.createdAt, id))
+        .delete(keys.activeBy(job.owner, job.createdAt, id));
       const group = groupKey(job);
       if (group) op.delete(group);
     }
@@ -440,6 +442,12 @@ export class Store {
       else kept.push(e.value);
     }
     for (const id of dropped) await this.deleteJob(id);
+    // jobs with work left that a KV file written before the per-owner index holds without it
+    for (const j of kept) {
+      if (j.status !== "queued" && j.status !== "running") continue;
+      const k = keys.activeBy(j.owner, j.createdAt, j.id);
+      if ((await this.#kv.get(k)).versionstamp === null) await this.#kv.set(k, true);
+    }
     for (let k = 0; k < kept.length; k += GET_MANY / 2) {
       const batch = kept.slice(k, k + GET_MANY / 2);
       const wanted = batch.flatMap((j) => {
@@ -472,6 +480,12 @@ export class Store {
     /** a KV file written before the kind index existed: every job without its index entry */
     dropJobKindIndex: async (): Promise<void> => {
       for await (const e of this.#kv.list({ prefix: keys.jobKindIndex() })) {
+        await this.#kv.delete(e.key);
+      }
+    },
+    /** a KV file written before the per-owner active index existed */
+    dropActiveByIndex: async (): Promise<void> => {
+      for await (const e of this.#kv.list({ prefix: keys.activeByIndex() })) {
         await this.#kv.delete(e.key);
       }
     },
@@ -531,6 +545,15 @@ export class Store {
     return { jobs, units };
   }
 
+  /** The owner after `after` in the per-owner active index (null: none left). */
+  async #nextOwner(after: string | null): Promise<string | null> {
+    const selector = after === null
+      ? { prefix: keys.activeByIndex() }
+      : { prefix: keys.activeByIndex(), start: [...keys.activeOf(after), "\uffff"] };
+    for await (const e of this.#kv.list<boolean>(selector, { limit: 1 })) return String(e.key[1]);
+    return null;
+  }
+
   /** when each owner (API key id) was last given a unit: fair share between keys */
   #lastServed = new Map<string, number>();
 
@@ -550,33 +573,45 @@ export class Store {
     const t = Date.now();
     const live = new Map<string, number>();
     const candidates: { job: Job; jobEntry: Deno.KvEntry<Job>; unit: Deno.KvEntry<Unit> }[] = [];
-    for await (const a of this.#kv.list<boolean>({ prefix: keys.activeJobs() })) {
-      const jobEntry = await this.#kv.get<Job>(keys.job(jobIdOf(a.key)));
-      const job = jobEntry.value;
-      if (!job || (job.status !== "queued" && job.status !== "running")) continue;
-      let free: Deno.KvEntry<Unit> | null = null;
-      // Units are leased in index order, so the live leases of a job come before its first free
-      // unit: the scan stops there (a job's later queued units are not read).
-      for await (const u of this.#kv.list<Unit>({ prefix: keys.units(job.id) })) {
-        const unit = u.value;
-        if (unit.status === "leased" && unit.lease!.until >= t) {
-          live.set(job.owner, (live.get(job.owner) ?? 0) + 1);
-          continue;
+    // Owner by owner (a skip scan of the per-owner index: one read per owner), each owner's jobs
+    // oldest first until one has a unit this worker can take. Units are leased in index order,
+    // so a job's live leases come before its first free unit: the scan of a job stops there.
+    // The cost is the owners with work plus their leading busy jobs, not every active job.
+    for (
+      let owner = await this.#nextOwner(null);
+      owner !== null;
+      owner = await this.#nextOwner(owner)
+    ) {
+      for await (const a of this.#kv.list<boolean>({ prefix: keys.activeOf(owner) })) {
+        const jobEntry = await this.#kv.get<Job>(keys.job(jobIdOf(a.key)));
+        const job = jobEntry.value;
+        if (!job || (job.status !== "queued" && job.status !== "running")) continue;
+        if (!bundles.includes(job.bundle)) continue; // not this worker's (its leases go uncounted)
+        let free: Deno.KvEntry<Unit> | null = null;
+        for await (const u of this.#kv.list<Unit>({ prefix: keys.units(job.id) })) {
+          const unit = u.value;
+          if (unit.status === "leased" && unit.lease!.until >= t) {
+            live.set(owner, (live.get(owner) ?? 0) + 1);
+            continue;
+          }
+          const isFree = unit.status === "queued" || unit.status === "leased";
+          if (!isFree) continue;
+          if (unit.attempts >= MAX_ATTEMPTS) {
+            await this.#finishUnit(
+              unit,
+              "failed",
+              `gave up after ${unit.attempts} attempts (workers lost)`,
+            );
+            continue;
+          }
+          free = u as Deno.KvEntry<Unit>;
+          break;
         }
-        const isFree = unit.status === "queued" || unit.status === "leased";
-        if (!isFree || !bundles.includes(job.bundle)) continue;
-        if (unit.attempts >= MAX_ATTEMPTS) {
-          await this.#finishUnit(
-            unit,
-            "failed",
-            `gave up after ${unit.attempts} attempts (workers lost)`,
-          );
-          continue;
+        if (free) {
+          candidates.push({ job, jobEntry: jobEntry as Deno.KvEntry<Job>, unit: free });
+          break; // this owner's oldest takeable job
         }
-        free = u as Deno.KvEntry<Unit>;
-        break;
       }
-      if (free) candidates.push({ job, jobEntry: jobEntry as Deno.KvEntry<Job>, unit: free });
     }
     const rank = (
       c: { job: Job },
@@ -584,7 +619,7 @@ export class Store {
     candidates.sort((a, b) => {
       const [la, sa] = rank(a);
       const [lb, sb] = rank(b);
-      return la - lb || sa - sb; // stable: ties keep the oldest job first
+      return la - lb || sa - sb || a.job.createdAt.localeCompare(b.job.createdAt); // then FIFO
     });
     for (const { job, jobEntry, unit: u } of candidates) {
       const leased: Unit = {
@@ -624,6 +659,7 @@ export class Store {
       const next: Job = { ...job, status: "cancelled", finishedAt: t, updatedAt: t };
       const op = this.#kv.atomic().check(je).set(je.key, next)
         .delete(keys.active(job.createdAt, id))
+        .delete(keys.activeBy(job.owner, job.createdAt, id))
         .set(...this.#auditEntry(actor, "job.cancel", id, { kind: job.kind }));
       if (!(await op.commit()).ok) continue;
       // the units: completion checks the job's status, so this need not be atomic with it
@@ -906,6 +942,7 @@ export class Store {
       job.status = job.done > 0 || job.total === 0 ? "done" : "failed";
       job.finishedAt = now();
       op.delete(keys.active(job.createdAt, job.id));
+      op.delete(keys.activeBy(job.owner, job.createdAt, job.id));
     }
     op.set(keys.job(job.id), job);
   }

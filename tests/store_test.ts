@@ -152,3 +152,18 @@ Deno.test("evaluation groups: the same target on the same images, from the index
     assertEquals(await group(again), [a2.id]);
   });
 });
+
+Deno.test("take reads the per-owner active index; recover() back-fills it for an older KV file", async () => {
+  await withStore(async (store, restart) => {
+    const job = await store.createJob({ ...classify, owner: "carol" }, [{ shard: [0] }]);
+    await store.__testing.dropActiveByIndex();
+    assertEquals(
+      await store.leaseNext("w", ["tiny-diffusion"], 60_000),
+      null,
+      "not indexed: not seen",
+    );
+    const again = await restart();
+    await again.recover();
+    assertEquals((await again.leaseNext("w", ["tiny-diffusion"], 60_000))?.job.id, job.id);
+  });
+});
