@@ -483,6 +483,10 @@ export class Store {
         await this.#kv.delete(e.key);
       }
     },
+    /** an API key as the store wrote it before roles: {id, name, createdAt}, no id index */
+    plantLegacyApiKey: async (key: string, id: string, name: string): Promise<void> => {
+      await this.#kv.set(keys.apiKey(sha256hex(key)), { id, name, createdAt: now() });
+    },
     /** a KV file written before the per-owner active index existed */
     dropActiveByIndex: async (): Promise<void> => {
       for await (const e of this.#kv.list({ prefix: keys.activeByIndex() })) {

@@ -299,24 +299,11 @@ Deno.test("private jobs: their owner and admins see them; other members get 404 
 });
 
 Deno.test("a key made before roles existed (no role, no id index) is an admin's and can be revoked", async () => {
-  const dir = await Deno.makeTempDir({ prefix: "tmdc-oldkey-" });
-  const path = `${dir}/kv`;
-  // the record as the store wrote it before roles: only {id, name, createdAt}, keyed by hash
-  const key = "tmdc_old-key-0123456789";
-  const hash = Array.from(
-    new Uint8Array(await crypto.subtle.digest("SHA-256", new TextEncoder().encode(key))),
-    (b) => b.toString(16).padStart(2, "0"),
-  ).join("");
-  const raw = await Deno.openKv(path);
-  await raw.set(["apikey", hash], {
-    id: "old-id",
-    name: "old",
-    createdAt: "2026-01-01T00:00:00.000Z",
-  });
-  raw.close();
   const { Store } = await import("../store/kv_store.ts");
-  const store = await Store.open(path);
+  const store = await Store.open(`${await Deno.makeTempDir({ prefix: "tmdc-oldkey-" })}/kv`);
   try {
+    const key = "tmdc_old-key-0123456789";
+    await store.__testing.plantLegacyApiKey(key, "old-id", "old");
     assertEquals((await store.verifyApiKey(key))?.id, "old-id");
     const listed = await store.listApiKeys();
     assertEquals(listed.map((k) => [k.id, k.role ?? "admin"]), [["old-id", "admin"]]);
