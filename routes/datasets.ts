@@ -15,7 +15,7 @@ import { type AppDeps, bodyLimits } from "./deps.ts";
 import { apiRouter, limitBody } from "./http.ts";
 import { readMultipart } from "./multipart.ts";
 import { problemResponses } from "./problem.ts";
-import { Dataset, IdParam, PageQuery } from "./schemas.ts";
+import { Dataset, IdParam, pageOf, PageQuery } from "./schemas.ts";
 
 const security = [{ bearer: [] }];
 const tags = ["datasets"];
@@ -97,7 +97,7 @@ const list = createRoute({
       description: "a page of sets",
       content: {
         "application/json": {
-          schema: z.object({ datasets: z.array(Dataset), next: z.string().nullable() }),
+          schema: pageOf("datasets", Dataset),
         },
       },
     },

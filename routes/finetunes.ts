@@ -21,6 +21,7 @@ import {
   FinetuneDetail,
   FinetuneRequest,
   IdParam,
+  pageOf,
   PageQuery,
 } from "./schemas.ts";
 
@@ -96,7 +97,7 @@ const listAdapters = createRoute({
       description: "a page of adapters",
       content: {
         "application/json": {
-          schema: z.object({ adapters: z.array(Adapter), next: z.string().nullable() }),
+          schema: pageOf("adapters", Adapter),
         },
       },
     },

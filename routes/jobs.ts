@@ -14,7 +14,7 @@ import {
 import { apiRouter } from "./http.ts";
 import { problem, problemResponses } from "./problem.ts";
 import { callerOf, roleOf } from "./auth.ts";
-import { IdParam, Job, JobVerdicts, PageQuery, Verdict } from "./schemas.ts";
+import { IdParam, Job, JobVerdicts, pageOf, PageQuery, Verdict } from "./schemas.ts";
 import { z } from "@hono/zod-openapi";
 
 const security = [{ bearer: [] }];
@@ -49,7 +49,7 @@ const listJobs = createRoute({
       description: "a page of jobs",
       content: {
         "application/json": {
-          schema: z.object({ jobs: z.array(Job), next: z.string().nullable() }),
+          schema: pageOf("jobs", Job),
         },
       },
     },

@@ -8,7 +8,7 @@ import { ROLES } from "../store/records.ts";
 import { requireAdmin, roleOf } from "./auth.ts";
 import { apiRouter } from "./http.ts";
 import { problem, problemResponses } from "./problem.ts";
-import { IdParam } from "./schemas.ts";
+import { IdParam, pageOf } from "./schemas.ts";
 
 const security = [{ bearer: [] }];
 
@@ -102,7 +102,7 @@ const listAudit = createRoute({
       description: "a page of the log",
       content: {
         "application/json": {
-          schema: z.object({ entries: z.array(AuditEntry), next: z.string().nullable() }),
+          schema: pageOf("entries", AuditEntry),
         },
       },
     },

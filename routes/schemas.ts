@@ -293,6 +293,15 @@ export const PageQuery = z.object({
   cursor: z.string().max(1000).optional(),
 });
 
+/** A listing's answer: one page of `items` under `key`, and the following page's cursor. */
+export function pageOf<K extends string, T extends z.ZodType>(key: K, item: T) {
+  return z.object(
+    { [key]: z.array(item), next: z.string().nullable() } as
+      & { [P in K]: z.ZodArray<T> }
+      & { next: z.ZodNullable<z.ZodString> },
+  );
+}
+
 /** Ids in paths: anything (an unknown id is a 404 problem, not a validation error). */
 export const IdParam = z.object({
   id: z.string().openapi({ param: { name: "id", in: "path" } }),

@@ -113,16 +113,38 @@ async function setup(helloTimeoutMs = 5000) {
   const url = `ws://127.0.0.1:${server.addr.port}/`;
   const manifest = registry.bundles.get(DC)!.manifest as DiffusionManifest;
   const settings = defaultSettings(manifest);
-  const classifyJob = (adapter: string | null = null) =>
-    store.createJob({ kind: "classify", owner: "o", bundle: DC, adapter, settings }, [{
-      pixels: new Uint8Array(D * 4),
-      input: {
-        name: "x.png",
-        source: { format: "png", width: 28, height: 28, channels: 1 },
-        conversion: [],
-        decoder: "test",
+  /** a classify job of `units` blank 28×28 images */
+  const classifyJob = (adapter: string | null = null, units = 1) =>
+    store.createJob(
+      { kind: "classify", owner: "o", bundle: DC, adapter, settings },
+      Array.from({ length: units }, () => ({
+        pixels: new Uint8Array(D * 4),
+        input: {
+          name: "x.png",
+          source: { format: "png", width: 28, height: 28, channels: 1 },
+          conversion: [],
+          decoder: "test",
+        },
+      })),
+    );
+  /** a transfer evaluation (FGSM, Linf 0.05) of one shard of Fashion-MNIST test indices */
+  const attack = validateAttack({ attack: "fgsm", norm: "linf", eps: 0.05, seed: 0 }, K, 1e6);
+  const evalJob = (shard: number[], setKey: string = crypto.randomUUID()) =>
+    store.createJob({
+      kind: "evaluate",
+      owner: "o",
+      bundle: DC,
+      adapter: null,
+      settings,
+      evaluation: {
+        attack,
+        source: { kind: "surrogate", bundle: SURROGATE },
+        target: { kind: "dc", bundle: DC, adapter: null, settings },
+        dataset: { name: "fashion-mnist-test", n: shard.length, seed: 0 },
+        setKey,
+        mode: "transfer",
       },
-    }]);
+    }, [{ shard }]);
   const workers: ScriptedWorker[] = [];
   return {
     store,
@@ -130,6 +152,7 @@ async function setup(helloTimeoutMs = 5000) {
     dispatcher,
     settings,
     classifyJob,
+    evalJob,
     connect: async () => {
       const w = await ScriptedWorker.connect(url);
       workers.push(w);
@@ -301,23 +324,6 @@ test("dispatcher: results that do not fit their unit are rejected and free the s
   assertEquals(inFlight(s, "w"), 0);
 
   // evaluation shards: the items must be the shard's indices, the examples whole images
-  const attack = validateAttack({ attack: "fgsm", norm: "linf", eps: 0.05, seed: 0 }, K, 1e6);
-  const evalJob = () =>
-    s.store.createJob({
-      kind: "evaluate",
-      owner: "o",
-      bundle: DC,
-      adapter: null,
-      settings: s.settings,
-      evaluation: {
-        attack,
-        source: { kind: "surrogate", bundle: SURROGATE },
-        target: { kind: "dc", bundle: DC, adapter: null, settings: s.settings },
-        dataset: { name: "fashion-mnist-test", n: 3, seed: 0 },
-        setKey: crypto.randomUUID(),
-        mode: "transfer",
-      },
-    }, [{ shard: [7, 3, 5] }]);
   const test = await loadTest(config.root);
   const item = (index: number, bytes = D * 4) => ({
     index,
@@ -345,7 +351,7 @@ test("dispatcher: results that do not fit their unit are rejected and free the s
       [[item(7), item(3, D * 4 - 4), item(5)], /bytes/],
     ] as const
   ) {
-    const j = await evalJob();
+    const j = await s.evalJob([7, 3, 5]);
     const ev = await w.take() as FrontendUnit;
     assertEquals(ev.kind, "evaluation");
     w.send(result(ev, [...items]));
@@ -355,7 +361,7 @@ test("dispatcher: results that do not fit their unit are rejected and free the s
     assertEquals(inFlight(s, "w"), 0);
   }
   // the same shard, right: stored, and its examples kept for other targets
-  const ok = await evalJob();
+  const ok = await s.evalJob([7, 3, 5]);
   const ev = await w.take() as FrontendUnit;
   w.send(result(ev, [item(7), item(3), item(5)]));
   assertEquals((await settled(s, ok.id)).status, "done");
@@ -455,23 +461,6 @@ test("dispatcher: a hostile worker's forgeries are refused and reach nothing", a
   // adversarial examples that no Linf 0.05 attack could make, and a wrong label
   const test = await loadTest(config.root);
   const clean = (i: number) => test.images.subarray(i * D, (i + 1) * D);
-  const attack = validateAttack({ attack: "fgsm", norm: "linf", eps: 0.05, seed: 0 }, K, 1e6);
-  const evalJob = (setKey: string) =>
-    s.store.createJob({
-      kind: "evaluate",
-      owner: "o",
-      bundle: DC,
-      adapter: null,
-      settings: s.settings,
-      evaluation: {
-        attack,
-        source: { kind: "surrogate", bundle: SURROGATE },
-        target: { kind: "dc", bundle: DC, adapter: null, settings: s.settings },
-        dataset: { name: "fashion-mnist-test", n: 1, seed: 0 },
-        setKey,
-        mode: "transfer",
-      },
-    }, [{ shard: [7] }]);
   const nan = nudged(clean(7), 0.01);
   nan[5] = NaN;
   const cases: [Float32Array, number, RegExp][] = [
@@ -483,7 +472,7 @@ test("dispatcher: a hostile worker's forgeries are refused and reach nothing", a
   ];
   for (const [adv, label, why] of cases) {
     const setKey = crypto.randomUUID();
-    const j = await evalJob(setKey);
+    const j = await s.evalJob([7], setKey);
     const u = await w.take() as FrontendUnit;
     w.send({
       type: "result",
@@ -507,7 +496,7 @@ test("dispatcher: a hostile worker's forgeries are refused and reach nothing", a
   }
   // an honest example is stored with the distance the frontend measured, not the worker's claim
   const setKey = crypto.randomUUID();
-  const ok = await evalJob(setKey);
+  const ok = await s.evalJob([7], setKey);
   const u = await w.take() as FrontendUnit;
   const adv = nudged(clean(7), 0.03);
   w.send({
@@ -534,18 +523,8 @@ test("dispatcher: a hostile worker's forgeries are refused and reach nothing", a
 test("dispatcher: a cancelled job's running unit is told to stop at its heartbeat; nothing after counts", async (s) => {
   const w = await s.connect();
   await w.hello("w", 1);
-  const j = await s.store.createJob(
-    { kind: "classify", owner: "o", bundle: DC, adapter: null, settings: s.settings },
-    [0, 1].map(() => ({
-      pixels: new Uint8Array(D * 4),
-      input: {
-        name: "x.png",
-        source: { format: "png", width: 28, height: 28, channels: 1 },
-        conversion: [],
-        decoder: "test",
-      },
-    })),
-  );
+  const j = await s.classifyJob(null, 2);
+
   const u = await w.take() as FrontendUnit;
   const cancelled = await s.store.cancelJob(j.id, "admin-key");
   assert_(cancelled !== null && cancelled !== "finished");
