@@ -28,6 +28,7 @@ import { benchExactReport } from "./cli/bench_exact_report.ts";
 import { benchExactRecheck } from "./cli/bench_exact_recheck.ts";
 import { benchLoad } from "./cli/bench_load.ts";
 import { benchTake } from "./cli/bench_take.ts";
+import { benchUnetThroughput } from "./cli/bench_unet_throughput.ts";
 
 /** Command name (one or two words) → its module. */
 export const COMMANDS: Readonly<Record<string, Command>> = Object.freeze({
@@ -55,6 +56,7 @@ export const COMMANDS: Readonly<Record<string, Command>> = Object.freeze({
   "bench exact-recheck": benchExactRecheck,
   "bench load": benchLoad,
   "bench take": benchTake,
+  "bench unet-throughput": benchUnetThroughput,
 });
 
 const HELP = new Set(["-h", "--help", "help"]);

@@ -7,12 +7,14 @@ import { config } from "../config.ts";
 import { bundleShape } from "../lib/bundle.ts";
 import { runShard } from "../lib/evaluation/engine.ts";
 import { modelSet } from "../lib/evaluation/targets.ts";
-import { gather, type LabelledImages, loadTest } from "../lib/fashion_mnist.ts";
+import { DatasetError, gather, type LabelledImages } from "../lib/fashion_mnist.ts";
+import { type BuiltinName, loadBuiltin } from "../lib/builtin_datasets.ts";
 import { loraTensors, need, type WorkerModels } from "./models.ts";
 import { type EvaluationUnitMsg as EvalUnit, float32FromBase64, toBase64 } from "./protocol.ts";
 import type { RunnerContext } from "./runners.ts";
 
-let testSet: Promise<LabelledImages> | undefined;
+/** built-in test splits, read once per worker */
+const testSets = new Map<BuiltinName, Promise<LabelledImages>>();
 
 /** Per-image float32 arrays (base64) as one n × D array. */
 function stack(list: string[]): Float32Array {
@@ -37,8 +39,16 @@ export async function runEvalUnit(models: WorkerModels, msg: EvalUnit, ctx?: Run
       n: msg.images.pixels.length,
     };
   } else {
-    testSet ??= loadTest(config.root);
-    set = gather(await testSet, Int32Array.from(msg.indices));
+    const name = spec.dataset.name === "uploaded" ? "fashion-mnist-test" : spec.dataset.name;
+    const whole = testSets.get(name) ?? loadBuiltin(name, config.root);
+    testSets.set(name, whole);
+    whole.catch(() => testSets.delete(name)); // a missing folder may be configured later
+    const all = await whole;
+    const beyond = msg.indices.find((i) => i >= all.n);
+    if (beyond !== undefined) {
+      throw new DatasetError(`${name} has ${all.n} images here; index ${beyond} is beyond it`);
+    }
+    set = gather(all, Int32Array.from(msg.indices));
   }
   const run = await runShard({
     spec,

@@ -7,6 +7,7 @@
 import { config } from "../config.ts";
 import { classifierOracle } from "../lib/attacks/oracle.ts";
 import { type LabelledImages, loadTrainSplit } from "../lib/fashion_mnist.ts";
+import { loadCifar10TrainSplit } from "../lib/cifar10.ts";
 import { type FinetuneSpec, runFinetune, validationSet } from "../lib/finetune.ts";
 import { initState, packState, unpackState } from "../lib/truth_max.ts";
 import { need, type WorkerModels } from "./models.ts";
@@ -19,15 +20,25 @@ import {
 } from "./protocol.ts";
 import type { RunnerContext } from "./runners.ts";
 
-let splits: Promise<[LabelledImages, LabelledImages]> | undefined;
+type Data = "fashion-mnist" | "cifar10";
+const splits = new Map<Data, Promise<[LabelledImages, LabelledImages]>>();
 
 /** The training and validation splits, read once per compute slot. */
-export function trainingData(): Promise<[LabelledImages, LabelledImages]> {
-  splits ??= Promise.all([
-    loadTrainSplit(config.root, "train"),
-    loadTrainSplit(config.root, "validation"),
-  ]);
-  return splits;
+export function trainingData(
+  data: Data = "fashion-mnist",
+): Promise<[LabelledImages, LabelledImages]> {
+  let s = splits.get(data);
+  if (!s) {
+    s = data === "cifar10"
+      ? Promise.all([loadCifar10TrainSplit("train"), loadCifar10TrainSplit("validation")])
+      : Promise.all([
+        loadTrainSplit(config.root, "train"),
+        loadTrainSplit(config.root, "validation"),
+      ]);
+    splits.set(data, s);
+    s.catch(() => splits.delete(data)); // a folder configured later is read then
+  }
+  return s;
 }
 
 export async function runFinetuneUnit(
@@ -38,7 +49,7 @@ export async function runFinetuneUnit(
   const t0 = performance.now();
   const model = need(models.diffusion, msg.bundle, "diffusion");
   const surrogate = need(models.classifiers, msg.finetune.source.bundle, "surrogate");
-  const [train, val] = await trainingData();
+  const [train, val] = await trainingData(msg.finetune.data);
   const ft = msg.finetune;
   const spec: FinetuneSpec = {
     hyper: ft.hyper,

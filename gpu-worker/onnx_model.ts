@@ -14,14 +14,15 @@ import {
   type DiffusionBundle,
   type LoadedBundle,
 } from "../lib/bundle.ts";
-import type {
-  Classifier,
-  DiffusionModel,
-  EpsLosses,
-  EpsRows,
-  ImageShape,
-  LoraTensors,
-  NoisyRows,
+import {
+  type Classifier,
+  type DiffusionModel,
+  type EpsLosses,
+  type EpsRows,
+  type ImageShape,
+  imageSize,
+  type LoraTensors,
+  type NoisyRows,
 } from "../lib/model.ts";
 
 export type Provider = "cuda" | "cpu";
@@ -213,9 +214,118 @@ function sumParts(parts: Float32Array[]): Float32Array {
   return out;
 }
 
+type Feeds = Record<string, { data: Float32Array | Int32Array; rowShape: number[] }>;
+
+/** Same length and bits (an image seen again: its latent is reused, its gradient pooled). */
+function sameRow(a: Float32Array, i: number, j: number, d: number): boolean {
+  if (i === j) return true;
+  for (let p = 0; p < d; p++) if (a[i * d + p] !== a[j * d + p]) return false;
+  return true;
+}
+
+/**
+ * A latent model's `encode` graph with a small cache: the DC scores one image on hundreds of
+ * (t, ε, class) rows, and encoding it once per distinct image (not per row) is what makes a
+ * 512 px VAE affordable. Keyed by the image's bits, checked on hit.
+ */
+class LatentEncoder {
+  readonly #cache = new Map<string, { x: Float32Array; z: Float32Array }>();
+  constructor(
+    readonly graph: GraphSession,
+    readonly vjpGraph: GraphSession,
+    readonly D: number,
+    readonly E: number,
+    readonly shape: ImageShape,
+    readonly maxCached = 256,
+  ) {}
+
+  #key(x: Float32Array): string {
+    const u = new Uint32Array(x.buffer, x.byteOffset, x.length);
+    let h = 0x811c9dc5;
+    for (let i = 0; i < u.length; i++) h = Math.imul(h ^ u[i], 0x01000193);
+    return `${u.length}:${h >>> 0}`;
+  }
+
+  /** Latents of `n` rows of images; rows of the same image (consecutive or cached) encode once. */
+  async encodeRows(x: Float32Array, n: number): Promise<Float32Array> {
+    const { D, E } = this;
+    const z = new Float32Array(n * E);
+    const missing: number[] = []; // first row of each image to encode
+    const rowOf = new Int32Array(n).fill(-1);
+    const found = new Map<number, Float32Array>();
+    for (let r = 0; r < n; r++) {
+      if (r > 0 && sameRow(x, r, r - 1, D)) {
+        rowOf[r] = rowOf[r - 1];
+        continue;
+      }
+      const img = x.subarray(r * D, (r + 1) * D);
+      const hit = this.#cache.get(this.#key(img));
+      rowOf[r] = r;
+      if (hit && hit.x.every((v, p) => v === img[p])) found.set(r, hit.z);
+      else missing.push(r);
+    }
+    if (missing.length) {
+      const xs = new Float32Array(missing.length * D);
+      missing.forEach((r, k) => xs.set(x.subarray(r * D, (r + 1) * D), k * D));
+      const { channels: c, height: h, width: w } = this.shape;
+      const out =
+        (await this.graph.run(missing.length, { x: { data: xs, rowShape: [c, h, w] } }, {}))
+          .z;
+      missing.forEach((r, k) => {
+        const zr = out.slice(k * E, (k + 1) * E);
+        found.set(r, zr);
+        if (this.#cache.size >= this.maxCached) {
+          this.#cache.delete(this.#cache.keys().next().value!);
+        }
+        this.#cache.set(this.#key(xs.subarray(k * D, (k + 1) * D)), {
+          x: xs.slice(k * D, (k + 1) * D),
+          z: zr,
+        });
+      });
+    }
+    for (let r = 0; r < n; r++) z.set(found.get(rowOf[r])!, r * E);
+    return z;
+  }
+
+  /**
+   * d(Σ_r g_r·z_r)/dx, pooled: for each run of consecutive rows with the same image, one pass
+   * back through the encoder with the run's summed latent gradient, its result on the run's
+   * first row (zeros on the others) — what DiffusionModel.epsLossVjpX allows.
+   */
+  async backward(x: Float32Array, gz: Float32Array, n: number): Promise<Float32Array> {
+    const { D, E } = this;
+    const starts: number[] = [];
+    for (let r = 0; r < n; r++) if (r === 0 || !sameRow(x, r, r - 1, D)) starts.push(r);
+    const xs = new Float32Array(starts.length * D);
+    const ws = new Float32Array(starts.length * E);
+    starts.forEach((s, k) => {
+      xs.set(x.subarray(s * D, (s + 1) * D), k * D);
+      const end = k + 1 < starts.length ? starts[k + 1] : n;
+      for (let r = s; r < end; r++) {
+        for (let p = 0; p < E; p++) ws[k * E + p] += gz[r * E + p];
+      }
+    });
+    const { channels: c, height: h, width: w } = this.shape;
+    const { channels: lc, height: lh, width: lw } = this.latentShape;
+    const o = await this.vjpGraph.run(starts.length, {
+      x: { data: xs, rowShape: [c, h, w] },
+      w: { data: ws, rowShape: [lc, lh, lw] },
+    }, {});
+    const gx = new Float32Array(n * D);
+    starts.forEach((s, k) => gx.set(o.grad_x.subarray(k * D, (k + 1) * D), s * D));
+    return gx;
+  }
+
+  latentShape: ImageShape = { channels: 0, height: 0, width: 0 };
+}
+
 export class OnnxDiffusionModel implements DiffusionModel {
   readonly id: string;
   readonly imageShape: ImageShape;
+  readonly noiseShape: ImageShape;
+  readonly poolsImageGradients: boolean;
+  /** a latent bundle's encoder (absent for pixel bundles) */
+  readonly #encoder?: LatentEncoder;
   readonly classNames: readonly string[];
   readonly nullClass: number;
   readonly numTimesteps: number;
@@ -233,12 +343,26 @@ export class OnnxDiffusionModel implements DiffusionModel {
     const m = bundle.manifest;
     this.id = bundle.id;
     this.imageShape = bundleShape(m);
+    this.noiseShape = this.imageShape;
+    if (m.kind === "latent-diffusion") {
+      const { channels, height, width } = m.latent;
+      this.noiseShape = { channels, height, width };
+      this.#encoder = new LatentEncoder(
+        new GraphSession(bundle, "encode", m.graphs.encode, options),
+        new GraphSession(bundle, "encode_vjp_x", m.graphs.encode_vjp_x, options),
+        imageSize(this.imageShape),
+        imageSize(this.noiseShape),
+        this.imageShape,
+      );
+      this.#encoder.latentShape = this.noiseShape;
+    }
+    this.poolsImageGradients = this.#encoder !== undefined;
     this.classNames = m.classes;
     this.nullClass = m.null_class;
     this.numTimesteps = m.schedule.num_timesteps;
     this.schedule = m.schedule;
     this.loraLayout = m.lora.tensors;
-    if (m.graphs.eps_pred && m.graphs.eps_pred_vjp_x) {
+    if (m.kind === "diffusion" && m.graphs.eps_pred && m.graphs.eps_pred_vjp_x) {
       this.#purifier = {
         pred: new GraphSession(bundle, "eps_pred", m.graphs.eps_pred, options),
         vjp: new GraphSession(bundle, "eps_pred_vjp_x", m.graphs.eps_pred_vjp_x, options),
@@ -277,19 +401,23 @@ export class OnnxDiffusionModel implements DiffusionModel {
     return Object.fromEntries(this.loraLayout.map((l, i) => [l.name, tensors[i]]));
   }
 
-  #rows(rows: EpsRows) {
-    const { channels: c, height: h, width: w } = this.imageShape;
+  /** Graph feeds for `rows`: the image itself, or (latent bundles) its encoded latent. */
+  async #rows(rows: EpsRows) {
+    const D = imageSize(this.imageShape);
+    const E = imageSize(this.noiseShape);
     const n = rows.t.length;
-    if (
-      rows.x.length !== n * c * h * w || rows.eps.length !== n * c * h * w || rows.cls.length !== n
-    ) {
+    if (rows.x.length !== n * D || rows.eps.length !== n * E || rows.cls.length !== n) {
       throw new RangeError("EpsRows arrays disagree on the number of rows");
     }
     this.#checkTimestepsAndClasses(rows.t, rows.cls);
+    const { channels: c, height: h, width: w } = this.noiseShape;
+    const input: Feeds = this.#encoder
+      ? { z: { data: n ? await this.#encoder.encodeRows(rows.x, n) : rows.x, rowShape: [c, h, w] } }
+      : { x: { data: rows.x, rowShape: [c, h, w] } };
     return {
       n,
-      feeds: {
-        x: { data: rows.x, rowShape: [c, h, w] },
+      feeds: <Feeds> {
+        ...input,
         t: { data: rows.t, rowShape: [] },
         eps: { data: rows.eps, rowShape: [c, h, w] },
         class: { data: rows.cls, rowShape: [] },
@@ -344,24 +472,26 @@ export class OnnxDiffusionModel implements DiffusionModel {
   };
 
   async epsLoss(rows: EpsRows, lora?: LoraTensors): Promise<EpsLosses> {
-    const { n, feeds } = this.#rows(rows);
+    const { n, feeds } = await this.#rows(rows);
     if (n === 0) return { l2: new Float32Array(), l1: new Float32Array() };
     const o = await this.#graphs.eps_loss.run(n, feeds, this.#lora(lora));
     return { l2: o.loss_l2, l1: o.loss_l1 };
   }
 
   async epsLossVjpX(rows: EpsRows, wL2: Float32Array, wL1: Float32Array, lora?: LoraTensors) {
-    const { n, feeds } = this.#rows(rows);
+    const { n, feeds } = await this.#rows(rows);
     const o = await this.#graphs.eps_loss_vjp_x.run(n, {
       ...feeds,
       w_l2: { data: wL2, rowShape: [] },
       w_l1: { data: wL1, rowShape: [] },
     }, this.#lora(lora));
-    return { l2: o.loss_l2, l1: o.loss_l1, gradX: o.grad_x };
+    // latent bundles: the chain rule back through the encoder to the image
+    const gradX = this.#encoder ? await this.#encoder.backward(rows.x, o.grad_z, n) : o.grad_x;
+    return { l2: o.loss_l2, l1: o.loss_l1, gradX };
   }
 
   async epsLossGradLora(rows: EpsRows, w: Float32Array, lora: LoraTensors) {
-    const { n, feeds } = this.#rows(rows);
+    const { n, feeds } = await this.#rows(rows);
     const o = await this.#graphs.eps_loss_grad_lora.run(n, {
       ...feeds,
       w: { data: w, rowShape: [] },

@@ -25,7 +25,7 @@ export type DiffusionBundle = LoadedBundle<DiffusionManifest>;
 export type ClassifierBundle = LoadedBundle<ClassifierManifest>;
 
 export function isDiffusion(b: LoadedBundle): b is DiffusionBundle {
-  return b.manifest.kind === "diffusion";
+  return b.manifest.kind === "diffusion" || b.manifest.kind === "latent-diffusion";
 }
 
 export function isClassifier(b: LoadedBundle): b is ClassifierBundle {
@@ -35,6 +35,25 @@ export function isClassifier(b: LoadedBundle): b is ClassifierBundle {
 /** The image shape a bundle takes (from its manifest: never a literal). */
 export function bundleShape(m: Manifest): ImageShape {
   return { channels: m.image.channels, height: m.image.height, width: m.image.width };
+}
+
+/**
+ * What the bundle itself does to an image before its diffusion sees it — a latent model's
+ * resampling, scaling and encoding — in the words a verdict's `conversion` list uses.
+ */
+export function modelConversions(m: Manifest): string[] {
+  if (m.kind !== "latent-diffusion") return [];
+  const l = m.latent;
+  const { width: w, height: h } = m.image;
+  const up = l.resolution === w && l.resolution === h
+    ? []
+    : [`upsampled ${w}×${h} → ${l.resolution}×${l.resolution} (${l.resampling}, inside the model)`];
+  return [
+    ...up,
+    `scaled to [${
+      l.pixel_range.join(", ")
+    }] and encoded by the VAE to a ${l.channels}×${l.height}×${l.width} latent (mean × ${l.scaling_factor})`,
+  ];
 }
 
 async function sha256File(path: string): Promise<string> {

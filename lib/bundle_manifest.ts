@@ -39,12 +39,12 @@ const Common = {
   files: z.record(z.string(), z.string().regex(/^[0-9a-f]{64}$/)),
 };
 
-export const DiffusionManifest = z.object({
+const DiffusionFields = {
   ...Common,
-  kind: z.literal("diffusion"),
   null_class: z.number().int().nonnegative(),
   schedule: z.object({
-    kind: z.literal("ddpm_linear"),
+    /** linear β, or Stable Diffusion's scaled-linear β (√β linear from √start to √end) */
+    kind: z.enum(["ddpm_linear", "scaled_linear"]),
     num_timesteps: z.number().int().positive(),
     beta_start: z.number(),
     beta_end: z.number(),
@@ -55,12 +55,58 @@ export const DiffusionManifest = z.object({
     targets: z.array(z.string()),
     tensors: z.array(z.object({ name: z.string(), shape: z.array(z.number().int().positive()) })),
   }),
+  dc_default: z.record(z.string(), z.unknown()).optional(),
+};
+
+/** A pixel-space class-conditional model (the embedded default). */
+export const PixelDiffusionManifest = z.object({
+  ...DiffusionFields,
+  kind: z.literal("diffusion"),
   graphs: z.object({ eps_loss: Graph, eps_loss_vjp_x: Graph, eps_loss_grad_lora: Graph }).catchall(
     Graph,
   ),
-  dc_default: z.record(z.string(), z.unknown()).optional(),
 });
-export type DiffusionManifest = z.infer<typeof DiffusionManifest>;
+
+/**
+ * A latent text-conditioned model (Stable Diffusion, `tmdc_compiler.convert_sd`): `encode`
+ * takes the image to the VAE latent (resampled, scaled to the pixel range, latent mean × the
+ * scaling factor) and the loss graphs run on latents; class c's text embedding is stored in the
+ * weights (the null class: the empty prompt).
+ */
+export const LatentDiffusionManifest = z.object({
+  ...DiffusionFields,
+  kind: z.literal("latent-diffusion"),
+  latent: z.object({
+    channels: z.number().int().positive(),
+    height: z.number().int().positive(),
+    width: z.number().int().positive(),
+    /** the side the image is resampled to before the VAE */
+    resolution: z.number().int().positive(),
+    resampling: z.enum(["bicubic"]),
+    pixel_range: z.tuple([z.number(), z.number()]),
+    scaling_factor: z.number().positive(),
+  }),
+  prediction_type: z.enum(["epsilon", "v_prediction"]),
+  conditioning: z.object({
+    kind: z.literal("text"),
+    template: z.string(),
+    prompts: z.array(z.string()),
+    null_prompt: z.string(),
+  }).passthrough(),
+  /** compute dtype of the graphs (their inputs and outputs are float32 either way) */
+  dtype: z.enum(["float32", "float16"]),
+  graphs: z.object({
+    encode: Graph,
+    encode_vjp_x: Graph,
+    eps_loss: Graph,
+    eps_loss_vjp_x: Graph,
+    eps_loss_grad_lora: Graph,
+  }).catchall(Graph),
+});
+export type LatentDiffusionManifest = z.infer<typeof LatentDiffusionManifest>;
+export type PixelDiffusionManifest = z.infer<typeof PixelDiffusionManifest>;
+/** Either kind of diffusion bundle: both classify, attack and fine-tune through one interface. */
+export type DiffusionManifest = PixelDiffusionManifest | LatentDiffusionManifest;
 
 export const ClassifierManifest = z.object({
   ...Common,
@@ -80,7 +126,11 @@ export const ClassifierManifest = z.object({
 });
 export type ClassifierManifest = z.infer<typeof ClassifierManifest>;
 
-export const Manifest = z.discriminatedUnion("kind", [DiffusionManifest, ClassifierManifest]);
+export const Manifest = z.discriminatedUnion("kind", [
+  PixelDiffusionManifest,
+  LatentDiffusionManifest,
+  ClassifierManifest,
+]);
 export type Manifest = z.infer<typeof Manifest>;
 
 export class BundleError extends Error {

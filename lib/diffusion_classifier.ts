@@ -10,7 +10,7 @@
  *   lowest mean error over all their timesteps.
  */
 
-import { type DiffusionModel, imageSize, type LoraTensors } from "./model.ts";
+import { type DiffusionModel, imageSize, type LoraTensors, noiseSize } from "./model.ts";
 import { normal, uniform } from "./rng.ts";
 import { checkSettings, type DCSettings } from "./dc_settings.ts";
 import { ClassRace, timestepOrder } from "./class_pruning.ts";
@@ -156,13 +156,14 @@ export function gridRows(
   triples: readonly (readonly [number, number, number])[],
 ) {
   const B = triples.length;
+  const E = noise[0]?.length ?? D; // the noise's own size: the latent's, for a latent model
   const x = new Float32Array(B * D);
-  const eps = new Float32Array(B * D);
+  const eps = new Float32Array(B * E);
   const t = new Int32Array(B);
   const cls = new Int32Array(B);
   triples.forEach(([i, c, j], r) => {
     x.set(images.subarray(i * D, (i + 1) * D), r * D);
-    eps.set(noise[j], r * D);
+    eps.set(noise[j], r * E);
     t[r] = grid[j];
     cls[r] = c;
   });
@@ -192,7 +193,7 @@ export async function classifyImages(
     throw new RangeError(`expected ${n}×${D} pixels, got ${images.length}`);
   }
   const grid = fullGrid(s);
-  const noise = noiseBank(s.seed, s.gridSize, D);
+  const noise = noiseBank(s.seed, s.gridSize, noiseSize(model));
   const batchRows = opts.batchRows ?? 512;
   const ev: ClassEvidence[] = Array.from({ length: n }, () => ({
     errorSum: new Float64Array(K),
@@ -270,7 +271,7 @@ async function classifySequential(
   }
   const policy = s.sequential!;
   const grid = fullGrid(s);
-  const noise = noiseBank(s.seed, s.gridSize, D);
+  const noise = noiseBank(s.seed, s.gridSize, noiseSize(model));
   const order = timestepOrder(s.gridSize, policy.orderSeed);
   const races = Array.from({ length: n }, () => new ClassRace(K, policy, order));
   const batchRows = opts.batchRows ?? 512;

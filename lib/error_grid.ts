@@ -15,7 +15,7 @@ import {
   weighted,
 } from "./diffusion_classifier.ts";
 import { ClassRace, timestepOrder } from "./class_pruning.ts";
-import { type DiffusionModel, imageSize, type LoraTensors } from "./model.ts";
+import { type DiffusionModel, imageSize, type LoraTensors, noiseSize } from "./model.ts";
 
 /** Errors of n images, laid out [image][class][grid index]. */
 export interface ErrorGrid {
@@ -45,7 +45,7 @@ export async function fullGridErrors(
     throw new RangeError(`expected ${n}×${D} pixels, got ${images.length}`);
   }
   const grid = fullGrid(s);
-  const noise = noiseBank(s.seed, G, D);
+  const noise = noiseBank(s.seed, G, noiseSize(model));
   const out: ErrorGrid = {
     n,
     classes: K,

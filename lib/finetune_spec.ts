@@ -27,6 +27,8 @@ export const FinetuneJobSpec = z.object({
   validation: z.object({ n: z.number().int().min(1), seed: z.number().int().min(0) }).strict(),
   /** 0/absent: attack every batch online; P: draw batches from P training images attacked once */
   pool: z.number().int().min(0).optional(),
+  /** the training and validation images: Fashion-MNIST's (absent) or CIFAR-10's local files */
+  data: z.enum(["fashion-mnist", "cifar10"]).optional(),
 }).strict();
 export type FinetuneJobSpec = z.infer<typeof FinetuneJobSpec>;
 

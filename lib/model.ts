@@ -16,6 +16,19 @@ export function imageSize(s: ImageShape): number {
   return s.channels * s.height * s.width;
 }
 
+/** "C×H×W", as error messages name a shape. */
+export function shapeText(s: ImageShape): string {
+  return `${s.channels}×${s.height}×${s.width}`;
+}
+
+/**
+ * The size of one row's noise: the diffusion's own space — the image for pixel models, the
+ * VAE latent for latent ones (Stable Diffusion: 4 × 64 × 64 for a 512 px input).
+ */
+export function noiseSize(m: { noiseShape: ImageShape }): number {
+  return imageSize(m.noiseShape);
+}
+
 /** LoRA tensors in the bundle's layout order (A then B for each target). */
 export type LoraTensors = Float32Array[];
 
@@ -24,7 +37,7 @@ export interface EpsRows {
   x: Float32Array;
   /** timestep per row, 0 ≤ t < numTimesteps */
   t: Int32Array;
-  /** rows × C·H·W Gaussian noise */
+  /** rows × noiseSize(model) Gaussian noise (the image's size, or the latent's) */
   eps: Float32Array;
   /** class per row; `nullClass` is the unconditional embedding */
   cls: Int32Array;
@@ -37,9 +50,12 @@ export interface EpsLosses {
   l1: Float32Array;
 }
 
-/** The forward process's noise schedule (linear β, as the bundle manifest says). */
+/**
+ * The forward process's noise schedule, as the bundle manifest says: linear β, or Stable
+ * Diffusion's scaled-linear β (√β linear).
+ */
 export interface NoiseSchedule {
-  kind: "ddpm_linear";
+  kind: "ddpm_linear" | "scaled_linear";
   num_timesteps: number;
   beta_start: number;
   beta_end: number;
@@ -54,14 +70,27 @@ export interface NoisyRows {
 
 export interface DiffusionModel {
   readonly id: string;
+  /** the input image (what attacks perturb and users upload) */
   readonly imageShape: ImageShape;
+  /**
+   * where the diffusion runs and its noise lives: `imageShape` for pixel models, the latent
+   * for latent ones (whose graphs encode the image first; gradients still reach the image)
+   */
+  readonly noiseShape: ImageShape;
+  /** true when epsLossVjpX pools the gradient of rows with the same image (see there) */
+  readonly poolsImageGradients?: boolean;
   readonly classNames: readonly string[];
   readonly nullClass: number;
   readonly numTimesteps: number;
   readonly loraLayout: readonly { name: string; shape: number[] }[];
   /** Per-row losses; `lora` absent = base model. Any number of rows. */
   epsLoss(rows: EpsRows, lora?: LoraTensors): Promise<EpsLosses>;
-  /** Losses and d(Σ wL2·l2 + wL1·l1)/dx for every row. */
+  /**
+   * Losses and d(Σ wL2·l2 + wL1·l1)/dx for every row. Rows with the same image may share their
+   * gradient (a latent model back-propagates through its encoder once per distinct image and
+   * puts the sum on the first such row, zeros on the others): callers use sums over the rows of
+   * one image, never a single row's gradient.
+   */
   epsLossVjpX(
     rows: EpsRows,
     wL2: Float32Array,

@@ -15,7 +15,7 @@
  * through.
  */
 import type { DiffusionModel, EpsLosses, EpsRows, LoraTensors } from "./model.ts";
-import { imageSize } from "./model.ts";
+import { imageSize, noiseSize } from "./model.ts";
 
 /** How many units are running on the models that share this gate (the worker's slot counts). */
 export interface PackingGate {
@@ -59,6 +59,12 @@ export class PackedDiffusionModel<M extends DiffusionModel = DiffusionModel>
   get imageShape() {
     return this.base.imageShape;
   }
+  get noiseShape() {
+    return this.base.noiseShape;
+  }
+  get poolsImageGradients() {
+    return this.base.poolsImageGradients;
+  }
   get classNames() {
     return this.base.classNames;
   }
@@ -87,6 +93,9 @@ export class PackedDiffusionModel<M extends DiffusionModel = DiffusionModel>
   }
 
   epsLossVjpX(rows: EpsRows, wL2: Float32Array, wL1: Float32Array, lora?: LoraTensors) {
+    // a model that pools a gradient over rows of the same image could put one caller's share on
+    // another caller's row: such calls pass through unpacked
+    if (this.base.poolsImageGradients) return this.base.epsLossVjpX(rows, wL2, wL1, lora);
     return new Promise<EpsLosses & { gradX: Float32Array }>((resolve, reject) =>
       this.#enqueue({
         rows,
@@ -137,7 +146,11 @@ export class PackedDiffusionModel<M extends DiffusionModel = DiffusionModel>
     });
     this.#busy = true;
     try {
-      const packed = concatRows(batch.map((r) => r.rows), imageSize(this.base.imageShape));
+      const packed = concatRows(
+        batch.map((r) => r.rows),
+        imageSize(this.base.imageShape),
+        noiseSize(this.base),
+      );
       const out: EpsLosses & { gradX?: Float32Array } = vjp
         ? await this.base.epsLossVjpX(
           packed,
@@ -181,19 +194,20 @@ function concat(parts: Float32Array[]): Float32Array {
   return out;
 }
 
-function concatRows(parts: EpsRows[], D: number): EpsRows {
+/** D: one row's image size; E: one row's noise size (the latent's, for a latent model). */
+function concatRows(parts: EpsRows[], D: number, E: number): EpsRows {
   if (parts.length === 1) return parts[0];
   const n = parts.reduce((a, p) => a + p.t.length, 0);
   const out: EpsRows = {
     x: new Float32Array(n * D),
-    eps: new Float32Array(n * D),
+    eps: new Float32Array(n * E),
     t: new Int32Array(n),
     cls: new Int32Array(n),
   };
   let at = 0;
   for (const p of parts) {
     out.x.set(p.x, at * D);
-    out.eps.set(p.eps, at * D);
+    out.eps.set(p.eps, at * E);
     out.t.set(p.t, at);
     out.cls.set(p.cls, at);
     at += p.t.length;

@@ -8,7 +8,7 @@
  * comes from the portable counter RNG keyed by (seed, step), so a run resumed from a
  * checkpoint takes the same steps as one that never stopped, and PyTorch can replay a step.
  */
-import type { DiffusionModel, LoraTensors } from "./model.ts";
+import { type DiffusionModel, type LoraTensors, noiseSize } from "./model.ts";
 import { normal, uniform } from "./rng.ts";
 
 export interface TMHyper {
@@ -145,7 +145,7 @@ export async function trainStep(
   y: Int32Array,
 ): Promise<number> {
   const B = y.length;
-  const d = x.length / B;
+  const d = noiseSize(model); // the latent's size for a latent model
   const { t, eps } = stepNoise(seed, s.step, B, d, model.numTimesteps);
   const w = new Float32Array(B).fill(1 / B);
   const { l2, grads } = await model.epsLossGradLora({ x, t, eps, cls: y }, w, s.lora);

@@ -77,7 +77,7 @@ for (const b of document.querySelectorAll("nav button")) {
 
 fetch("/v1/models").then(r => r.json()).then(({models}) => {
   // the diffusion classifier first, then every baseline classifier (to compare verdicts)
-  for (const m of [...models.filter(m => m.kind === "diffusion"), ...models.filter(m => m.kind !== "diffusion")]) {
+  for (const m of [...models.filter(m => m.kind !== "classifier"), ...models.filter(m => m.kind === "classifier")]) {
     const o = document.createElement("option"); o.value = m.id; o.textContent = m.id + " (" + m.workersOnline + (m.workersOnline === 1 ? " worker)" : " workers)"); $("bundle").append(o);
   }
 });

@@ -241,7 +241,7 @@ export const Model = z.object({
   id: z.string(),
   name: z.string(),
   version: z.string(),
-  kind: z.enum(["diffusion", "classifier"]),
+  kind: z.enum(["diffusion", "latent-diffusion", "classifier"]),
   image: z.object({
     channels: z.number().int(),
     height: z.number().int(),

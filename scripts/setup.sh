@@ -10,7 +10,7 @@ export ONNXRUNTIME_NODE_INSTALL=${ONNXRUNTIME_NODE_INSTALL:-skip}  # CPU binarie
 log() { echo "[setup] $*" >&2; }
 
 # 1. Python (build-time compiler and its tests).
-if [ ! -x .venv/bin/python ] || ! .venv/bin/python -c "import torch, onnx, onnxscript, onnxruntime, pytest" 2>/dev/null; then
+if [ ! -x .venv/bin/python ] || ! .venv/bin/python -c "import torch, onnx, onnxscript, onnxruntime, pytest, diffusers, transformers" 2>/dev/null; then
   log "creating .venv with compiler/requirements.txt"
   python3 -m venv .venv
   .venv/bin/pip install -q --disable-pip-version-check -r compiler/requirements.txt

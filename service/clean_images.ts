@@ -1,10 +1,11 @@
 /**
  * The clean images and labels of an evaluation's dataset, for checking what workers send back
- * (lib/result_checks.ts): uploaded sets from the store, Fashion-MNIST's test set from the data
- * folder, read once. A frontend without the data folder cannot check ε on that set; it says so
- * once and checks the rest (value range, shapes, labels it knows).
+ * (lib/result_checks.ts): uploaded sets from the store, the built-in test splits (Fashion-MNIST,
+ * CIFAR-10) from their folders, read once. A frontend without a split's folder cannot check ε on
+ * it; it says so once and checks the rest (value range, shapes, labels it knows).
  */
-import { DatasetError, type LabelledImages, loadTest } from "../lib/fashion_mnist.ts";
+import { DatasetError, type LabelledImages } from "../lib/fashion_mnist.ts";
+import { type BuiltinName, loadBuiltin } from "../lib/builtin_datasets.ts";
 import type { DatasetRef } from "../lib/evaluation/spec.ts";
 import type { Store } from "../store/kv_store.ts";
 
@@ -19,7 +20,7 @@ export interface CleanImages {
 }
 
 export function cleanImages(store: Store, dataRoot: string): CleanImages {
-  let test: Promise<LabelledImages | null> | undefined;
+  const tests = new Map<BuiltinName, Promise<LabelledImages | null>>();
   // uploaded sets never change: the last few are kept, not read from KV for every shard
   const uploaded = new Map<string, { f: Float32Array; n: number; labels: number[] }>();
   return {
@@ -41,13 +42,18 @@ export function cleanImages(store: Store, dataRoot: string): CleanImages {
           labels: indices.map((i) => ds.labels[i]),
         };
       }
-      test ??= loadTest(dataRoot).catch((e) => {
-        if (!(e instanceof DatasetError)) throw e;
-        console.warn(`[checks] ${e.message}: ε of Fashion-MNIST results cannot be checked`);
-        return null;
-      });
+      const name = ref.name;
+      let test = tests.get(name);
+      if (!test) {
+        test = loadBuiltin(name, dataRoot).catch((e) => {
+          if (!(e instanceof DatasetError)) throw e;
+          console.warn(`[checks] ${e.message}: ε of ${name} results cannot be checked`);
+          return null;
+        });
+        tests.set(name, test);
+      }
       const set = await test;
-      if (!set) return null;
+      if (!set || indices.some((i) => i >= set.n)) return null;
       const D = set.images.length / set.n;
       return {
         images: indices.map((i) => set.images.subarray(i * D, (i + 1) * D)),

@@ -92,7 +92,7 @@ export interface ModelView {
   id: string;
   name: string;
   version: string;
-  kind: "diffusion" | "classifier";
+  kind: "diffusion" | "latent-diffusion" | "classifier";
   image: LoadedBundle["manifest"]["image"];
   classes: string[];
   defaultSettings?: DCSettings;

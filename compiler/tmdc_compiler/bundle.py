@@ -27,8 +27,24 @@ REQUIRED = {
     "provenance": dict,
     "files": dict,
 }
-REQUIRED_BY_KIND = {"diffusion": {"schedule": dict, "lora": dict, "null_class": int}, "classifier": {}}
-REQUIRED_GRAPHS = {"diffusion": ("eps_loss", "eps_loss_vjp_x", "eps_loss_grad_lora"), "classifier": ("logits", "logits_vjp_x")}
+REQUIRED_BY_KIND = {
+    "diffusion": {"schedule": dict, "lora": dict, "null_class": int},
+    # latent text-conditioned models (convert_sd): the graphs run on VAE latents
+    "latent-diffusion": {
+        "schedule": dict,
+        "lora": dict,
+        "null_class": int,
+        "latent": dict,
+        "conditioning": dict,
+        "prediction_type": str,
+    },
+    "classifier": {},
+}
+REQUIRED_GRAPHS = {
+    "diffusion": ("eps_loss", "eps_loss_vjp_x", "eps_loss_grad_lora"),
+    "latent-diffusion": ("encode", "encode_vjp_x", "eps_loss", "eps_loss_vjp_x", "eps_loss_grad_lora"),
+    "classifier": ("logits", "logits_vjp_x"),
+}
 _DTYPES = {1: "float32", 7: "int64", 6: "int32", 11: "float64"}
 
 

@@ -55,9 +55,20 @@ def _conv_backward(grad_out, inp, weight, bias_sizes, stride, padding, dilation,
     return gi, gw, gb
 
 
+def _upsample_nearest2d_backward(grad_out, output_size, input_size, scales_h=None, scales_w=None):
+    """Nearest up-sampling by whole factors (diffusers' UNet: ×2) copies each input pixel to an
+    f_h × f_w block, so its input gradient sums each block."""
+    n, c, h, w = input_size
+    oh, ow = output_size
+    if oh % h or ow % w:
+        raise NotImplementedError("upsample_nearest2d_backward decomposition needs whole scale factors")
+    return grad_out.reshape(n, c, h, oh // h, w, ow // w).sum(dim=(3, 5))
+
+
 def decompositions() -> dict:
     table = dict(core_aten_decompositions())
     table[aten.convolution_backward.default] = _conv_backward
+    table[aten.upsample_nearest2d_backward.default] = _upsample_nearest2d_backward
     return table
 
 

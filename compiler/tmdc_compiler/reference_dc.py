@@ -100,6 +100,11 @@ class DCSettings:
         return calls
 
 
+def noise_shape(model, images: np.ndarray) -> tuple[int, ...]:
+    """The diffusion's own space: the image for pixel models, the latent for latent ones."""
+    return tuple(getattr(model, "noise_shape", images.shape[1:]))
+
+
 def noise_bank(settings: DCSettings, shape: tuple[int, ...]) -> np.ndarray:
     n = int(np.prod(shape))
     return np.stack([portable_rng.normal(settings.seed, j, n).reshape(shape) for j in range(settings.grid_size)])
@@ -145,7 +150,10 @@ def _row_errors(model, x_all, chunk, grid, noise, abar, lora, err_col, weights=N
     cc = torch.tensor([r[1] for r in chunk])
     jj = torch.tensor([r[2] for r in chunk])
     tt = torch.from_numpy(grid[jj.numpy()]).long()
-    errs = eps_errors(model, x_all[ii].to(dev), tt.to(dev), noise[jj].to(dev), cc.to(dev), abar.to(dev), lora)
+    if hasattr(model, "pixel_errors"):  # a latent model (convert_sd.LatentDC): encode, then its own schedule
+        errs = model.pixel_errors(x_all[ii].to(dev), tt.to(dev), noise[jj].to(dev), cc.to(dev), lora)
+    else:
+        errs = eps_errors(model, x_all[ii].to(dev), tt.to(dev), noise[jj].to(dev), cc.to(dev), abar.to(dev), lora)
     errs = errs[err_col].double().cpu().numpy()
     if weights is not None:
         errs = errs * np.asarray(weights, dtype=np.float64)[jj.numpy()]
@@ -226,7 +234,7 @@ def classify_sequential(model, images: np.ndarray, settings: DCSettings, num_cla
     model.eval()
     abar = alphas_cumprod()
     grid = settings.full_grid()
-    noise = torch.from_numpy(noise_bank(settings, images.shape[1:]))
+    noise = torch.from_numpy(noise_bank(settings, noise_shape(model, images)))
     x_all = torch.from_numpy(np.ascontiguousarray(images, dtype=np.float32))
     err_col = 0 if settings.error == "l2" else 1
     order = timestep_order(settings.grid_size, settings.sequential.order_seed)
@@ -265,8 +273,7 @@ def classify(
     model.eval()
     abar = alphas_cumprod()
     grid = settings.full_grid()
-    shape = images.shape[1:]
-    noise = torch.from_numpy(noise_bank(settings, shape))
+    noise = torch.from_numpy(noise_bank(settings, noise_shape(model, images)))
     n_img = len(images)
     sums = np.zeros((n_img, num_classes))
     sqs = np.zeros((n_img, num_classes))

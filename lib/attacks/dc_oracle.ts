@@ -18,7 +18,7 @@
 import type { DCSettings } from "../dc_settings.ts";
 import { fullGrid } from "../diffusion_classifier.ts";
 import type { DiffusionModel, LoraTensors } from "../model.ts";
-import { imageSize } from "../model.ts";
+import { imageSize, noiseSize } from "../model.ts";
 import { normal, PortableRandom } from "../rng.ts";
 import { type GradientOracle, type LogitLoss, lossWeights } from "./oracle.ts";
 
@@ -51,6 +51,7 @@ export function dcOracle(
 ): GradientOracle & { unetCalls: number } {
   const K = model.classNames.length;
   const D = imageSize(model.imageShape);
+  const E = noiseSize(model); // the latent's size for a latent model
   const T = cfg.timesteps.length;
   const wt = cfg.weights ?? Array(T).fill(1);
   if (wt.length !== T) throw new RangeError(`${wt.length} weights for ${T} timesteps`);
@@ -71,12 +72,12 @@ export function dcOracle(
     return a.slice(0, m).sort((p, q) => p - q);
   };
   let draw = 0;
-  const fixed = cfg.timesteps.map((_, j) => normal(cfg.seed, j, D));
+  const fixed = cfg.timesteps.map((_, j) => normal(cfg.seed, j, E));
   /** the noise of each picked pair: the fixed draw, or a fresh one per call */
   const noiseFor = (idx: number[]) => {
     if (cfg.noise === "fixed") return idx.map((j) => fixed[j]);
     draw++;
-    return idx.map((j) => normal(cfg.seed + draw * 0x9e37, j, D));
+    return idx.map((j) => normal(cfg.seed + draw * 0x9e37, j, E));
   };
   const batch = () => {
     const idx = pick();
@@ -89,7 +90,7 @@ export function dcOracle(
     const P = idx.length;
     const B = n * K * P;
     const xr = new Float32Array(B * D);
-    const er = new Float32Array(B * D);
+    const er = new Float32Array(B * E);
     const t = new Int32Array(B);
     const cls = new Int32Array(B);
     let r = 0;
@@ -97,7 +98,7 @@ export function dcOracle(
       for (let c = 0; c < K; c++) {
         for (let j = 0; j < P; j++, r++) {
           xr.set(x.subarray(i * D, (i + 1) * D), r * D);
-          er.set(eps[j], r * D);
+          er.set(eps[j], r * E);
           t[r] = cfg.timesteps[idx[j]];
           cls[r] = c;
         }

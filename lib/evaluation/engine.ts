@@ -17,6 +17,7 @@ import { countingOracle } from "../attacks/oracle.ts";
 import { attackCost, runAttack } from "../attacks/registry.ts";
 import type { DCSettings } from "../dc_settings.ts";
 import { gather, type LabelledImages, seededSubset } from "../fashion_mnist.ts";
+import { BUILTIN_DATASETS } from "../builtin_datasets.ts";
 import type { ImageShape, LoraTensors } from "../model.ts";
 import type { ShardOutcome } from "./report.ts";
 import type { DatasetRef, EvalItem, EvaluationSpec } from "./spec.ts";
@@ -29,7 +30,7 @@ export const TEST_SET_SIZE = 10_000;
 export function datasetIndices(dataset: DatasetRef): number[] {
   return dataset.name === "uploaded"
     ? Array.from({ length: dataset.n }, (_, i) => i)
-    : Array.from(seededSubset(TEST_SET_SIZE, dataset.n, dataset.seed));
+    : Array.from(seededSubset(BUILTIN_DATASETS[dataset.name].size, dataset.n, dataset.seed));
 }
 
 /** Cut an evaluation's images into shards of at most `shardSize` (one worker unit each). */

@@ -65,6 +65,7 @@ export type TargetSpec = z.infer<typeof TargetSpec>;
 export const DatasetRef = z.discriminatedUnion("name", [
   z.object({ name: z.literal("fashion-mnist-test"), n: z.number().int().min(1), seed: Seed })
     .strict(),
+  z.object({ name: z.literal("cifar10-test"), n: z.number().int().min(1), seed: Seed }).strict(),
   z.object({
     name: z.literal("uploaded"),
     id: z.string(),

@@ -5,7 +5,7 @@
  * bundle's shape) before anything is stored; a small request waits for its verdicts.
  */
 import { z } from "zod";
-import { bundleShape, isDiffusion } from "../../lib/bundle.ts";
+import { bundleShape, isDiffusion, modelConversions } from "../../lib/bundle.ts";
 import {
   type DCSettings,
   DCSettingsOverrides,
@@ -102,9 +102,15 @@ export async function classify(deps: ServiceDeps, req: ClassifyRequest): Promise
     limits.maxImagePixels,
     limits.maxImageAspect,
   );
+  const inModel = modelConversions(bundle.manifest);
   const inputs = decoded.map((d, i) => ({
     pixels: new Uint8Array(d.pixels.buffer),
-    input: { name: files[i].name, source: d.source, conversion: d.conversion, decoder: d.decoder },
+    input: {
+      name: files[i].name,
+      source: d.source,
+      conversion: [...d.conversion, ...inModel],
+      decoder: d.decoder,
+    },
   }));
 
   // a discriminative classifier's verdict is one forward pass

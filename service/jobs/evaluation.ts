@@ -13,7 +13,7 @@ import { type AttackConfig, AttackConfigSchema } from "../../lib/attacks/config.
 import { AttackConfigError, attackCost, validateAttack } from "../../lib/attacks/registry.ts";
 import { unetCalls } from "../../lib/diffusion_classifier.ts";
 import { admitJob } from "../quota.ts";
-import { bundleShape, isDiffusion } from "../../lib/bundle.ts";
+import { bundleShape, isClassifier, isDiffusion } from "../../lib/bundle.ts";
 import {
   type DCSettings,
   DCSettingsOverrides,
@@ -41,9 +41,11 @@ import {
   type TargetSpec,
 } from "../../lib/evaluation/spec.ts";
 import type { EvalRun } from "../../lib/evaluation_checks.ts";
-import { FASHION_MNIST } from "../../lib/fashion_mnist.ts";
+import { DatasetError } from "../../lib/fashion_mnist.ts";
+import { BUILTIN_DATASETS } from "../../lib/builtin_datasets.ts";
+import { cifar10Dir } from "../../lib/cifar10.ts";
 import { encodePng } from "../../lib/image_decode.ts";
-import { type ImageShape, imageSize } from "../../lib/model.ts";
+import { type ImageShape, imageSize, shapeText } from "../../lib/model.ts";
 import type { EvaluationJob } from "../../store/records.ts";
 import type { Caller, ServiceDeps } from "../context.ts";
 import { ServiceError } from "../errors.ts";
@@ -112,6 +114,13 @@ export const EvaluationRequest = z.object({
       seed: Seed.default(0),
     }).strict().describe("a seeded subset of the Fashion-MNIST test split"),
     z.object({
+      name: z.literal("cifar10-test"),
+      n: z.number().int().min(1).max(BUILTIN_DATASETS["cifar10-test"].size),
+      seed: Seed.default(0),
+    }).strict().describe(
+      "a seeded subset of CIFAR-10's test batch, read from local files (TMDC_CIFAR10_DIR)",
+    ),
+    z.object({
       name: z.literal("uploaded"),
       id: z.uuid(),
     }).strict().describe("a set stored with POST /v1/datasets"),
@@ -149,8 +158,12 @@ export async function createEvaluation(
   for (const p of [req.target.purify, req.source.kind === "diffpure" ? req.source : undefined]) {
     if (!p) continue;
     const diffusion = p === req.target.purify ? target : source;
-    if (!isDiffusion(diffusion)) {
-      throw new ServiceError(422, "wrong-bundle-kind", "DiffPure purifies with a diffusion bundle");
+    if (!isDiffusion(diffusion) || diffusion.manifest.kind !== "diffusion") {
+      throw new ServiceError(
+        422,
+        "wrong-bundle-kind",
+        "DiffPure purifies with a pixel-space diffusion bundle (latent bundles have no eps_pred graphs)",
+      );
     }
     const clf = registry.classifier(p.classifier, "DiffPure labels with a classifier");
     const [ds, cs] = [bundleShape(diffusion.manifest), bundleShape(clf.manifest)];
@@ -178,7 +191,7 @@ export async function createEvaluation(
       );
     }
   }
-  if (source.manifest.kind !== wantSource) {
+  if (wantSource === "classifier" ? !isClassifier(source) : !isDiffusion(source)) {
     throw new ServiceError(
       422,
       "wrong-bundle-kind",
@@ -312,8 +325,6 @@ export async function createEvaluation(
   return await jobView(store, job);
 }
 
-const shapeText = (s: ImageShape) => `${s.channels}×${s.height}×${s.width}`;
-
 /** The images an evaluation covers: a test subset, or an uploaded set that fits the target. */
 async function datasetRef(
   { store }: ServiceDeps,
@@ -321,21 +332,27 @@ async function datasetRef(
   target: ReturnType<ServiceDeps["registry"]["get"]>,
 ): Promise<DatasetRef> {
   if (ref.name !== "uploaded") {
-    // the built-in test split: 10 classes of 1×28×28 images
+    // a built-in test split: its classes and image shape must be the target's
+    const b = BUILTIN_DATASETS[ref.name];
     const shape = bundleShape(target.manifest);
-    if (
-      target.manifest.classes.length !== FASHION_MNIST.classes ||
-      shapeText(shape) !== shapeText(FASHION_MNIST.shape)
-    ) {
+    if (target.manifest.classes.length !== b.classes || shapeText(shape) !== shapeText(b.shape)) {
       throw new ServiceError(
         422,
         "dataset-mismatch",
-        `${ref.name} holds ${FASHION_MNIST.classes} classes of ${
-          shapeText(FASHION_MNIST.shape)
+        `${ref.name} holds ${b.classes} classes of ${
+          shapeText(b.shape)
         } images; '${target.id}' takes ${target.manifest.classes.length} classes of ${
           shapeText(shape)
         }`,
       );
+    }
+    if (ref.name === "cifar10-test") {
+      try {
+        cifar10Dir();
+      } catch (e) {
+        if (!(e instanceof DatasetError)) throw e;
+        throw new ServiceError(422, "dataset-unavailable", e.message);
+      }
     }
     return ref;
   }

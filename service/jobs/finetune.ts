@@ -19,6 +19,11 @@ import { ServiceError } from "../errors.ts";
 import { findVisible, type JobView, jobView, paged, UUID } from "./views.ts";
 import { Seed } from "../../lib/seed.ts";
 import { config } from "../../config.ts";
+import { bundleShape } from "../../lib/bundle.ts";
+import { BUILTIN_DATASETS } from "../../lib/builtin_datasets.ts";
+import { cifar10Dir } from "../../lib/cifar10.ts";
+import { DatasetError } from "../../lib/fashion_mnist.ts";
+import { shapeText } from "../../lib/model.ts";
 
 /** The training images not in the validation split's 5,000 (lib/fashion_mnist_split.json). */
 const h = TMHyperSchema.shape;
@@ -63,6 +68,10 @@ export const FinetuneRequest = z.object({
     n: z.number().int().min(1).max(512).default(64),
     seed: Seed.default(0),
   }).strict().prefault({}).describe("the held-out subset every checkpoint is scored on"),
+  data: z.enum(["fashion-mnist", "cifar10"]).default("fashion-mnist").describe(
+    "training and validation images: Fashion-MNIST's splits, or CIFAR-10's training batches " +
+      "from local files (TMDC_CIFAR10_DIR; the last 5,000 are validation)",
+  ),
   private: z.boolean().default(false).describe("visible to its owner and admins only"),
 }).strict();
 export type FinetuneRequest = z.output<typeof FinetuneRequest>;
@@ -79,6 +88,29 @@ export async function createFinetune(
     "Truth Maximization needs a diffusion bundle",
   );
   const source = registry.classifier(req.source.bundle, "the source must be a classifier bundle");
+  const data = req.data === "cifar10"
+    ? BUILTIN_DATASETS["cifar10-test"]
+    : BUILTIN_DATASETS["fashion-mnist-test"];
+  for (const b of [bundle, source]) {
+    const s = bundleShape(b.manifest);
+    if (b.manifest.classes.length !== data.classes || shapeText(s) !== shapeText(data.shape)) {
+      throw new ServiceError(
+        422,
+        "dataset-mismatch",
+        `${req.data} holds ${data.classes} classes of ${
+          shapeText(data.shape)
+        } images; '${b.id}' takes ${b.manifest.classes.length} classes of ${shapeText(s)}`,
+      );
+    }
+  }
+  if (req.data === "cifar10") {
+    try {
+      cifar10Dir();
+    } catch (e) {
+      if (!(e instanceof DatasetError)) throw e;
+      throw new ServiceError(422, "dataset-unavailable", e.message);
+    }
+  }
   let attack: AttackConfig | null = null;
   if (req.attack) {
     try {
@@ -112,6 +144,7 @@ export async function createFinetune(
     checkpoints,
     validation: req.validation,
     pool: req.pool,
+    ...(req.data === "cifar10" ? { data: "cifar10" as const } : {}),
   };
   // each step: the batch's loss and LoRA gradient (the surrogate's attack is not UNet work);
   // each checkpoint: the validation images classified clean and adversarial by the DC
