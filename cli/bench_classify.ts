@@ -1,16 +1,25 @@
 /** `bench classify`: clean accuracy of the DC on a seeded Fashion-MNIST test subset. */
 import { config } from "../config.ts";
 import { classifyImages, unetCalls } from "../lib/diffusion_classifier.ts";
-import { gather, loadTest, seededSubset } from "../lib/fashion_mnist.ts";
+import { gather, seededSubset } from "../lib/fashion_mnist.ts";
+import { datasetMismatch, loadBuiltin } from "../lib/builtin_datasets.ts";
 import { wilson } from "../lib/stats.ts";
-import { loadAdapter, machine, openDiffusion, settingsFor, writeReport } from "../bench/common.ts";
+import {
+  loadAdapter,
+  machine,
+  openDiffusion,
+  settingsFor,
+  usageError,
+  writeReport,
+} from "../bench/common.ts";
 import { defineCommand } from "./command.ts";
 import { Progress } from "./progress.ts";
-import { DIFFUSION_BUNDLE, THREADS } from "./shared_options.ts";
+import { DATASET, DIFFUSION_BUNDLE, THREADS } from "./shared_options.ts";
 
 export const benchClassify = defineCommand({
-  summary: "clean accuracy of the diffusion classifier on a seeded Fashion-MNIST test subset",
+  summary: "clean accuracy of the diffusion classifier on a seeded test subset",
   options: {
+    dataset: DATASET,
     n: { type: "int", min: 1, max: 10000, default: 1024, help: "images of the seeded subset" },
     seed: { type: "int", min: 0, max: 2 ** 32 - 1, default: 0, help: "subset seed" },
     settings: { type: "settings", help: "overrides of the bundle's default DC settings" },
@@ -26,7 +35,9 @@ export const benchClassify = defineCommand({
     const model = await openDiffusion(values.bundle, values.threads);
     const s = settingsFor(model, values.settings);
     const adapter = values.adapter ? await loadAdapter(values.adapter, model) : undefined;
-    const test = await loadTest(config.root);
+    const misfit = datasetMismatch(values.dataset, model.imageShape, model.classNames.length);
+    if (misfit) usageError(misfit);
+    const test = await loadBuiltin(values.dataset, config.root);
     const subset = gather(test, seededSubset(test.n, n, seed));
     const progress = new Progress("bench classify");
     const t0 = performance.now();
@@ -42,11 +53,12 @@ export const benchClassify = defineCommand({
     const out = {
       benchmark: "classify",
       what:
-        "diffusion classifier, clean accuracy on a seeded Fashion-MNIST test subset (TypeScript engine, onnxruntime-node)",
+        `diffusion classifier, clean accuracy on a seeded ${values.dataset} subset (TypeScript engine, onnxruntime-node)`,
       command: `deno task cli bench classify ${argv.join(" ")}`,
       n,
       seed,
-      subset: "first n of lib/fashion_mnist.ts seededSubset(10000, n, seed)",
+      dataset: values.dataset,
+      subset: `first n of lib/fashion_mnist.ts seededSubset(${test.n}, n, seed)`,
       correct,
       accuracy: correct / n,
       ci95: [lo, hi],

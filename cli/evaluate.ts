@@ -5,7 +5,8 @@
  */
 import { config } from "../config.ts";
 import { unetCalls } from "../lib/diffusion_classifier.ts";
-import { gather, loadTest, seededSubset } from "../lib/fashion_mnist.ts";
+import { gather, seededSubset } from "../lib/fashion_mnist.ts";
+import { datasetMismatch, loadBuiltin } from "../lib/builtin_datasets.ts";
 import { ATTACKS, validateAttack } from "../lib/attacks/registry.ts";
 import type { AttackConfig } from "../lib/attacks/config.ts";
 import { adversarialSetKey, runShard } from "../lib/evaluation/engine.ts";
@@ -25,11 +26,12 @@ import {
   openDiffusion,
   openSurrogate,
   settingsFor,
+  usageError,
   writeReport,
 } from "../bench/common.ts";
 import { defineCommand } from "./command.ts";
 import { Progress } from "./progress.ts";
-import { DIFFUSION_BUNDLE, SURROGATE_BUNDLE, THREADS } from "./shared_options.ts";
+import { DATASET, DIFFUSION_BUNDLE, SURROGATE_BUNDLE, THREADS } from "./shared_options.ts";
 
 export const evaluateCommand = defineCommand({
   summary: "one robustness evaluation: attack on a source, scored on a target (in-process)",
@@ -58,6 +60,7 @@ export const evaluateCommand = defineCommand({
       help: "what is scored",
     },
     adapter: { type: "string", arg: "ID", help: "a TMDC adapter (LoRA) from the service's KV" },
+    dataset: DATASET,
     n: { type: "int", min: 1, max: 10000, default: 128, help: "images of the seeded subset" },
     seed: {
       type: "int",
@@ -136,7 +139,9 @@ export const evaluateCommand = defineCommand({
       K,
       100_000,
     );
-    const test = await loadTest(config.root);
+    const misfit = datasetMismatch(values.dataset, model.imageShape, model.classNames.length);
+    if (misfit) usageError(misfit);
+    const test = await loadBuiltin(values.dataset, config.root);
     const n = values.n;
     const subset = seededSubset(test.n, n, values.seed);
     const set = gather(test, subset);
@@ -162,7 +167,7 @@ export const evaluateCommand = defineCommand({
       const base = {
         attack: a,
         source,
-        dataset: { name: "fashion-mnist-test" as const, n: m, seed: values.seed },
+        dataset: { name: values.dataset, n: m, seed: values.seed },
       };
       return {
         ...base,
@@ -221,8 +226,7 @@ export const evaluateCommand = defineCommand({
     const out = {
       benchmark: "evaluate",
       command: `deno task cli evaluate ${args.join(" ")}`,
-      subset:
-        "first n of lib/fashion_mnist.ts seededSubset(10000, n, seed), Fashion-MNIST test split",
+      subset: `first n of lib/fashion_mnist.ts seededSubset(${test.n}, n, seed), ${values.dataset}`,
       ...evaluationReport(specFor(attack, n), [main], {
         complete: true,
         siblings,

@@ -19,3 +19,10 @@ export const SURROGATE_BUNDLE = {
   default: config.defaultSurrogate,
   help: "surrogate classifier bundle",
 } as const;
+
+export const DATASET = {
+  type: "enum",
+  values: ["fashion-mnist-test", "cifar10-test"],
+  default: "fashion-mnist-test",
+  help: "test split the seeded subset is drawn from (cifar10-test: TMDC_CIFAR10_DIR)",
+} as const;

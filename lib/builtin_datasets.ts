@@ -36,3 +36,17 @@ export const BUILTIN_NAMES = Object.keys(BUILTIN_DATASETS) as BuiltinName[];
 export function loadBuiltin(name: BuiltinName, root: string): Promise<LabelledImages> {
   return name === "cifar10-test" ? loadCifar10Test() : loadTest(root);
 }
+
+/** Why `name` does not fit a model of this shape and class count, or null when it does. */
+export function datasetMismatch(
+  name: BuiltinName,
+  shape: ImageShape,
+  classes: number,
+): string | null {
+  const b = BUILTIN_DATASETS[name];
+  const same = b.shape.channels === shape.channels && b.shape.height === shape.height &&
+    b.shape.width === shape.width && b.classes === classes;
+  return same
+    ? null
+    : `${name} holds ${b.classes} classes of ${b.shape.channels}×${b.shape.height}×${b.shape.width} images; the model takes ${classes} classes of ${shape.channels}×${shape.height}×${shape.width}`;
+}

@@ -235,3 +235,25 @@ def test_cifar_surrogate_recipe_trains_and_exports(tmp_path):
     with torch.no_grad():
         assert rel(got, model(torch.from_numpy(x))) < 1e-4
     assert cs.held_out(50_000) == 5000 and cs.held_out(50) == 5
+
+
+def test_float16_bundle_graph_keeps_float32_io_and_agrees(dc, tmp_path):
+    """--dtype float16 (CUDA bundles): float16 weights inside, float32 inputs and outputs."""
+    import onnx
+
+    from tmdc_compiler.convert_sd import export_latent, to_float16
+
+    graphs = export_latent(dc, tmp_path, (3, 32, 32), batch_grad=1, batch=4, only=("eps_loss",))
+    to_float16(tmp_path, graphs)
+    m = onnx.load(str(tmp_path / "eps_loss.onnx"), load_external_data=False)
+    assert {i.type.tensor_type.elem_type for i in m.graph.input} <= {onnx.TensorProto.FLOAT, onnx.TensorProto.INT64}
+    assert {o.type.tensor_type.elem_type for o in m.graph.output} == {onnx.TensorProto.FLOAT}
+    assert any(t.data_type == onnx.TensorProto.FLOAT16 for t in m.graph.initializer)
+    x, t, eps, c, lora = inputs(dc, 4, seed=5)
+    with torch.no_grad():
+        z = dc.encode(x)
+        l2, _ = dc.errors(z, t, eps, c, lora)
+    got = ort.InferenceSession(str(tmp_path / "eps_loss.onnx"), providers=["CPUExecutionProvider"]).run(
+        None, feeds(dc, z, t, eps, c, lora)
+    )
+    assert rel(got[0], l2) < 2e-2  # float16 arithmetic

@@ -304,8 +304,15 @@ def load(folder: Path, classes: list[str], template: str, resolution: int | None
     return dc, info
 
 
-def export_latent(dc: LatentDC, out: Path, image: tuple[int, int, int], batch_grad: int, batch: int) -> dict:
-    """Writes encode, encode_vjp_x, eps_loss, eps_loss_vjp_x, eps_loss_grad_lora; returns `graphs`."""
+def export_latent(
+    dc: LatentDC, out: Path, image: tuple[int, int, int], batch_grad: int, batch: int, only: tuple[str, ...] | None = None
+) -> dict:
+    """Writes encode, encode_vjp_x, eps_loss, eps_loss_vjp_x, eps_loss_grad_lora (or `only` those:
+    the throughput benchmark needs eps_loss alone); returns `graphs`."""
+
+    def want(name: str) -> bool:
+        return only is None or name in only
+
     g = torch.Generator().manual_seed(0)
     zc, zh, zw = (dc.vae.config.latent_channels, dc.resolution // 8, dc.resolution // 8)
     with torch.no_grad():
@@ -345,8 +352,9 @@ def export_latent(dc: LatentDC, out: Path, image: tuple[int, int, int], batch_gr
         graphs[name] = {"file": f"{name}.onnx", "inputs": inputs, "outputs": outputs, "batch": batch}
 
     x = torch.rand(2, *image, generator=g)
-    _export(Encode(), (x,), out / "encode.onnx", ["x"], ["z"], 1)
-    record("encode", ["x"], ["z"], {"kind": "dynamic"})
+    if want("encode"):
+        _export(Encode(), (x,), out / "encode.onnx", ["x"], ["z"], 1)
+        record("encode", ["x"], ["z"], {"kind": "dynamic"})
 
     def enc_vjp(x, w):
         x = x.detach().requires_grad_(True)
@@ -356,15 +364,17 @@ def export_latent(dc: LatentDC, out: Path, image: tuple[int, int, int], batch_gr
 
     x = torch.rand(batch_grad, *image, generator=g)
     w = torch.randn(batch_grad, zc, zh, zw, generator=g)
-    _export(_Traced(_trace_grad(enc_vjp, (x, w))), (x, w), out / "encode_vjp_x.onnx", ["x", "w"], ["z", "grad_x"])
-    record("encode_vjp_x", ["x", "w"], ["z", "grad_x"], {"kind": "fixed", "size": batch_grad})
+    if want("encode_vjp_x"):
+        _export(_Traced(_trace_grad(enc_vjp, (x, w))), (x, w), out / "encode_vjp_x.onnx", ["x", "w"], ["z", "grad_x"])
+        record("encode_vjp_x", ["x", "w"], ["z", "grad_x"], {"kind": "fixed", "size": batch_grad})
 
     base_in = ["z", "t", "eps", "class"]
     # A fixed batch: diffusers' up-sampling branches on `batch >= 64` (a no-op `.contiguous()`),
     # which torch.export turns into a guard no dynamic batch axis satisfies. The runtime pads.
     z, t, eps, c, lora = example(batch)
-    _export(Loss(), (z, t, eps, c, *lora), out / "eps_loss.onnx", base_in + lora_names, ["loss_l2", "loss_l1"])
-    record("eps_loss", base_in + lora_names, ["loss_l2", "loss_l1"], {"kind": "fixed", "size": batch})
+    if want("eps_loss"):
+        _export(Loss(), (z, t, eps, c, *lora), out / "eps_loss.onnx", base_in + lora_names, ["loss_l2", "loss_l1"])
+        record("eps_loss", base_in + lora_names, ["loss_l2", "loss_l1"], {"kind": "fixed", "size": batch})
 
     def vjp_z(z, t, eps, c, w_l2, w_l1, *lora):
         z = z.detach().requires_grad_(True)
@@ -376,8 +386,9 @@ def export_latent(dc: LatentDC, out: Path, image: tuple[int, int, int], batch_gr
     w = torch.rand(batch_grad, generator=g)
     args = (z, t, eps, c, w, w.flip(0), *lora)
     names = base_in + ["w_l2", "w_l1"] + lora_names
-    _export(_Traced(_trace_grad(vjp_z, args)), args, out / "eps_loss_vjp_x.onnx", names, ["loss_l2", "loss_l1", "grad_z"])
-    record("eps_loss_vjp_x", names, ["loss_l2", "loss_l1", "grad_z"], {"kind": "fixed", "size": batch_grad})
+    if want("eps_loss_vjp_x"):
+        _export(_Traced(_trace_grad(vjp_z, args)), args, out / "eps_loss_vjp_x.onnx", names, ["loss_l2", "loss_l1", "grad_z"])
+        record("eps_loss_vjp_x", names, ["loss_l2", "loss_l1", "grad_z"], {"kind": "fixed", "size": batch_grad})
 
     def grad_lora(z, t, eps, c, w, *lora):
         lora = [a.detach().requires_grad_(True) for a in lora]
@@ -387,8 +398,9 @@ def export_latent(dc: LatentDC, out: Path, image: tuple[int, int, int], batch_gr
     args = (z, t, eps, c, w, *lora)
     names = base_in + ["w"] + lora_names
     grad_names = [f"grad.{n}" for n in lora_names]
-    _export(_Traced(_trace_grad(grad_lora, args)), args, out / "eps_loss_grad_lora.onnx", names, ["loss_l2", *grad_names])
-    record("eps_loss_grad_lora", names, ["loss_l2", *grad_names], {"kind": "fixed", "size": batch_grad})
+    if want("eps_loss_grad_lora"):
+        _export(_Traced(_trace_grad(grad_lora, args)), args, out / "eps_loss_grad_lora.onnx", names, ["loss_l2", *grad_names])
+        record("eps_loss_grad_lora", names, ["loss_l2", *grad_names], {"kind": "fixed", "size": batch_grad})
     return graphs
 
 

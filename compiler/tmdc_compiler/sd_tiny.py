@@ -50,7 +50,48 @@ def write_tokenizer_files(folder: Path) -> None:
     (folder / "merges.txt").write_text("#version: 0.2\n")
 
 
-def build(out: Path, seed: int = 0, prediction_type: str = "epsilon") -> Path:
+# SD 2 base's real component shapes (stabilityai/stable-diffusion-2-base configs), for
+# `--shape sd2`: random weights at the real size, for throughput measurements only.
+SD2 = {
+    "resolution": 512,
+    "tokens": 77,
+    "text": {
+        "vocab_size": 49408,
+        "hidden_size": 1024,
+        "intermediate_size": 4096,
+        "num_hidden_layers": 23,
+        "num_attention_heads": 16,
+        "projection_dim": 512,
+    },
+    "unet": {
+        "layers_per_block": 2,
+        "block_out_channels": (320, 640, 1280, 1280),
+        "down_block_types": ("CrossAttnDownBlock2D",) * 3 + ("DownBlock2D",),
+        "up_block_types": ("UpBlock2D",) + ("CrossAttnUpBlock2D",) * 3,
+        "cross_attention_dim": 1024,
+        "attention_head_dim": (5, 10, 20, 20),
+        "norm_num_groups": 32,
+    },
+    "vae": {"block_out_channels": (128, 256, 512, 512), "layers_per_block": 2, "norm_num_groups": 32},
+}
+TINY = {
+    "resolution": RESOLUTION,
+    "tokens": MAX_TOKENS,
+    "text": {"hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 2, "num_attention_heads": 4, "projection_dim": 32},
+    "unet": {
+        "layers_per_block": 1,
+        "block_out_channels": (16, 32),
+        "down_block_types": ("CrossAttnDownBlock2D", "DownBlock2D"),
+        "up_block_types": ("UpBlock2D", "CrossAttnUpBlock2D"),
+        "cross_attention_dim": 32,
+        "attention_head_dim": (2, 4),  # SD 2 names heads per level here
+        "norm_num_groups": 8,
+    },
+    "vae": {"block_out_channels": (8, 16, 16, 16), "layers_per_block": 1, "norm_num_groups": 8},
+}
+
+
+def build(out: Path, seed: int = 0, prediction_type: str = "epsilon", shape: str = "tiny") -> Path:
     from diffusers import AutoencoderKL, DDPMScheduler, UNet2DConditionModel
     from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
 
@@ -59,7 +100,8 @@ def build(out: Path, seed: int = 0, prediction_type: str = "epsilon") -> Path:
     torch.manual_seed(seed)
     raw = out / ".tokenizer-src"
     write_tokenizer_files(raw)
-    tok = CLIPTokenizer(str(raw / "vocab.json"), str(raw / "merges.txt"), model_max_length=MAX_TOKENS)
+    spec = SD2 if shape == "sd2" else TINY
+    tok = CLIPTokenizer(str(raw / "vocab.json"), str(raw / "merges.txt"), model_max_length=spec["tokens"])
     tok.save_pretrained(str(out / "tokenizer"))
     for f in raw.iterdir():
         f.unlink()
@@ -67,47 +109,35 @@ def build(out: Path, seed: int = 0, prediction_type: str = "epsilon") -> Path:
 
     text = CLIPTextModel(
         CLIPTextConfig(
-            vocab_size=len(tok),
-            hidden_size=32,
-            intermediate_size=64,
-            num_hidden_layers=2,
-            num_attention_heads=4,
-            max_position_embeddings=MAX_TOKENS,
+            **({"vocab_size": len(tok)} | spec["text"]),
+            max_position_embeddings=spec["tokens"],
             bos_token_id=tok.bos_token_id,
             eos_token_id=tok.eos_token_id,
             pad_token_id=tok.pad_token_id,
             hidden_act="gelu",
-            projection_dim=32,
         )
     ).eval()
     text.save_pretrained(str(out / "text_encoder"))
 
     unet = UNet2DConditionModel(
-        sample_size=RESOLUTION // 8,
+        sample_size=spec["resolution"] // 8,
         in_channels=4,
         out_channels=4,
-        layers_per_block=1,
-        block_out_channels=(16, 32),
-        down_block_types=("CrossAttnDownBlock2D", "DownBlock2D"),
-        up_block_types=("UpBlock2D", "CrossAttnUpBlock2D"),
-        cross_attention_dim=32,
-        attention_head_dim=(2, 4),  # SD 2 names heads per level here
-        norm_num_groups=8,
         use_linear_projection=True,  # SD 2's transformer blocks
+        **spec["unet"],
     ).eval()
     unet.save_pretrained(str(out / "unet"))
 
+    n = len(spec["vae"]["block_out_channels"])
     vae = AutoencoderKL(
         in_channels=3,
         out_channels=3,
-        down_block_types=("DownEncoderBlock2D",) * 4,
-        up_block_types=("UpDecoderBlock2D",) * 4,
-        block_out_channels=(8, 16, 16, 16),
-        layers_per_block=1,
+        down_block_types=("DownEncoderBlock2D",) * n,
+        up_block_types=("UpDecoderBlock2D",) * n,
         latent_channels=4,
-        norm_num_groups=8,
-        sample_size=RESOLUTION,
+        sample_size=spec["resolution"],
         scaling_factor=SCALING_FACTOR,
+        **spec["vae"],
     ).eval()
     vae.save_pretrained(str(out / "vae"))
 
@@ -147,8 +177,9 @@ def main() -> None:
     p.add_argument("--out", required=True, type=Path)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--prediction-type", choices=["epsilon", "v_prediction"], default="epsilon")
+    p.add_argument("--shape", choices=["tiny", "sd2"], default="tiny", help="sd2: SD 2 base's real sizes (random weights)")
     a = p.parse_args()
-    print(build(a.out, a.seed, a.prediction_type))
+    print(build(a.out, a.seed, a.prediction_type, a.shape))
 
 
 if __name__ == "__main__":
