@@ -418,8 +418,11 @@ export async function exactReport(o: ExactReportOptions, argv: readonly string[]
       "fooled at some step of the first target (≈ one target's 8,080 UNet rows per attacked " +
       "image), while the real DC disagreed for most, so targets 3–10 were rarely tried; APGD " +
       "likewise returns its last estimate-misclassified iterate, not its best-loss point. The " +
-      "fix (bookkeeping on the exact full-grid logits, or the best-loss point checked) is the " +
-      "next GPU run's.",
+      "outer bookkeeping's fix is written and tested on the CPU (`exact_autoattack --decide " +
+      "real`, now the default: no-grad calls lift the real DC's label to the top, so robust " +
+      "flags and APGD-T's next target follow the real decision) but has not run: it needs the " +
+      "next GPU lease (none was lent to the session that wrote it). The inner iterate choice " +
+      "stays fra31's.",
       "* Attack families do not agree yet: on the first 32 images at Linf 0.1 the GPU run's ×1 " +
       "and ×2 and the CPU `bench dc-exact` (below) each break images the others miss; their " +
       "worst case per image is 6/32 against 8–10/32 for any one of them.",

@@ -41,3 +41,36 @@ def test_subsampled_gradient_is_unbiased(tiny_unet):
     # a biased estimate drifts by many standard errors; allow the odd 4σ pixel out of 784
     assert (z < 4).float().mean() > 0.995
     assert not torch.allclose(draws[0], full)  # the subsets do differ
+
+
+def test_decide_makes_the_no_grad_argmax_the_real_dcs_label(tiny_unet, monkeypatch):
+    """fra31's bookkeeping reads argmax of no-grad logits: with decide=True it is the real DC's
+    verdict, even where the staged race (here: keep 3 of 4 timesteps, then 8) and the full-grid
+    mean disagree; gradient calls are unchanged."""
+    s = DCSettings(stages=(Stage(2, 3), Stage(8, 1)), grid_size=8, t_range=(0, 800), error="l1", seed=5)
+    x = torch.rand(6, 1, 28, 28)
+    plain = OwnPairsOracle(tiny_unet, s, None, pairs=2, scale=100.0, num_classes=10, seed=0, max_rows=64)
+    real = OwnPairsOracle(tiny_unet, s, None, pairs=2, scale=100.0, num_classes=10, seed=0, max_rows=64, decide=True)
+    with torch.no_grad():
+        a, b = plain(x), real(x)
+    labels = [v.label for v in classify(tiny_unet, x.numpy(), s, 10)]
+    assert [int(v) for v in b.argmax(1)] == labels
+    # only the real label's logit may move, and only upwards
+    d = (b - a).numpy()
+    assert (d >= 0).all() and ((d > 0).sum(1) <= 1).all()
+    xi = x[:1].clone().requires_grad_(True)
+    g1 = torch.autograd.grad(plain(xi).sum(), xi)[0]
+    xi2 = x[:1].clone().requires_grad_(True)
+    g2 = torch.autograd.grad(real(xi2).sum(), xi2)[0]
+    assert g1.shape == g2.shape and real.rows.get("decide", 0) == 6
+    # where the real DC disagrees with the full-grid argmax (the tiny random net never does:
+    # stand in a verdict one class over), its label is lifted to the top and nothing else moves
+    import tmdc_compiler.exact_autoattack as ea
+
+    other = (a.argmax(1) + 1) % 10
+    monkeypatch.setattr(ea, "real_predict", lambda *args: other.numpy())
+    with torch.no_grad():
+        c = real(x)
+    assert torch.equal(c.argmax(1), other)
+    assert ((c != a).sum(1) == 1).all()
+    assert (c.gather(1, other[:, None])[:, 0] > a.max(1).values).all()

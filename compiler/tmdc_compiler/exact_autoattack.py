@@ -49,8 +49,26 @@ STANDARD = ["apgd-ce", "apgd-t", "fab-t", "square"]
 
 
 class OwnPairsOracle(torch.nn.Module):
-    def __init__(self, net, settings: DCSettings, lora, pairs: int, scale: float, num_classes: int, seed: int, max_rows: int):
+    """`decide=True`: a no-grad call on the whole grid also runs the real classifier and lifts its
+    label to the top of the logits (the others keep their full-grid order), so fra31's
+    bookkeeping — which images are still robust, whether APGD-T moves on to its next target
+    class — follows the real DC's decision, not the full-grid mean's argmax (which the
+    sequential race can disagree with)."""
+
+    def __init__(
+        self,
+        net,
+        settings: DCSettings,
+        lora,
+        pairs: int,
+        scale: float,
+        num_classes: int,
+        seed: int,
+        max_rows: int,
+        decide: bool = False,
+    ):
         super().__init__()
+        self.decide = decide
         dev = next(net.parameters()).device
         self.net, self.lora, self.pairs, self.scale, self.k = net, lora, pairs, scale, num_classes
         self.max_rows = max_rows
@@ -91,7 +109,14 @@ class OwnPairsOracle(torch.nn.Module):
             err = (err * self.w[jj]).view(bs, k, m).mean(2)
             out.append(-self.scale * err)
             self.rows["grad" if grad else "nograd"] += bs * per_image
-        return torch.cat(out)
+        logits = torch.cat(out)
+        if self.decide and not grad and m == self.g:
+            labels = torch.from_numpy(real_predict(self.net, x, self.settings, k, self.lora)).to(x.device)
+            top = logits.max(1).values
+            gap = 1e-3 * top.abs().clamp_min(1e-6)
+            logits = logits.scatter(1, labels[:, None], torch.maximum(logits.gather(1, labels[:, None]), (top + gap)[:, None]))
+            self.rows["decide"] = self.rows.get("decide", 0) + b
+        return logits
 
 
 def real_predict(net, images: torch.Tensor, settings: DCSettings, k: int, lora) -> np.ndarray:
@@ -155,6 +180,12 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--deadline", type=float, default=float("inf"), help="seconds; no attack starts after it")
     ap.add_argument("--after", help="an earlier report: each cell starts from its robust flags and stages")
+    ap.add_argument(
+        "--decide",
+        choices=["real", "grid"],
+        default="real",
+        help="whose decision fra31's bookkeeping follows on no-grad calls: the real DC (default) or the full-grid mean",
+    )
     ap.add_argument("--save-adv", action="store_true", help="write adv.f32 (every cell's images, report order)")
     ap.add_argument("--out", required=True, help="folder: report.json (and adv.f32)")
     args = ap.parse_args(argv)
@@ -189,6 +220,11 @@ def main(argv: list[str] | None = None) -> None:
         "benchmark": "exact-autoattack",
         "what": "fra31 AutoAttack standard through the DC's own estimator (fixed seed), every returned point checked on the real DC",
         "protocol": "white-box, exact: the classifier's own grid timesteps and noise draws; exact full-grid logits on no-grad calls",
+        "bookkeeping": (
+            "no-grad calls lift the real DC's label to the top (robust flags and APGD-T's next target follow the real decision)"
+            if args.decide == "real"
+            else "no-grad calls: the full-grid mean's argmax"
+        ),
         "command": "python -m tmdc_compiler.exact_autoattack " + " ".join(argv if argv is not None else sys.argv[1:]),
         "reference": "fra31/auto-attack a392200 (attack objects called as run_standard_evaluation does)",
         "bundle": f"{m['name']}@{m['version']}",
@@ -226,7 +262,9 @@ def main(argv: list[str] | None = None) -> None:
             norm, eps = c.split(":")
             cells.append((level, {"linf": "Linf", "l2": "L2"}[norm], float(eps)))
     for level, norm, eps in cells:
-        oracle = OwnPairsOracle(net, settings, lora, args.pairs, args.logit_scale, k, args.seed, args.max_rows)
+        oracle = OwnPairsOracle(
+            net, settings, lora, args.pairs, args.logit_scale, k, args.seed, args.max_rows, args.decide == "real"
+        )
         objs = make_attacks(AutoAttack, oracle, norm, eps, args.iters * level, dev)
         robust = clean.copy()
         x_adv = x.clone()
