@@ -31,13 +31,16 @@ export async function unetThroughput(o: ThroughputOptions, argv: readonly string
     // B rows over B / 10 distinct images: what a DC batch looks like (10 classes per image)
     const images = Math.max(1, Math.ceil(B / K));
     const pics = Float32Array.from(uniform(1, 1, images * D));
+    // image-major, as the DC and its attacks lay rows out: K classes of one image, then the next
     const x = new Float32Array(B * D);
-    for (let r = 0; r < B; r++) x.set(pics.subarray((r % images) * D, (r % images + 1) * D), r * D);
+    const image = Int32Array.from({ length: B }, (_, r) => Math.floor(r / K));
+    for (let r = 0; r < B; r++) x.set(pics.subarray(image[r] * D, (image[r] + 1) * D), r * D);
     const rows = {
       x,
       t: Int32Array.from(uniform(2, B, B), (u) => Math.floor(u * model.numTimesteps)),
       eps: normal(3, B, B * E),
       cls: Int32Array.from({ length: B }, (_, r) => r % K),
+      image,
     };
     for (const graph of ["eps_loss", "eps_loss_vjp_x"] as const) {
       const w = new Float32Array(B).fill(1 / B);
@@ -68,7 +71,9 @@ export async function unetThroughput(o: ThroughputOptions, argv: readonly string
   await writeReport(o.json, {
     benchmark: "unet-throughput",
     what: "UNet calls per second (one call = one (image, timestep, noise, class) row) of the " +
-      "classifier graph and the attack graph",
+      "classifier graph and the attack graph; rows image-major (10 per image); a latent " +
+      "bundle's encodings are cached after the warm-up (as when the DC scores one image on " +
+      "many rows), its attack graph passes back through the encoder once per image",
     command: `deno task cli bench unet-throughput ${argv.join(" ")}`,
     bundle: model.id,
     kind: m.kind,

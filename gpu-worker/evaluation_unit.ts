@@ -39,7 +39,11 @@ export async function runEvalUnit(models: WorkerModels, msg: EvalUnit, ctx?: Run
       n: msg.images.pixels.length,
     };
   } else {
-    const name = spec.dataset.name === "uploaded" ? "fashion-mnist-test" : spec.dataset.name;
+    if (spec.dataset.name === "uploaded") {
+      // an uploaded set's images travel with the unit: without them there is nothing to read
+      throw new DatasetError(`unit of uploaded set ${spec.dataset.id} arrived without its images`);
+    }
+    const name = spec.dataset.name;
     const whole = testSets.get(name) ?? loadBuiltin(name, config.root);
     testSets.set(name, whole);
     whole.catch(() => testSets.delete(name)); // a missing folder may be configured later

@@ -7,7 +7,7 @@
 import { config } from "../config.ts";
 import { classifierOracle } from "../lib/attacks/oracle.ts";
 import { type LabelledImages, loadTrainSplit } from "../lib/fashion_mnist.ts";
-import { loadCifar10TrainSplit } from "../lib/cifar10.ts";
+import { loadCifar10TrainSplits } from "../lib/cifar10.ts";
 import { type FinetuneSpec, runFinetune, validationSet } from "../lib/finetune.ts";
 import { initState, packState, unpackState } from "../lib/truth_max.ts";
 import { need, type WorkerModels } from "./models.ts";
@@ -29,12 +29,10 @@ export function trainingData(
 ): Promise<[LabelledImages, LabelledImages]> {
   let s = splits.get(data);
   if (!s) {
-    s = data === "cifar10"
-      ? Promise.all([loadCifar10TrainSplit("train"), loadCifar10TrainSplit("validation")])
-      : Promise.all([
-        loadTrainSplit(config.root, "train"),
-        loadTrainSplit(config.root, "validation"),
-      ]);
+    s = data === "cifar10" ? loadCifar10TrainSplits() : Promise.all([
+      loadTrainSplit(config.root, "train"),
+      loadTrainSplit(config.root, "validation"),
+    ]);
     splits.set(data, s);
     s.catch(() => splits.delete(data)); // a folder configured later is read then
   }

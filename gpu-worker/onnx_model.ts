@@ -236,7 +236,8 @@ class LatentEncoder {
     readonly D: number,
     readonly E: number,
     readonly shape: ImageShape,
-    readonly maxCached = 256,
+    /** at most ~256 MiB of cached images and latents (a 512 px input is 3 MB) */
+    readonly maxCached = Math.max(8, Math.min(256, Math.floor(2 ** 28 / ((D + E) * 4)))),
   ) {}
 
   #key(x: Float32Array): string {
@@ -246,56 +247,69 @@ class LatentEncoder {
     return `${u.length}:${h >>> 0}`;
   }
 
-  /** Latents of `n` rows of images; rows of the same image (consecutive or cached) encode once. */
+  /** Latents of `n` rows of images: each distinct image (by its bits) encodes once, cached. */
   async encodeRows(x: Float32Array, n: number): Promise<Float32Array> {
     const { D, E } = this;
     const z = new Float32Array(n * E);
-    const missing: number[] = []; // first row of each image to encode
-    const rowOf = new Int32Array(n).fill(-1);
-    const found = new Map<number, Float32Array>();
+    const keyOf: string[] = new Array(n);
+    const found = new Map<string, Float32Array>();
+    const missing = new Map<string, number>(); // key → first row with that image
     for (let r = 0; r < n; r++) {
       if (r > 0 && sameRow(x, r, r - 1, D)) {
-        rowOf[r] = rowOf[r - 1];
+        keyOf[r] = keyOf[r - 1];
         continue;
       }
       const img = x.subarray(r * D, (r + 1) * D);
-      const hit = this.#cache.get(this.#key(img));
-      rowOf[r] = r;
-      if (hit && hit.x.every((v, p) => v === img[p])) found.set(r, hit.z);
-      else missing.push(r);
+      const key = this.#key(img);
+      const hit = this.#cache.get(key);
+      // a hash collision with different bits: encode this one, cache neither twice
+      const k = hit && !hit.x.every((v, p) => v === img[p]) ? `${key}@${r}` : key;
+      keyOf[r] = k;
+      if (hit && k === key) found.set(k, hit.z);
+      else if (!missing.has(k)) missing.set(k, r);
     }
-    if (missing.length) {
-      const xs = new Float32Array(missing.length * D);
-      missing.forEach((r, k) => xs.set(x.subarray(r * D, (r + 1) * D), k * D));
+    if (missing.size) {
+      const rowsToEncode = [...missing.values()];
+      const xs = new Float32Array(rowsToEncode.length * D);
+      rowsToEncode.forEach((r, k) => xs.set(x.subarray(r * D, (r + 1) * D), k * D));
       const { channels: c, height: h, width: w } = this.shape;
-      const out =
-        (await this.graph.run(missing.length, { x: { data: xs, rowShape: [c, h, w] } }, {}))
-          .z;
-      missing.forEach((r, k) => {
+      const out = (await this.graph.run(rowsToEncode.length, {
+        x: { data: xs, rowShape: [c, h, w] },
+      }, {})).z;
+      [...missing.keys()].forEach((key, k) => {
         const zr = out.slice(k * E, (k + 1) * E);
-        found.set(r, zr);
-        if (this.#cache.size >= this.maxCached) {
+        found.set(key, zr);
+        if (key.includes("@")) return;
+        while (this.#cache.size >= this.maxCached) {
           this.#cache.delete(this.#cache.keys().next().value!);
         }
-        this.#cache.set(this.#key(xs.subarray(k * D, (k + 1) * D)), {
-          x: xs.slice(k * D, (k + 1) * D),
-          z: zr,
-        });
+        this.#cache.set(key, { x: xs.slice(k * D, (k + 1) * D), z: zr });
       });
     }
-    for (let r = 0; r < n; r++) z.set(found.get(rowOf[r])!, r * E);
+    for (let r = 0; r < n; r++) z.set(found.get(keyOf[r])!, r * E);
     return z;
   }
 
   /**
-   * d(Σ_r g_r·z_r)/dx, pooled: for each run of consecutive rows with the same image, one pass
-   * back through the encoder with the run's summed latent gradient, its result on the run's
-   * first row (zeros on the others) — what DiffusionModel.epsLossVjpX allows.
+   * d(Σ_r g_r·z_r)/dx, pooled: for each run of consecutive rows with the same `image` index
+   * (and so the same pixels), one pass back through the encoder with the run's summed latent
+   * gradient, its result on the run's first row (zeros on the others) — what
+   * DiffusionModel.epsLossVjpX allows. Without `image`, every row is its own run: two of the
+   * caller's images may have identical pixels, and each must get its own gradient.
    */
-  async backward(x: Float32Array, gz: Float32Array, n: number): Promise<Float32Array> {
+  async backward(
+    x: Float32Array,
+    gz: Float32Array,
+    n: number,
+    image?: Int32Array,
+  ): Promise<Float32Array> {
     const { D, E } = this;
     const starts: number[] = [];
-    for (let r = 0; r < n; r++) if (r === 0 || !sameRow(x, r, r - 1, D)) starts.push(r);
+    for (let r = 0; r < n; r++) {
+      if (r === 0 || !image || image[r] !== image[r - 1] || !sameRow(x, r, r - 1, D)) {
+        starts.push(r);
+      }
+    }
     const xs = new Float32Array(starts.length * D);
     const ws = new Float32Array(starts.length * E);
     starts.forEach((s, k) => {
@@ -347,8 +361,12 @@ export class OnnxDiffusionModel implements DiffusionModel {
     if (m.kind === "latent-diffusion") {
       const { channels, height, width } = m.latent;
       this.noiseShape = { channels, height, width };
+      // the VAE at 512 px needs ~0.5 GB of activations per image: encode a few at a time
+      const few = m.graphs.encode_vjp_x.batch.kind === "fixed"
+        ? m.graphs.encode_vjp_x.batch.size
+        : 8;
       this.#encoder = new LatentEncoder(
-        new GraphSession(bundle, "encode", m.graphs.encode, options),
+        new GraphSession(bundle, "encode", m.graphs.encode, { ...options, maxRows: few }),
         new GraphSession(bundle, "encode_vjp_x", m.graphs.encode_vjp_x, options),
         imageSize(this.imageShape),
         imageSize(this.noiseShape),
@@ -486,7 +504,9 @@ export class OnnxDiffusionModel implements DiffusionModel {
       w_l1: { data: wL1, rowShape: [] },
     }, this.#lora(lora));
     // latent bundles: the chain rule back through the encoder to the image
-    const gradX = this.#encoder ? await this.#encoder.backward(rows.x, o.grad_z, n) : o.grad_x;
+    const gradX = this.#encoder
+      ? await this.#encoder.backward(rows.x, o.grad_z, n, rows.image)
+      : o.grad_x;
     return { l2: o.loss_l2, l1: o.loss_l1, gradX };
   }
 

@@ -62,6 +62,8 @@ const DiffusionFields = {
 export const PixelDiffusionManifest = z.object({
   ...DiffusionFields,
   kind: z.literal("diffusion"),
+  // DiffPure's reverse process (lib/diffpure.ts) knows the linear schedule only
+  schedule: DiffusionFields.schedule.extend({ kind: z.literal("ddpm_linear") }),
   graphs: z.object({ eps_loss: Graph, eps_loss_vjp_x: Graph, eps_loss_grad_lora: Graph }).catchall(
     Graph,
   ),

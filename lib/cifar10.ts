@@ -77,6 +77,9 @@ interface NdArray {
 
 function toBytes(v: unknown): Uint8Array {
   if (v instanceof Uint8Array) return v;
+  if (v instanceof Int8Array || v instanceof Uint8ClampedArray) {
+    return new Uint8Array(v.buffer, v.byteOffset, v.byteLength);
+  }
   if (typeof v === "string") return Uint8Array.from(v, (c) => c.charCodeAt(0)); // Latin-1
   throw new DatasetError("the pickled array's data is neither bytes nor a byte string");
 }
@@ -104,6 +107,14 @@ function numpyNames(): NameRegistry {
   for (const mod of ["numpy.core.multiarray", "numpy._core.multiarray"]) {
     r.register(mod, "_reconstruct", reconstruct);
   }
+  // protocol 5 (Python 3.14's default): _frombuffer(buffer, dtype, shape, order)
+  const frombuffer = (buf: unknown, dt: { kind?: string }, shape: number[], order: string) => {
+    if (order !== "C") throw new DatasetError("a Fortran-ordered array is not a CIFAR-10 batch");
+    return { shape, dtype: dt?.kind, data: toBytes(buf), __setstate__() {} } as NdArray;
+  };
+  for (const mod of ["numpy.core.numeric", "numpy._core.numeric"]) {
+    r.register(mod, "_frombuffer", frombuffer);
+  }
   r.register("numpy", "ndarray", function ndarray() {});
   r.register("numpy", "dtype", dtype);
   r.register("_codecs", "encode", (s: string) => toBytes(s)); // py3 protocol 2: bytes as Latin-1 text
@@ -112,6 +123,13 @@ function numpyNames(): NameRegistry {
 
 /** One Python batch (`pickle.load(f, encoding="bytes")` → {b"data": uint8 n×3072, b"labels": [...]}). */
 export function parsePythonBatch(bytes: Uint8Array): LabelledImages {
+  if (bytes[0] !== 0x80) {
+    // protocols 0 and 1 have no PROTO opcode; their text-mode strings are escaped, which the
+    // parser does not undo: refused rather than misread (the official files are protocol 2)
+    throw new DatasetError(
+      "not a CIFAR-10 Python batch: a protocol 0/1 (text) pickle, or not a pickle; re-save it with protocol ≥ 2",
+    );
+  }
   let obj: Map<unknown, unknown>;
   try {
     obj = new Parser({ nameResolver: numpyNames(), unpicklingTypeOfDictionary: "Map" }).read(
@@ -128,7 +146,7 @@ export function parsePythonBatch(bytes: Uint8Array): LabelledImages {
     }
   };
   const data = get("data") as NdArray | undefined;
-  const labels = (get("labels") ?? get("fine_labels")) as number[] | undefined;
+  const labels = get("labels") as number[] | undefined; // CIFAR-100's fine_labels: not CIFAR-10
   if (!data?.data || !data.shape || !Array.isArray(labels)) {
     throw new DatasetError("a CIFAR-10 Python batch needs 'data' (a uint8 array) and 'labels'");
   }
@@ -140,6 +158,8 @@ export function parsePythonBatch(bytes: Uint8Array): LabelledImages {
       } (${data.dtype}), ${labels.length} labels`,
     );
   }
+  const bad = labels.findIndex((l) => !Number.isInteger(l) || l < 0 || l > 9);
+  if (bad >= 0) throw new DatasetError(`record ${bad} has label ${labels[bad]} (CIFAR-10: 0–9)`);
   const images = new Float32Array(n * D);
   for (let p = 0; p < n * D; p++) images[p] = data.data[p] / 255;
   return { images, labels: Int32Array.from(labels), n };
@@ -201,6 +221,13 @@ export async function loadCifar10TrainSplit(
   name: "train" | "validation",
   dir = cifar10Dir(),
 ): Promise<LabelledImages> {
+  return (await loadCifar10TrainSplits(dir))[name === "train" ? 0 : 1];
+}
+
+/** Both splits from one read: views into one array (50,000 images are 614 MB as float32). */
+export async function loadCifar10TrainSplits(
+  dir = cifar10Dir(),
+): Promise<[LabelledImages, LabelledImages]> {
   const parts: LabelledImages[] = [];
   for (let b = 1; b <= 5; b++) parts.push(await readBatch(dir, `data_batch_${b}`));
   const n = parts.reduce((a, p) => a + p.n, 0);
@@ -213,10 +240,10 @@ export async function loadCifar10TrainSplit(
     at += p.n;
   }
   const k = n - heldOut(n);
-  const [lo, hi] = name === "train" ? [0, k] : [k, n];
-  return {
-    images: images.slice(lo * D, hi * D),
-    labels: labels.slice(lo, hi),
+  const part = (lo: number, hi: number) => ({
+    images: images.subarray(lo * D, hi * D),
+    labels: labels.subarray(lo, hi),
     n: hi - lo,
-  };
+  });
+  return [part(0, k), part(k, n)];
 }

@@ -41,6 +41,12 @@ export interface EpsRows {
   eps: Float32Array;
   /** class per row; `nullClass` is the unconditional embedding */
   cls: Int32Array;
+  /**
+   * which of the caller's images each row belongs to (optional): a latent model may pool the
+   * input gradient of consecutive rows with the same index (see epsLossVjpX). Rows without it
+   * are never pooled — two different images may have identical pixels.
+   */
+  image?: Int32Array;
 }
 
 export interface EpsLosses {
@@ -77,7 +83,7 @@ export interface DiffusionModel {
    * for latent ones (whose graphs encode the image first; gradients still reach the image)
    */
   readonly noiseShape: ImageShape;
-  /** true when epsLossVjpX pools the gradient of rows with the same image (see there) */
+  /** true when epsLossVjpX pools the gradient of rows with the same `image` index (see there) */
   readonly poolsImageGradients?: boolean;
   readonly classNames: readonly string[];
   readonly nullClass: number;
@@ -86,10 +92,10 @@ export interface DiffusionModel {
   /** Per-row losses; `lora` absent = base model. Any number of rows. */
   epsLoss(rows: EpsRows, lora?: LoraTensors): Promise<EpsLosses>;
   /**
-   * Losses and d(Σ wL2·l2 + wL1·l1)/dx for every row. Rows with the same image may share their
-   * gradient (a latent model back-propagates through its encoder once per distinct image and
-   * puts the sum on the first such row, zeros on the others): callers use sums over the rows of
-   * one image, never a single row's gradient.
+   * Losses and d(Σ wL2·l2 + wL1·l1)/dx for every row. Consecutive rows with the same
+   * `rows.image` index may share their gradient (a latent model back-propagates through its
+   * encoder once per run of them and puts the sum on the run's first row, zeros on the others):
+   * a caller that sets `image` uses sums over each image's rows, never a single row's gradient.
    */
   epsLossVjpX(
     rows: EpsRows,

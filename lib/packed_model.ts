@@ -93,9 +93,6 @@ export class PackedDiffusionModel<M extends DiffusionModel = DiffusionModel>
   }
 
   epsLossVjpX(rows: EpsRows, wL2: Float32Array, wL1: Float32Array, lora?: LoraTensors) {
-    // a model that pools a gradient over rows of the same image could put one caller's share on
-    // another caller's row: such calls pass through unpacked
-    if (this.base.poolsImageGradients) return this.base.epsLossVjpX(rows, wL2, wL1, lora);
     return new Promise<EpsLosses & { gradX: Float32Array }>((resolve, reject) =>
       this.#enqueue({
         rows,
@@ -204,13 +201,28 @@ function concatRows(parts: EpsRows[], D: number, E: number): EpsRows {
     t: new Int32Array(n),
     cls: new Int32Array(n),
   };
+  // image indices stay apart across callers (a latent model pools rows by them): each caller's
+  // are shifted past the previous caller's, and a caller without them gets one index per row
+  const image = parts.some((p) => p.image) ? new Int32Array(n) : undefined;
   let at = 0;
+  let next = 0;
   for (const p of parts) {
     out.x.set(p.x, at * D);
     out.eps.set(p.eps, at * E);
     out.t.set(p.t, at);
     out.cls.set(p.cls, at);
+    if (image) {
+      const m = p.t.length;
+      let top = -1;
+      for (let r = 0; r < m; r++) {
+        const id = p.image ? p.image[r] : r;
+        image[at + r] = next + id;
+        if (id > top) top = id;
+      }
+      next += top + 1;
+    }
     at += p.t.length;
   }
+  if (image) out.image = image;
   return out;
 }

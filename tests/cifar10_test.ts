@@ -22,7 +22,7 @@ const bytes = Uint8Array.from(
   (u) => Math.min(255, Math.floor(u * 256)),
 );
 
-for (const layout of ["bin", "py2", "py3-protocol2", "py3-protocol4"]) {
+for (const layout of ["bin", "py2", "py3-protocol2", "py3-protocol4", "py3-protocol5"]) {
   Deno.test(`CIFAR-10 ${layout} layout reads back exactly`, async () => {
     const set = await loadCifar10Test(`${FX}/${layout}`);
     assertEquals(set.n, N);
@@ -62,6 +62,12 @@ Deno.test("a truncated binary batch and a non-pickle are refused", async () => {
   await Deno.mkdir(`${tmp}/cifar-10-batches-py`);
   await Deno.writeFile(`${tmp}/cifar-10-batches-py/test_batch`, new Uint8Array([1, 2, 3]));
   await assertRejects(() => loadCifar10Test(tmp), DatasetError, "not a CIFAR-10 Python batch");
+  // a protocol-0 (text) pickle is refused, not misread
+  await Deno.writeFile(
+    `${tmp}/cifar-10-batches-py/test_batch`,
+    new TextEncoder().encode("(dp0\nS'data'\np1\n"),
+  );
+  await assertRejects(() => loadCifar10Test(tmp), DatasetError, "protocol 0/1");
   await Deno.remove(tmp, { recursive: true });
 });
 

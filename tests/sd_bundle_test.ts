@@ -12,6 +12,7 @@ import { loadBundle, loadDiffusionBundle } from "../lib/bundle.ts";
 import { imageSize, noiseSize } from "../lib/model.ts";
 import { normal, uniform } from "../lib/rng.ts";
 import { initState, PAPER_TM, trainStep } from "../lib/truth_max.ts";
+import { PackedDiffusionModel } from "../lib/packed_model.ts";
 import { assertClose } from "./helpers.ts";
 
 const DIR = new URL("./fixtures/sd-tiny-cifar10", import.meta.url).pathname;
@@ -74,7 +75,10 @@ Deno.test("latent gradients reach the image: pooled rows = the sum of single-row
       cls: Int32Array.from(cs),
     };
   };
-  const rows = rowsOf([x0, x0, x1], [100, 400, 250], [3, 5, 10]);
+  const rows = {
+    ...rowsOf([x0, x0, x1], [100, 400, 250], [3, 5, 10]),
+    image: Int32Array.of(0, 0, 1),
+  };
   const w = Float32Array.from([1, 0.5, 2]);
   const zero = new Float32Array(3);
   const pooled = await model.epsLossVjpX(rows, w, zero);
@@ -106,6 +110,53 @@ Deno.test("latent gradients reach the image: pooled rows = the sum of single-row
   };
   const fd = (await along(1) - await along(-1)) / (2 * h);
   assertClose([fd], [norm], 2e-2, "directional derivative");
+});
+
+Deno.test("identical pixels of two different images are never pooled together; packed callers stay apart", async () => {
+  const D = imageSize(model.imageShape);
+  const E = noiseSize(model);
+  const x0 = images.subarray(0, D);
+  const x = new Float32Array(4 * D);
+  for (let r = 0; r < 4; r++) x.set(x0, r * D); // images 0 and 1 have the same pixels
+  const rows = {
+    x,
+    t: Int32Array.of(100, 400, 100, 400),
+    eps: normal(3, 3, 4 * E),
+    cls: Int32Array.of(1, 2, 7, 8),
+  };
+  const w = Float32Array.of(1, 1, 1, 1);
+  const zero = new Float32Array(4);
+  const lone = async (image: number[]) => {
+    const at = image.map((_, k) => k);
+    const g = await model.epsLossVjpX({ ...rows, image: Int32Array.from(image) }, w, zero);
+    return at.map((k) => g.gradX.subarray(k * D, (k + 1) * D));
+  };
+  const [a0, , a2] = await lone([0, 0, 1, 1]);
+  const norm = (v: Float32Array) => Math.sqrt(v.reduce((s, q) => s + q * q, 0));
+  assert(norm(a0) > 0 && norm(a2) > 0, "each image gets its own, nonzero, gradient");
+  assert(Math.abs(norm(a0) - norm(a2)) / norm(a0) > 1e-3, "different classes, different gradients");
+  // without indices nothing pools: four rows, four gradients, the same sums
+  const [b0, b1, b2, b3] = await lone([0, 1, 2, 3]);
+  assertClose(Array.from(b0.map((v, p) => v + b1[p])), Array.from(a0), 1e-4, "image 0's sum");
+  assertClose(Array.from(b2.map((v, p) => v + b3[p])), Array.from(a2), 1e-4, "image 1's sum");
+  const none = await model.epsLossVjpX(rows, w, zero);
+  assertClose(Array.from(none.gradX.subarray(0, D)), Array.from(b0), 1e-4, "unindexed rows");
+
+  // two callers packed into one call, both with image index 0: each gets its lone gradient
+  const packed = new PackedDiffusionModel(model, { active: 2 });
+  const half = (k: number) => ({
+    x: x.slice(2 * k * D, (2 * k + 2) * D),
+    t: rows.t.slice(2 * k, 2 * k + 2),
+    eps: rows.eps.slice(2 * k * E, (2 * k + 2) * E),
+    cls: rows.cls.slice(2 * k, 2 * k + 2),
+    image: Int32Array.of(0, 0),
+  });
+  const [p0, p1] = await Promise.all(
+    [0, 1].map((k) => packed.epsLossVjpX(half(k), w.slice(0, 2), zero.slice(0, 2))),
+  );
+  assertEquals(packed.stats.calls, 1);
+  assertClose(Array.from(p0.gradX.subarray(0, D)), Array.from(a0), 1e-4, "caller 0");
+  assertClose(Array.from(p1.gradX.subarray(0, D)), Array.from(a2), 1e-4, "caller 1");
 });
 
 Deno.test("Truth Maximization runs on latents: a step changes the LoRA and the loss", async () => {

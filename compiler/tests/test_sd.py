@@ -168,6 +168,39 @@ def test_a_broken_folder_is_refused_naming_the_component(folder, tmp_path, break
     assert message in str(e.value), str(e.value)
 
 
+def test_the_output_folder_is_never_the_download_and_upcast_attention_stays_float32(folder, tmp_path):
+    with pytest.raises(ConvertError, match="would be deleted"):
+        convert(folder, folder, CIFAR10, TEMPLATE)
+    with pytest.raises(ConvertError, match="would be deleted"):
+        convert(folder, folder.parent, CIFAR10, TEMPLATE)
+    other = tmp_path / "notes"
+    other.mkdir()
+    (other / "keep.txt").write_text("mine")
+    with pytest.raises(ConvertError, match="not a bundle"):
+        convert(folder, other, CIFAR10, TEMPLATE)
+    assert (other / "keep.txt").read_text() == "mine"
+    up = tmp_path / "sd21"
+    shutil.copytree(folder, up)
+    _edit(up / "unet" / "config.json", {"upcast_attention": True})
+    with pytest.raises(ConvertError, match="upcast_attention"):
+        convert(up, tmp_path / "out16", CIFAR10, TEMPLATE, dtype="float16")
+
+
+def test_fp16_weight_variant_loads(folder, tmp_path):
+    """A download with only `*.fp16.safetensors` (diffusers' fp16 variant) loads, as float32."""
+    from diffusers import UNet2DConditionModel
+
+    d = tmp_path / "fp16"
+    shutil.copytree(folder, d)
+    unet = UNet2DConditionModel.from_pretrained(str(d / "unet")).half()
+    for f in (d / "unet").glob("*.safetensors"):
+        f.unlink()
+    unet.save_pretrained(str(d / "unet"), variant="fp16")
+    assert any(".fp16." in p.name for p in (d / "unet").iterdir())
+    dc, _ = load(d, CIFAR10, TEMPLATE, None, 4, 4.0)
+    assert next(dc.unet.parameters()).dtype == torch.float32
+
+
 def test_prompts_that_truncate_to_the_same_embedding_are_refused(folder):
     with pytest.raises(ConvertError, match="same text embedding"):
         load(folder, CIFAR10, "a very very long prompt that the tiny tokenizer cuts off here {}", None, 4, 4.0)
@@ -195,7 +228,7 @@ def test_the_converter_reproduces_the_committed_bundle(folder, tmp_path):
 def test_cifar10_layouts_read_back_exactly(tmp_path):
     images, labels = cifar10.tiny()
     fx = ROOT / "tests" / "fixtures" / "cifar10-tiny"
-    for layout in ("bin", "py2", "py3-protocol2", "py3-protocol4"):
+    for layout in ("bin", "py2", "py3-protocol2", "py3-protocol4", "py3-protocol5"):
         got_x, got_y = cifar10.load(fx / layout, "test")
         assert np.array_equal(got_x, images) and np.array_equal(got_y, labels), layout
     cifar10.write_fixture(tmp_path)

@@ -108,12 +108,13 @@ def tiny(n: int = 12, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
 
 
 def write_fixture(out: Path, n: int = 12) -> None:
-    """One tiny test batch in every layout: binary, the official py2 pickle, py3 protocols 2 and 4."""
+    """One tiny test batch in every layout: binary, the official py2 pickle, py3 protocols 2, 4, 5."""
     images, labels = tiny(n)
     write_binary(out / "bin" / "cifar-10-batches-bin" / "test_batch.bin", images, labels)
     write_python(out / "py2" / "cifar-10-batches-py" / "test_batch", images, labels, py2=True)
     write_python(out / "py3-protocol2" / "cifar-10-batches-py" / "test_batch", images, labels, protocol=2)
     write_python(out / "py3-protocol4" / "cifar-10-batches-py" / "test_batch", images, labels, protocol=4)
+    write_python(out / "py3-protocol5" / "cifar-10-batches-py" / "test_batch", images, labels, protocol=5)
 
 
 def main() -> None:

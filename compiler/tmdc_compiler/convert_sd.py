@@ -92,6 +92,11 @@ def schedule_of(folder: Path) -> tuple[dict, str]:
     kind = cfg.get("beta_schedule", "linear")
     if kind not in ("linear", "scaled_linear"):
         raise ConvertError(f"component 'scheduler': beta_schedule {kind!r} is not supported (linear, scaled_linear)")
+    for key in ("trained_betas", "rescale_betas_zero_snr"):
+        if cfg.get(key):
+            raise ConvertError(
+                f"component 'scheduler': {key} is not supported (the bundle's schedule would differ from the training one)"
+            )
     pred = cfg.get("prediction_type", "epsilon")
     if pred not in ("epsilon", "v_prediction"):
         raise ConvertError(f"component 'scheduler': prediction_type {pred!r} is not supported (epsilon, v_prediction)")
@@ -180,7 +185,12 @@ class LatentDC(nn.Module):
         for p in self.parameters():
             p.requires_grad_(False)
         self.register_buffer("emb", embeddings.float())
-        self.register_buffer("abar", alphas_cumprod_of(sched))
+        abar = alphas_cumprod_of(sched).double()
+        self.register_buffer("abar", abar.float())
+        # √ā and √(1 − ā) as their own tables, from float64: a float16 bundle then rounds each
+        # relatively (ā itself in float16 near 1 would put 1 − ā off by up to 18% at t = 0)
+        self.register_buffer("sqrt_abar", abar.sqrt().float())
+        self.register_buffer("sqrt_1m_abar", (1.0 - abar).sqrt().float())
         self.prediction_type = prediction_type
         self.resolution = resolution
         self.scaling = float(vae.config.scaling_factor)
@@ -225,14 +235,15 @@ class LatentDC(nn.Module):
 
     def errors(self, z, t, eps, c, lora=None) -> tuple[torch.Tensor, torch.Tensor]:
         """Per-row mean squared and mean absolute prediction error on latent z (ε or v target)."""
-        a = self.abar[t].reshape(-1, 1, 1, 1)
-        zt = a.sqrt() * z + (1.0 - a).sqrt() * eps
+        sa = self.sqrt_abar[t].reshape(-1, 1, 1, 1)
+        s1a = self.sqrt_1m_abar[t].reshape(-1, 1, 1, 1)
+        zt = sa * z + s1a * eps
         self._use(list(lora) if lora else None)
         try:
             pred = self.unet(zt, t, encoder_hidden_states=self.emb[c]).sample
         finally:
             self._use(None)
-        target = eps if self.prediction_type == "epsilon" else a.sqrt() * eps - (1.0 - a).sqrt() * z
+        target = eps if self.prediction_type == "epsilon" else sa * eps - s1a * z
         d = (pred - target).flatten(1)
         return d.pow(2).mean(1), d.abs().mean(1)
 
@@ -260,19 +271,28 @@ def load(folder: Path, classes: list[str], template: str, resolution: int | None
         raise ConvertError(
             f"component 'unet' takes {cfg['unet'].get('in_channels')} channels but 'vae' makes {cfg['vae'].get('latent_channels', 4)}"
         )
+    if cfg["unet"].get("addition_embed_type") or (folder / "text_encoder_2").exists():
+        raise ConvertError("component 'unet' takes added (SDXL-style) conditioning: only SD 1.x/2.x pipelines are supported")
     cross, hidden = cfg["unet"].get("cross_attention_dim"), cfg["text_encoder"].get("hidden_size")
     if cross != hidden:
         raise ConvertError(f"component 'unet' attends to {cross}-d text but 'text_encoder' makes {hidden}-d")
 
     def loaded(name, loader):
+        sub = folder / name
+        # a download with only fp16 weights (`*.fp16.safetensors`) is diffusers' "fp16" variant
+        names = [p.name for p in sub.iterdir()] if sub.is_dir() else []
+        plain = any(n.endswith((".safetensors", ".bin")) and ".fp16." not in n for n in names)
+        kw = {} if plain or name == "tokenizer" or not any(".fp16." in n for n in names) else {"variant": "fp16"}
         try:
-            return loader(str(folder / name))
+            return loader(str(sub), **kw)
         except (OSError, RuntimeError, ValueError) as e:
             raise ConvertError(f"component '{name}' does not load: {str(e).splitlines()[0]}") from e
 
-    unet = loaded("unet", UNet2DConditionModel.from_pretrained)
-    vae = loaded("vae", AutoencoderKL.from_pretrained)
-    text = loaded("text_encoder", CLIPTextModel.from_pretrained).eval()
+    # float32 whatever the download's dtype: the graphs are traced in float32 (--dtype float16
+    # converts them afterwards)
+    unet = loaded("unet", UNet2DConditionModel.from_pretrained).float()
+    vae = loaded("vae", AutoencoderKL.from_pretrained).float()
+    text = loaded("text_encoder", CLIPTextModel.from_pretrained).float().eval()
     tok = loaded("tokenizer", CLIPTokenizer.from_pretrained)
     if len(tok) > text.config.vocab_size:
         raise ConvertError(f"component 'tokenizer' has {len(tok)} tokens, 'text_encoder' only {text.config.vocab_size}")
@@ -289,7 +309,7 @@ def load(folder: Path, classes: list[str], template: str, resolution: int | None
             if torch.equal(emb[i], emb[j]):
                 raise ConvertError(
                     f"component 'tokenizer': prompts {prompts[j]!r} and {prompts[i]!r} give the same text embedding "
-                    f"(truncated at {tok.model_max_length} tokens?)"
+                    f"(truncated at {min(tok.model_max_length, text.config.max_position_embeddings)} tokens?)"
                 )
     dc = LatentDC(unet, vae, emb, sched, pred, res, rank, alpha)
     info = {
@@ -298,7 +318,7 @@ def load(folder: Path, classes: list[str], template: str, resolution: int | None
         "resolution": res,
         "latent": [vae.config.latent_channels, res // factor, res // factor],
         "prompts": prompts,
-        "tokens": tok.model_max_length,
+        "tokens": min(tok.model_max_length, text.config.max_position_embeddings),
         "embedding_dim": int(emb.shape[-1]),
     }
     return dc, info
@@ -425,7 +445,8 @@ def to_float16(out: Path, graphs: dict) -> None:
     for g in graphs.values():
         path = out / g["file"]
         m = onnx.load(str(path))  # with its external data
-        m16 = convert_float_to_float16(m, keep_io_types=True, disable_shape_infer=True)
+        # attention's softmax stays float32 (what diffusers' fp16 pipelines do with upcast_softmax)
+        m16 = convert_float_to_float16(m, keep_io_types=True, disable_shape_infer=True, op_block_list=["Softmax"])
         for f in out.glob(f"{g['file']}*data"):
             f.unlink()
         onnx.save(m16, str(path), save_as_external_data=True, location=f"{g['file']}.data")
@@ -455,12 +476,22 @@ def convert(
     rank: int = 4,
     alpha: float = 4.0,
     dtype: str = "float32",
-    batch_grad: int = 8,
+    batch_grad: int = 2,
     batch: int = 32,
     dc_default: dict | None = None,
 ) -> dict:
     folder, out = Path(folder), Path(out)
+    src, dst = folder.resolve(), out.resolve()
+    if dst == src or dst in src.parents:
+        raise ConvertError(f"--out {out} is (or holds) the diffusers folder: it would be deleted")
+    if out.exists() and any(out.iterdir()) and not (out / "manifest.json").exists():
+        raise ConvertError(f"--out {out} is a non-empty folder that is not a bundle: refusing to replace it")
     dc, info = load(folder, classes, template, resolution, rank, alpha)
+    if dtype == "float16" and dc.unet.config.get("upcast_attention"):
+        raise ConvertError(
+            "component 'unet' asks for upcast_attention (float32 attention scores, SD 2.1): "
+            "a float16 bundle would overflow there; convert with --dtype float32"
+        )
     if out.exists():
         shutil.rmtree(out)
     out.mkdir(parents=True)
@@ -542,7 +573,9 @@ def main() -> None:
     p.add_argument("--rank", type=int, default=4, help="LoRA rank")
     p.add_argument("--alpha", type=float, default=4.0, help="LoRA alpha")
     p.add_argument("--dtype", choices=["float32", "float16"], default="float32", help="float16: CUDA bundles")
-    p.add_argument("--batch-grad", type=int, default=8, help="fixed batch of the gradient graphs")
+    p.add_argument(
+        "--batch-grad", type=int, default=2, help="fixed batch of the gradient graphs (tracing runs it: keep SD's small)"
+    )
     p.add_argument("--batch", type=int, default=32, help="fixed batch of eps_loss (the classifier's graph)")
     a = p.parse_args()
     classes = CLASS_SETS.get(a.classes) or [c.strip() for c in a.classes.split(",") if c.strip()]

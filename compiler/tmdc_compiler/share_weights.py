@@ -36,28 +36,34 @@ def share(folder: Path) -> dict:
     m = load_manifest(folder)  # hash-checked: never repack a corrupted bundle
     graphs = {k: onnx.load(str(folder / g["file"]), load_external_data=False) for k, g in m["graphs"].items()}
     offsets: dict[str, tuple[int, int]] = {}
-    blob = bytearray()
     old_files: set[str] = set()
-    for model in graphs.values():
-        for t in model.graph.initializer:
-            if not uses_external_data(t):
-                continue
-            info = ExternalDataInfo(t)
-            old_files.add(info.location)
-            with open(folder / info.location, "rb") as f:
-                f.seek(info.offset or 0)
-                data = f.read(info.length) if info.length else f.read()
-            key = hashlib.sha256(data).hexdigest()
-            if key not in offsets:
-                blob.extend(b"\0" * (-len(blob) % ALIGN))
-                offsets[key] = (len(blob), len(data))
-                blob.extend(data)
-            off, n = offsets[key]
-            del t.external_data[:]
-            for k, v in (("location", WEIGHTS), ("offset", str(off)), ("length", str(n))):
-                e = t.external_data.add()
-                e.key, e.value = k, v
-    (folder / WEIGHTS).write_bytes(bytes(blob))
+    tmp = folder / (WEIGHTS + ".tmp")
+    size = 0
+    # streamed to a temporary file (an SD UNet is 3.5 GB: never the whole blob in memory), then
+    # renamed over weights.bin — which may itself be one of the files being read
+    with open(tmp, "wb") as out:
+        for model in graphs.values():
+            for t in model.graph.initializer:
+                if not uses_external_data(t):
+                    continue
+                info = ExternalDataInfo(t)
+                old_files.add(info.location)
+                with open(folder / info.location, "rb") as f:
+                    f.seek(info.offset or 0)
+                    data = f.read(info.length) if info.length else f.read()
+                key = hashlib.sha256(data).hexdigest()
+                if key not in offsets:
+                    pad = -size % ALIGN
+                    out.write(b"\0" * pad)
+                    offsets[key] = (size + pad, len(data))
+                    out.write(data)
+                    size += pad + len(data)
+                off, n = offsets[key]
+                del t.external_data[:]
+                for k, v in (("location", WEIGHTS), ("offset", str(off)), ("length", str(n))):
+                    e = t.external_data.add()
+                    e.key, e.value = k, v
+    tmp.replace(folder / WEIGHTS)
     for k, g in m["graphs"].items():
         onnx.save(graphs[k], str(folder / g["file"]))
     for f in old_files - {WEIGHTS}:

@@ -93,6 +93,7 @@ export function dcOracle(
     const er = new Float32Array(B * E);
     const t = new Int32Array(B);
     const cls = new Int32Array(B);
+    const image = new Int32Array(B); // lets a latent model pool its encoder pass per image
     let r = 0;
     for (let i = 0; i < n; i++) {
       for (let c = 0; c < K; c++) {
@@ -101,10 +102,11 @@ export function dcOracle(
           er.set(eps[j], r * E);
           t[r] = cfg.timesteps[idx[j]];
           cls[r] = c;
+          image[r] = i;
         }
       }
     }
-    return { x: xr, eps: er, t, cls, idx };
+    return { x: xr, eps: er, t, cls, image, idx };
   }
 
   function toLogits(err: Float32Array, n: number, idx: number[]): Float32Array {

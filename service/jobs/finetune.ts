@@ -103,6 +103,15 @@ export async function createFinetune(
       );
     }
   }
+  // the training split's size: Fashion-MNIST's 55,000, CIFAR-10's 45,000 (50,000 less validation)
+  const trainSize = req.data === "cifar10" ? 45_000 : 55_000;
+  if (req.pool > trainSize) {
+    throw new ServiceError(
+      422,
+      "invalid-settings",
+      `pool ${req.pool} is larger than ${req.data}'s training split (${trainSize} images)`,
+    );
+  }
   if (req.data === "cifar10") {
     try {
       cifar10Dir();
