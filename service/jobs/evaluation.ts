@@ -41,9 +41,8 @@ import {
   type TargetSpec,
 } from "../../lib/evaluation/spec.ts";
 import type { EvalRun } from "../../lib/evaluation_checks.ts";
-import { DatasetError } from "../../lib/fashion_mnist.ts";
 import { BUILTIN_DATASETS } from "../../lib/builtin_datasets.ts";
-import { cifar10Dir } from "../../lib/cifar10.ts";
+import { requireBuiltin } from "../builtin_data.ts";
 import { encodePng } from "../../lib/image_decode.ts";
 import { type ImageShape, imageSize, shapeText } from "../../lib/model.ts";
 import type { EvaluationJob } from "../../store/records.ts";
@@ -333,27 +332,7 @@ async function datasetRef(
 ): Promise<DatasetRef> {
   if (ref.name !== "uploaded") {
     // a built-in test split: its classes and image shape must be the target's
-    const b = BUILTIN_DATASETS[ref.name];
-    const shape = bundleShape(target.manifest);
-    if (target.manifest.classes.length !== b.classes || shapeText(shape) !== shapeText(b.shape)) {
-      throw new ServiceError(
-        422,
-        "dataset-mismatch",
-        `${ref.name} holds ${b.classes} classes of ${
-          shapeText(b.shape)
-        } images; '${target.id}' takes ${target.manifest.classes.length} classes of ${
-          shapeText(shape)
-        }`,
-      );
-    }
-    if (ref.name === "cifar10-test") {
-      try {
-        cifar10Dir();
-      } catch (e) {
-        if (!(e instanceof DatasetError)) throw e;
-        throw new ServiceError(422, "dataset-unavailable", e.message);
-      }
-    }
+    requireBuiltin(ref.name, [target]);
     return ref;
   }
   const ds = await store.getDataset(ref.id);

@@ -19,11 +19,7 @@ import { ServiceError } from "../errors.ts";
 import { findVisible, type JobView, jobView, paged, UUID } from "./views.ts";
 import { Seed } from "../../lib/seed.ts";
 import { config } from "../../config.ts";
-import { bundleShape } from "../../lib/bundle.ts";
-import { BUILTIN_DATASETS } from "../../lib/builtin_datasets.ts";
-import { cifar10Dir } from "../../lib/cifar10.ts";
-import { DatasetError } from "../../lib/fashion_mnist.ts";
-import { shapeText } from "../../lib/model.ts";
+import { requireBuiltin } from "../builtin_data.ts";
 
 /** The training images not in the validation split's 5,000 (lib/fashion_mnist_split.json). */
 const h = TMHyperSchema.shape;
@@ -88,21 +84,8 @@ export async function createFinetune(
     "Truth Maximization needs a diffusion bundle",
   );
   const source = registry.classifier(req.source.bundle, "the source must be a classifier bundle");
-  const data = req.data === "cifar10"
-    ? BUILTIN_DATASETS["cifar10-test"]
-    : BUILTIN_DATASETS["fashion-mnist-test"];
-  for (const b of [bundle, source]) {
-    const s = bundleShape(b.manifest);
-    if (b.manifest.classes.length !== data.classes || shapeText(s) !== shapeText(data.shape)) {
-      throw new ServiceError(
-        422,
-        "dataset-mismatch",
-        `${req.data} holds ${data.classes} classes of ${
-          shapeText(data.shape)
-        } images; '${b.id}' takes ${b.manifest.classes.length} classes of ${shapeText(s)}`,
-      );
-    }
-  }
+  // the fine-tune's images must fit both models (the test split stands for the data's shape)
+  requireBuiltin(req.data === "cifar10" ? "cifar10-test" : "fashion-mnist-test", [bundle, source]);
   // the training split's size: Fashion-MNIST's 55,000, CIFAR-10's 45,000 (50,000 less validation)
   const trainSize = req.data === "cifar10" ? 45_000 : 55_000;
   if (req.pool > trainSize) {
@@ -111,14 +94,6 @@ export async function createFinetune(
       "invalid-settings",
       `pool ${req.pool} is larger than ${req.data}'s training split (${trainSize} images)`,
     );
-  }
-  if (req.data === "cifar10") {
-    try {
-      cifar10Dir();
-    } catch (e) {
-      if (!(e instanceof DatasetError)) throw e;
-      throw new ServiceError(422, "dataset-unavailable", e.message);
-    }
   }
   let attack: AttackConfig | null = null;
   if (req.attack) {
