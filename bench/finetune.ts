@@ -9,6 +9,8 @@ import { classifierOracle } from "../lib/attacks/oracle.ts";
 import { attackCost, validateAttack } from "../lib/attacks/registry.ts";
 import type { AttackConfig } from "../lib/attacks/config.ts";
 import { loadTrainSplit } from "../lib/fashion_mnist.ts";
+import { loadCifar10TrainSplits } from "../lib/cifar10.ts";
+import { datasetMismatch } from "../lib/builtin_datasets.ts";
 import {
   bestCheckpoint,
   type FinetuneSpec,
@@ -47,6 +49,7 @@ export interface FinetuneOptions {
   "val-n": number;
   pool: number;
   "val-seed": number;
+  data: "fashion-mnist" | "cifar10";
   bundle: string;
   surrogate: string;
   threads: number;
@@ -59,6 +62,11 @@ export async function finetuneCommand(values: FinetuneOptions, args: readonly st
   const threads = values.threads;
   const model = await openDiffusion(values.bundle, threads);
   const surrogate = await openSurrogate(values.surrogate, threads);
+  const split = values.data === "cifar10" ? "cifar10-test" : "fashion-mnist-test";
+  for (const m of [model, surrogate]) {
+    const misfit = datasetMismatch(split, m.imageShape, m.classNames.length);
+    if (misfit) usageError(`--data ${values.data}: ${misfit} ('${m.id}')`);
+  }
   let attack: AttackConfig | null = null;
   if (values.attack !== "none") {
     attack = validateAttack(
@@ -98,10 +106,12 @@ export async function finetuneCommand(values: FinetuneOptions, args: readonly st
   const state = last
     ? unpackState(last.state, model.loraLayout, last.rec.step)
     : initState(model.loraLayout, spec.seed);
-  const [train, val] = await Promise.all([
-    loadTrainSplit(config.root, "train"),
-    loadTrainSplit(config.root, "validation"),
-  ]);
+  const [train, val] = values.data === "cifar10"
+    ? await loadCifar10TrainSplits()
+    : await Promise.all([
+      loadTrainSplit(config.root, "train"),
+      loadTrainSplit(config.root, "validation"),
+    ]);
   const t0 = performance.now();
   const oracle = classifierOracle(surrogate);
   const progress = new Progress("finetune");

@@ -38,6 +38,7 @@ export const benchClassify = defineCommand({
     const misfit = datasetMismatch(values.dataset, model.imageShape, model.classNames.length);
     if (misfit) usageError(misfit);
     const test = await loadBuiltin(values.dataset, config.root);
+    if (n > test.n) usageError(`--n ${n}: ${values.dataset} has ${test.n} images`);
     const subset = gather(test, seededSubset(test.n, n, seed));
     const progress = new Progress("bench classify");
     const t0 = performance.now();
@@ -58,7 +59,7 @@ export const benchClassify = defineCommand({
       n,
       seed,
       dataset: values.dataset,
-      subset: `first n of lib/fashion_mnist.ts seededSubset(${test.n}, n, seed)`,
+      subset: `seededSubset(${test.n}, n, seed) of ${values.dataset} (lib/fashion_mnist.ts)`,
       correct,
       accuracy: correct / n,
       ci95: [lo, hi],

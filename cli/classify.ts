@@ -2,6 +2,7 @@
 import { config } from "../config.ts";
 import { classifyImages } from "../lib/diffusion_classifier.ts";
 import { decodeImage, ImageError } from "../lib/image_decode.ts";
+import { modelConversions } from "../lib/bundle.ts";
 import { openDiffusion, settingsFor } from "../bench/common.ts";
 import { UsageError } from "./errors.ts";
 import { defineCommand } from "./command.ts";
@@ -45,7 +46,7 @@ export const classify = defineCommand({
         settings: s,
         bundle: model.id,
         decoder: d.decoder,
-        conversion: d.conversion,
+        conversion: [...d.conversion, ...modelConversions(model.bundle.manifest)],
         ms: Math.round(performance.now() - t0),
       }));
     }

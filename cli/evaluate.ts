@@ -141,7 +141,16 @@ export const evaluateCommand = defineCommand({
     );
     const misfit = datasetMismatch(values.dataset, model.imageShape, model.classNames.length);
     if (misfit) usageError(misfit);
+    if (values.source === "surrogate" || values.target === "surrogate") {
+      const off = datasetMismatch(
+        values.dataset,
+        surrogate.imageShape,
+        surrogate.classNames.length,
+      );
+      if (off) usageError(`the surrogate ${surrogate.id} does not fit: ${off} (pass --surrogate)`);
+    }
     const test = await loadBuiltin(values.dataset, config.root);
+    if (values.n > test.n) usageError(`--n ${values.n}: ${values.dataset} has ${test.n} images`);
     const n = values.n;
     const subset = seededSubset(test.n, n, values.seed);
     const set = gather(test, subset);

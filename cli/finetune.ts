@@ -54,6 +54,12 @@ export const finetune = defineCommand({
       help: "0: attack every batch online; P: draw batches from P images attacked once",
     },
     "val-seed": { ...SEED, help: "validation subset seed" },
+    data: {
+      type: "enum",
+      values: ["fashion-mnist", "cifar10"],
+      default: "fashion-mnist",
+      help: "training/validation images (cifar10: TMDC_CIFAR10_DIR's training batches)",
+    },
     bundle: DIFFUSION_BUNDLE,
     surrogate: SURROGATE_BUNDLE,
     threads: THREADS,

@@ -268,3 +268,41 @@ Deno.test("cli progress: countingOracle counts images and changes nothing", asyn
   assertEquals(images, 4);
   assertEquals([c.numClasses, c.size, c.stochastic], [o.numClasses, o.size, o.stochastic]);
 });
+
+Deno.test("cli: the paper's setting — data that does not fit a bundle is one error line, not a crash", async () => {
+  const sd = join(REPO, "tests", "fixtures", "sd-tiny-cifar10");
+  const env = { TMDC_CIFAR10_DIR: join(REPO, "tests", "fixtures", "cifar10-tiny", "bin") };
+  const cases: [string[], string][] = [
+    [
+      ["bench", "classify", "--bundle", sd, "--n", "2"],
+      "fashion-mnist-test holds 10 classes of 1×28×28",
+    ],
+    [
+      ["bench", "classify", "--bundle", sd, "--dataset", "cifar10-test", "--n", "20"],
+      "has 12 images",
+    ],
+    [[
+      "evaluate",
+      "--attack",
+      "fgsm",
+      "--eps",
+      "0.03",
+      "--bundle",
+      sd,
+      "--dataset",
+      "cifar10-test",
+      "--n",
+      "2",
+    ], "pass --surrogate"],
+    [["finetune", "--bundle", sd, "--steps", "2"], "--data fashion-mnist"],
+    [["bench", "unet-throughput", "--rows", "0"], "--rows must be"],
+  ];
+  for (const [args, want] of cases) {
+    const r = await cli(args, { env });
+    assertEquals(r.code, 2, `${args.join(" ")}: ${r.stderr}`);
+    assert_(
+      r.stderr.includes(want) && !r.stderr.includes("    at "),
+      `${args.join(" ")}: ${r.stderr}`,
+    );
+  }
+});

@@ -119,7 +119,13 @@ def write_fixture(out: Path, n: int = 12) -> None:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--fixture", type=Path, required=True, help="write the tiny test batches here")
+    p.add_argument(
+        "--fixture",
+        type=Path,
+        required=True,
+        help="write one tiny test batch per layout under DIR/{bin,py2,py3-protocol2,py3-protocol4,py3-protocol5}/ "
+        "(each a TMDC_CIFAR10_DIR of its own)",
+    )
     a = p.parse_args()
     write_fixture(a.fixture)
     print(f"wrote {a.fixture}")

@@ -161,6 +161,8 @@ def train(a) -> Path:
 
 
 def export(checkpoint: Path, out: Path, name: str | None, batch_grad: int = 32) -> dict:
+    if not Path(checkpoint).is_file():
+        raise cifar10.CifarError(f"no checkpoint {checkpoint} (train writes OUT/final.pt)")
     ck = torch.load(checkpoint, weights_only=False)
     c = ck["config"]
     cfg = ResNet18Config(width=c["width"], blocks=tuple(c["blocks"]), num_classes=c["num_classes"])
@@ -198,7 +200,7 @@ def export(checkpoint: Path, out: Path, name: str | None, batch_grad: int = 32) 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = p.add_subparsers(dest="cmd", required=True)
-    t = sub.add_parser("train", help="train (resumable per epoch)")
+    t = sub.add_parser("train", help="train (resumable per epoch)", formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     t.add_argument("--cifar10", help=f"CIFAR-10 folder (default: ${cifar10.ENV})")
     t.add_argument("--out", required=True)
     t.add_argument("--epochs", type=int, default=30)

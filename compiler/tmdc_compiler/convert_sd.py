@@ -3,14 +3,14 @@
   python -m tmdc_compiler.convert_sd --diffusers DIR --classes cifar10 \\
       --template "a blurry photo of a {}." --out ../models/sd2-cifar10 [--resolution 512]
 
-The paper's classifier (paper.md): CIFAR-10 images in [0, 1], upsampled to the UNet's
+The paper's classifier (Li et al.'s public code, which TMDC builds on): CIFAR-10 images in [0, 1], upsampled to the UNet's
 resolution (bicubic), scaled to [-1, 1], encoded by the VAE (latent mean × scaling factor);
 one text embedding per class prompt (CLIP `last_hidden_state` of the padded prompt, Li et al.'s
 `text_encoder(text_input.input_ids)[0]`), computed here once and stored in the bundle's weights
 (the class index selects one; the empty prompt is the null class); LoRA on every attention
 projection the paper targets (to_q, to_k, to_v, to_out.0, self- and cross-attention).
 
-Graphs (DESIGN.md §2, the latent variant): `encode` x → z and `encode_vjp_x` (d(Σ w·z)/dx),
+Graphs (the bundle contract's latent variant; lib/bundle_manifest.ts): `encode` x → z and `encode_vjp_x` (d(Σ w·z)/dx),
 and on latents `eps_loss`, `eps_loss_vjp_x` (gradient w.r.t. z) and `eps_loss_grad_lora`. The
 worker chains them, so the DC, the attacks (back to the pixel image) and Truth Maximization
 run unchanged. A missing or mismatched component is refused with a message naming it.
@@ -52,6 +52,10 @@ COMPONENTS = {
 LORA_TARGETS = ("to_q", "to_k", "to_v", "to_out.0")
 
 
+class HelpFormatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefaultsHelpFormatter):
+    """The module's docstring as written, and every option's default in --help."""
+
+
 class ConvertError(ValueError):
     """A diffusers folder this converter refuses; the message names the component."""
 
@@ -59,6 +63,10 @@ class ConvertError(ValueError):
 def check_folder(folder: Path) -> dict:
     """model_index.json and every component folder with its config and weights."""
     folder = Path(folder)
+    if not folder.exists():
+        raise ConvertError(f"{folder} does not exist")
+    if not folder.is_dir():
+        raise ConvertError(f"{folder} is a file: --diffusers takes the pipeline folder (the one holding model_index.json)")
     index_path = folder / "model_index.json"
     if not index_path.is_file():
         raise ConvertError(f"{folder} has no model_index.json: not a diffusers pipeline folder")
@@ -300,6 +308,9 @@ def load(folder: Path, classes: list[str], template: str, resolution: int | None
     res = resolution or unet.config.sample_size * factor
     if res % factor:
         raise ConvertError(f"--resolution {res} is not a multiple of the VAE's down-sampling factor {factor}")
+    dup = sorted({c for c in classes if classes.count(c) > 1})
+    if dup:
+        raise ConvertError(f"--classes names {', '.join(dup)} more than once")
     if "{}" not in template:
         raise ConvertError(f"--template {template!r} has no '{{}}' for the class name")
     prompts = [template.format(c) for c in classes]
@@ -446,7 +457,11 @@ def to_float16(out: Path, graphs: dict) -> None:
         path = out / g["file"]
         m = onnx.load(str(path))  # with its external data
         # attention's softmax stays float32 (what diffusers' fp16 pipelines do with upcast_softmax)
-        m16 = convert_float_to_float16(m, keep_io_types=True, disable_shape_infer=True, op_block_list=["Softmax"])
+        # LayerNormalization stays float32 too: its backward graphs read the node's saved mean and
+        # inverse deviation, which the converter would leave typed float32 behind float16 edges
+        m16 = convert_float_to_float16(
+            m, keep_io_types=True, disable_shape_infer=True, op_block_list=["Softmax", "LayerNormalization"]
+        )
         for f in out.glob(f"{g['file']}*data"):
             f.unlink()
         onnx.save(m16, str(path), save_as_external_data=True, location=f"{g['file']}.data")
@@ -481,7 +496,10 @@ def convert(
     dc_default: dict | None = None,
 ) -> dict:
     folder, out = Path(folder), Path(out)
+    check_folder(folder)  # the source's problems first
     src, dst = folder.resolve(), out.resolve()
+    if out.exists() and not out.is_dir():
+        raise ConvertError(f"--out {out} is a file, not a bundle folder")
     if dst == src or dst in src.parents:
         raise ConvertError(f"--out {out} is (or holds) the diffusers folder: it would be deleted")
     if out.exists() and any(out.iterdir()) and not (out / "manifest.json").exists():
@@ -562,7 +580,7 @@ def convert(
 
 
 def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=HelpFormatter)
     p.add_argument("--diffusers", required=True, type=Path, help="local diffusers pipeline folder")
     p.add_argument("--classes", default="cifar10", help="cifar10, or comma-separated class names")
     p.add_argument("--template", default="a blurry photo of a {}.", help="prompt template, '{}' = class name")
@@ -578,9 +596,21 @@ def main() -> None:
     )
     p.add_argument("--batch", type=int, default=32, help="fixed batch of eps_loss (the classifier's graph)")
     a = p.parse_args()
-    classes = CLASS_SETS.get(a.classes) or [c.strip() for c in a.classes.split(",") if c.strip()]
+    if a.classes in CLASS_SETS:
+        classes = CLASS_SETS[a.classes]
+    elif "," in a.classes:
+        classes = [c.strip() for c in a.classes.split(",") if c.strip()]
+    else:
+        p.error(f"--classes {a.classes!r} is not a preset ({', '.join(CLASS_SETS)}) nor a comma-separated list")
     if len(classes) < 2:
         p.error("--classes needs at least two classes")
+    for name in ("rank", "image_size", "batch_grad", "batch"):
+        if getattr(a, name) < 1:
+            p.error(f"--{name.replace('_', '-')} must be at least 1")
+    if a.image_size < 8:
+        p.error("--image-size must be at least 8")
+    if a.alpha <= 0:
+        p.error("--alpha must be positive")
     try:
         m = convert(
             a.diffusers,

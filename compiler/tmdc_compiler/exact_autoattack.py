@@ -18,7 +18,7 @@ Every point an attack returns is checked on the real classifier (`reference_dc.c
 TypeScript engine's parity reference; fp32, TF32 off); an image counts as broken only when the
 real DC misclassifies it, so an image an attack broke only on the estimate stays in play for the
 next attack. The adversarial images are written beside the report (float32, `adv.f32`, in
-report order) for the TypeScript engine to re-check (`deno task cli bench recheck`).
+report order) for the TypeScript engine to re-check (`deno task cli bench exact-recheck`).
 
 Attacks follow AutoAttack `standard` (fra31 a392200: APGD-CE, APGD-T with 9 target classes,
 FAB-T with 9, Square with 5,000 queries; 100 iterations, seed 0), one at a time on the images

@@ -26,7 +26,7 @@ import numpy as np
 import onnxruntime as ort
 import torch
 
-from .convert_sd import CIFAR10, export_latent, load, strip_metadata, to_float16
+from .convert_sd import CIFAR10, HelpFormatter, export_latent, load, strip_metadata, to_float16
 from .sd_tiny import build
 
 PROVIDERS = {"cuda": "CUDAExecutionProvider", "cpu": "CPUExecutionProvider"}
@@ -140,7 +140,7 @@ def _gpu_name() -> str | None:
 
 
 def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=HelpFormatter)
     p.add_argument("--shape", choices=["tiny", "sd2"], default="tiny")
     p.add_argument("--dtype", choices=["float32", "float16"], default="float32")
     p.add_argument("--providers", default="cpu", help="comma-separated, in order: cuda,cpu")
@@ -151,7 +151,15 @@ def main() -> None:
     p.add_argument("--json", type=Path)
     a = p.parse_args()
     providers = [s.strip() for s in a.providers.split(",") if s.strip()]
-    rows = [int(r) for r in a.rows.split(",")]
+    unknown = [q for q in providers if q not in PROVIDERS]
+    if unknown or not providers:
+        p.error(f"--providers: {', '.join(unknown) or '(none)'} — choose from {', '.join(PROVIDERS)}")
+    try:
+        rows = [int(r) for r in a.rows.split(",")]
+    except ValueError:
+        p.error(f"--rows {a.rows!r}: comma-separated integers")
+    if min(rows) < 1 or a.seconds <= 0 or a.threads < 1:
+        p.error("--rows must be ≥ 1, --seconds > 0, --threads ≥ 1")
     if a.engine == "torch":
         report = measure_torch(a.shape, a.dtype, rows, a.seconds)
     else:
