@@ -233,9 +233,10 @@ class LatentEncoder {
   constructor(
     readonly graph: GraphSession,
     readonly vjpGraph: GraphSession,
-    readonly D: number,
-    readonly E: number,
     readonly shape: ImageShape,
+    readonly latentShape: ImageShape,
+    readonly D = imageSize(shape),
+    readonly E = imageSize(latentShape),
     /** at most ~256 MiB of cached images and latents (a 512 px input is 3 MB) */
     readonly maxCached = Math.max(8, Math.min(256, Math.floor(2 ** 28 / ((D + E) * 4)))),
   ) {}
@@ -329,8 +330,6 @@ class LatentEncoder {
     starts.forEach((s, k) => gx.set(o.grad_x.subarray(k * D, (k + 1) * D), s * D));
     return gx;
   }
-
-  latentShape: ImageShape = { channels: 0, height: 0, width: 0 };
 }
 
 export class OnnxDiffusionModel implements DiffusionModel {
@@ -368,11 +367,9 @@ export class OnnxDiffusionModel implements DiffusionModel {
       this.#encoder = new LatentEncoder(
         new GraphSession(bundle, "encode", m.graphs.encode, { ...options, maxRows: few }),
         new GraphSession(bundle, "encode_vjp_x", m.graphs.encode_vjp_x, options),
-        imageSize(this.imageShape),
-        imageSize(this.noiseShape),
         this.imageShape,
+        this.noiseShape,
       );
-      this.#encoder.latentShape = this.noiseShape;
     }
     this.poolsImageGradients = this.#encoder !== undefined;
     this.classNames = m.classes;
