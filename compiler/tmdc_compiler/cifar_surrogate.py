@@ -20,7 +20,6 @@ import json
 import shlex
 import shutil
 import sys
-import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -34,6 +33,7 @@ from .bundle import git_commit, write_manifest
 from .export import export_surrogate
 from .share_weights import share
 from .surrogate import BasicBlock
+from .train_surrogate import fit
 
 MEAN = (0.4914, 0.4822, 0.4465)
 STD = (0.2470, 0.2435, 0.2616)
@@ -114,50 +114,7 @@ def train(a) -> Path:
     out.mkdir(parents=True, exist_ok=True)
     cfg = ResNet18Config(width=a.width)
     model = ResNet18(cfg)
-    (x, y), (xv, yv) = splits(a.cifar10)
-    steps = max(1, len(y) // a.batch)
-    opt = torch.optim.SGD(model.parameters(), lr=a.lr, momentum=0.9, weight_decay=5e-4, nesterov=True)
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, a.lr, total_steps=a.epochs * steps)
-    rng = np.random.default_rng(a.seed)
-    epoch, ck = 0, out / "checkpoint.pt"
-    if ck.exists():
-        s = torch.load(ck, weights_only=False)
-        model.load_state_dict(s["model"]), opt.load_state_dict(s["opt"]), sched.load_state_dict(s["sched"])
-        rng.bit_generator.state, epoch = s["np_rng"], s["epoch"]
-        torch.set_rng_state(s["torch_rng"])
-    t0 = time.time()
-    while epoch < a.epochs:
-        model.train()
-        perm = torch.from_numpy(rng.permutation(len(y)))
-        for i in range(steps):
-            idx = perm[i * a.batch : (i + 1) * a.batch]
-            loss = F.cross_entropy(model(augment(x[idx], rng)), y[idx])
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            sched.step()
-        epoch += 1
-        print(
-            json.dumps(
-                {
-                    "epoch": epoch,
-                    "loss": round(loss.item(), 4),
-                    "val_acc": accuracy(model, xv, yv),
-                    "s": round(time.time() - t0, 1),
-                }
-            ),
-            flush=True,
-        )
-        state = {
-            "model": model.state_dict(),
-            "opt": opt.state_dict(),
-            "sched": sched.state_dict(),
-            "np_rng": rng.bit_generator.state,
-        }
-        torch.save(state | {"torch_rng": torch.get_rng_state(), "epoch": epoch, "config": cfg.to_json(), "args": vars(a)}, ck)
-    final = out / "final.pt"
-    torch.save({"model": model.state_dict(), "config": cfg.to_json(), "args": vars(a), "val_acc": accuracy(model, xv, yv)}, final)
-    return final
+    return fit(model, *splits(a.cifar10), out, cfg.to_json(), a, augment, accuracy)
 
 
 def export(checkpoint: Path, out: Path, name: str | None, batch_grad: int = 32) -> dict:
