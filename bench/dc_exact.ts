@@ -22,6 +22,11 @@
  * Budget levels multiply the iterations (×1, ×2, …): each level is an independent run, and a
  * figure counts only where the next level (twice the budget) stays inside its interval.
  * State is checkpointed after every stage, so a stopped run resumes.
+ *
+ * Images run in chunks (`chunk`, 32 by default), each chunk one batch with its own state file
+ * (`state.json` for the first, `state@<first image>.json` after it), so n can grow later: a
+ * run at n = 64 reuses the chunk a run at n = 32 finished and attacks only the new images. A
+ * chunk's random draws depend on its first image, never on how many chunks follow it.
  */
 import { join } from "node:path";
 import { config } from "../config.ts";
@@ -76,6 +81,8 @@ export interface ExactOptions {
   /** images from the test split (reported numbers) or the validation split (choices) */
   split: "test" | "validation";
   checkpoint?: string;
+  /** images per chunk (one batch and one state file each) */
+  chunk: number;
   json: string;
 }
 
@@ -123,13 +130,26 @@ export interface ExactRun {
   randomRestarts: number;
   logitScale: number;
   checkpoint: string;
+  /** images per chunk (one batch, one state file); default 32 */
+  chunk?: number;
   log: (m: string) => void;
 }
 
-/** The run's settings as recorded (a checkpoint made under others is refused). */
-export function exactConfig(r: ExactRun) {
+/** Images per chunk unless told otherwise (the size every recorded run used). */
+export const DEFAULT_CHUNK = 32;
+
+/** One chunk: `set` holds its images, `offset` is its first image's position in the run. */
+type ChunkRun = ExactRun & { offset: number };
+
+/**
+ * The run's settings as recorded (a checkpoint made under others is refused). For a chunk, n
+ * is its image count and `offset` its first image (absent for the first chunk, whose record
+ * predates chunks).
+ */
+export function exactConfig(r: ExactRun & { offset?: number }) {
   return {
     n: r.set.n,
+    ...(r.offset ? { offset: r.offset } : {}),
     seed: r.seed,
     norm: r.norm,
     eps: r.eps,
@@ -156,10 +176,64 @@ export async function runExact(r: ExactRun): Promise<State> {
   await Deno.mkdir(r.checkpoint, { recursive: true });
   const release = await lockFolder(r.checkpoint, r.log);
   try {
-    return await runLocked(r);
+    const size = r.chunk ?? DEFAULT_CHUNK;
+    const D = r.set.images.length / r.set.n;
+    const chunks: State[] = [];
+    for (let a = 0; a < r.set.n; a += size) {
+      const b = Math.min(a + size, r.set.n);
+      if (r.set.n > size) {
+        r.log(`chunk ${a / size + 1}/${Math.ceil(r.set.n / size)}: images ${a}–${b - 1}`);
+      }
+      const set = {
+        images: r.set.images.subarray(a * D, b * D),
+        labels: r.set.labels.subarray(a, b),
+        n: b - a,
+      };
+      chunks.push(await runChunk({ ...r, set, offset: a }));
+    }
+    return mergeChunks(chunks);
   } finally {
     await release();
   }
+}
+
+/** A chunk's state file: the first chunk keeps the name every run before chunks used. */
+export const chunkFile = (offset: number) => offset ? `state@${offset}.json` : "state.json";
+
+/**
+ * The chunks' states as one: flags concatenated in image order, seconds summed, UNet calls per
+ * attacked image averaged over the attacked images. A level counts only where every chunk ran
+ * it (an extra level one chunk ran alone is left out of the merged state).
+ */
+export function mergeChunks(chunks: State[]): State {
+  if (chunks.length === 1) return chunks[0];
+  const stages = (lists: StageRecord[][]): StageRecord[] =>
+    lists[0].map((first, k) => {
+      const all = lists.map((l) => l[k]);
+      const attacked = all.reduce((s, x) => s + x.attacked, 0);
+      return {
+        name: first.name,
+        attacked,
+        robust: all.flatMap((x) => x.robust),
+        unetCallsPerImage: attacked
+          ? all.reduce((s, x) => s + x.unetCallsPerImage * x.attacked, 0) / attacked
+          : 0,
+        seconds: all.reduce((s, x) => s + x.seconds, 0),
+      };
+    });
+  const levels: Record<string, StageRecord[]> = {};
+  for (const key of Object.keys(chunks[0].levels)) {
+    const lists = chunks.map((c) => c.levels[key]);
+    const len = lists[0].length;
+    if (lists.every((l) => l?.length === len)) levels[key] = stages(lists);
+  }
+  const { offset: _, ...config } = chunks[0].config;
+  return {
+    config: { ...config, n: chunks.reduce((s, c) => s + c.clean!.length, 0) },
+    clean: chunks.flatMap((c) => c.clean!),
+    transfer: stages(chunks.map((c) => c.transfer!)),
+    levels,
+  };
 }
 
 /**
@@ -187,7 +261,7 @@ async function lockFolder(dir: string, log: (m: string) => void) {
   }
 }
 
-async function runLocked(r: ExactRun): Promise<State> {
+async function runChunk(r: ChunkRun): Promise<State> {
   // a secret-seed target's verdicts use a draw the attack never sees (lib/evaluation/targets.ts)
   const { model, surrogate, dc, lora, set, log } = r;
   const K = model.classNames.length;
@@ -201,14 +275,18 @@ async function runLocked(r: ExactRun): Promise<State> {
   const n = set.n;
   const D = set.images.length / n;
   const shape = model.imageShape;
-  const statePath = join(r.checkpoint, "state.json");
-  const state: State = await Deno.readTextFile(statePath).then(JSON.parse).catch(() => ({
-    config: {},
-    levels: {},
-  }));
+  const statePath = join(r.checkpoint, chunkFile(r.offset));
+  const fresh = (): State => ({ config: {}, levels: {} });
+  let state: State = await Deno.readTextFile(statePath).then(JSON.parse).catch(fresh);
   const runConfig = exactConfig(r);
   if (state.clean && JSON.stringify(state.config) !== JSON.stringify(runConfig)) {
-    usageError(`${r.checkpoint} was made with other settings; pass another checkpoint folder`);
+    // the last chunk of a smaller run grows with n: its images are redone as one batch
+    const sameBut = (c: Record<string, unknown>) => JSON.stringify({ ...c, n: 0 });
+    if (sameBut(state.config) !== sameBut(runConfig)) {
+      usageError(`${r.checkpoint} was made with other settings; pass another checkpoint folder`);
+    }
+    log(`${statePath} holds ${state.config.n} images, not ${n}: redoing that chunk`);
+    state = fresh();
   }
   state.config = runConfig;
   const save = async () => {
@@ -290,7 +368,7 @@ async function runLocked(r: ExactRun): Promise<State> {
           scale: r.logitScale,
           noise: r.noise,
           lora,
-          subsetSeed: (r.seed * 7919 + li * 104729 + si * 131) >>> 0,
+          subsetSeed: (r.seed * 7919 + li * 104729 + si * 131 + r.offset * 2654435761) >>> 0,
         });
         const res = await apgdSingleRun(
           oracle,
@@ -304,7 +382,7 @@ async function runLocked(r: ExactRun): Promise<State> {
             loss: LOSSES[step.attack],
             eotIter: r.eot,
           },
-          new PortableRandom(r.seed, 0xe7ac + li * 1000 + si),
+          new PortableRandom(r.seed, (0xe7ac + li * 1000 + si + r.offset * 7_368_787) >>> 0),
           step.init === "random" ? {} : { xInit: gatherRows(transferX[step.init], idx, D) },
         );
         calls = oracle.unetCalls / idx.length;
@@ -433,10 +511,11 @@ export async function dcExactAttack(o: ExactOptions, argv: readonly string[]) {
     checkpoint: o.checkpoint ?? join(
       config.root,
       "runs",
-      `dc-exact-${o.noise}-${secret ? "secret" : "fixed"}-${o.norm}-${o.eps}-n${set.n}-s${o.seed}${
+      `dc-exact-${o.noise}-${secret ? "secret" : "fixed"}-${o.norm}-${o.eps}-s${o.seed}${
         o.split === "validation" ? "-val" : ""
       }${adapter ? `-adapter-${adapter.rec.id.slice(0, 8)}` : ""}`,
     ),
+    chunk: o.chunk,
     log: (m) => progress.log(m),
   };
   const state = await runExact(run);
@@ -462,6 +541,7 @@ export async function dcExactAttack(o: ExactOptions, argv: readonly string[]) {
         `${o.pairs} of the classifier's ${dc.gridSize} (t, ε) pairs × ${model.classNames.length} classes, forward + VJP, × EOT ${o.eot}`,
       attacks: o.attacks,
       starts_per_attack: `${TRANSFER.length} transferred examples + ${o["random-restarts"]} random`,
+      batches: `images in chunks of ${o.chunk}, each chunk one batch (its own subset draws)`,
     },
     ...summary,
     machine: machine(),

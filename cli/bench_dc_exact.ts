@@ -1,5 +1,5 @@
 /** `bench dc-exact`: the exact white-box (or secret-seed EOT) attack on the DC, budget levels. */
-import { dcExactAttack } from "../bench/dc_exact.ts";
+import { DEFAULT_CHUNK, dcExactAttack } from "../bench/dc_exact.ts";
 import { defineCommand } from "./command.ts";
 import { DIFFUSION_BUNDLE, SURROGATE_BUNDLE, THREADS } from "./shared_options.ts";
 
@@ -9,7 +9,8 @@ export const benchDcExact = defineCommand({
     "Attacks the classifier's own estimate (a fresh subset of its grid pairs per step),\n" +
     "checks every candidate on the real classifier, and repeats at each budget multiplier\n" +
     "(--levels 1,2: ×1 and ×2 iterations). --noise fresh attacks the secret-seed mode with\n" +
-    "EOT and scores with a draw the attacker never saw. Resumes from runs/dc-exact-…/.",
+    "EOT and scores with a draw the attacker never saw. Resumes from runs/dc-exact-…/;\n" +
+    "a larger --n later attacks only the images past the chunks already finished.",
   options: {
     n: { type: "int", min: 1, max: 10000, default: 32, help: "images of the seeded test subset" },
     seed: { type: "int", min: 0, max: 2 ** 32 - 1, default: 0, help: "subset seed" },
@@ -50,6 +51,13 @@ export const benchDcExact = defineCommand({
     settings: { type: "settings", help: "overrides of the bundle's default DC settings" },
     threads: THREADS,
     checkpoint: { type: "path", arg: "DIR", help: "state folder (default runs/dc-exact-…)" },
+    chunk: {
+      type: "int",
+      min: 1,
+      max: 10000,
+      default: DEFAULT_CHUNK,
+      help: "images per batch and state file (a later, larger --n reuses finished chunks)",
+    },
     json: { type: "path", default: "-", help: "report file (- = stdout)" },
   },
   run: (values, _, argv) =>
