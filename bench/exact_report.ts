@@ -27,6 +27,7 @@ interface ExactJson {
     eot: number;
     attacks: string[];
     noise?: string;
+    adapter?: string | null;
   };
   clean: Fig;
   transfer: Fig[];
@@ -180,27 +181,94 @@ async function recheckRows(
       });
     }
   }
-  // the paper's ablation under this attack: TMDC vs DC per image (same images, same budget),
-  // the two-sided sign test on the discordant pairs, and 5 disjoint folds (image i mod 5)
+  // the paper's ablation under this attack: TMDC vs DC per image (same images, same budget)
   const ablation = rows.filter((r) => r.tmdc).flatMap((t) => {
     const d = rows.find((r) => !r.tmdc && r.budget === t.budget);
-    if (!d) return [];
-    const up = t.worstFlags.filter((v, i) => v && !d.worstFlags[i]).length;
-    const down = d.worstFlags.filter((v, i) => v && !t.worstFlags[i]).length;
-    const folds = (f: number[]) =>
-      [0, 1, 2, 3, 4].map((k) => {
-        const part = f.filter((_, i) => i % 5 === k);
-        return part.reduce((a, v) => a + v, 0) / part.length;
-      });
-    return [{
-      budget: t.budget,
-      n: t.n,
-      dc: { ...d.worst, folds: folds(d.worstFlags) },
-      tmdc: { ...t.worst, folds: folds(t.worstFlags) },
-      paired: { tmdc_only: up, dc_only: down, sign_test_p: signTestP(up, down) },
-    }];
+    return d ? [pairedAblation(t.budget, d.worstFlags, t.worstFlags)] : [];
   });
   return { rows, baselines: baselineRows(paper, baselines, n), n, ablation };
+}
+
+/**
+ * The paper's ablation on per-image worst-case flags of the same images: both figures, 5
+ * disjoint folds (image i mod 5), the discordant images and the two-sided sign test on them.
+ * Flags of different lengths are compared on their common first images.
+ */
+export function pairedAblation(budget: string, dcFlags: number[], tmFlags: number[]) {
+  const n = Math.min(dcFlags.length, tmFlags.length);
+  const [d, t] = [dcFlags.slice(0, n), tmFlags.slice(0, n)];
+  const up = t.filter((v, i) => v && !d[i]).length;
+  const down = d.filter((v, i) => v && !t[i]).length;
+  const folds = (f: number[]) =>
+    [0, 1, 2, 3, 4].map((k) => {
+      const part = f.filter((_, i) => i % 5 === k);
+      return part.reduce((a, v) => a + v, 0) / part.length;
+    });
+  return {
+    budget,
+    n,
+    dc: { ...figOf(d), folds: folds(d) },
+    tmdc: { ...figOf(t), folds: folds(t) },
+    paired: { tmdc_only: up, dc_only: down, sign_test_p: signTestP(up, down) },
+  };
+}
+
+/** mean ± sample standard deviation of fold accuracies, in percent */
+const foldText = (x: number[]) => {
+  const m = x.reduce((s, v) => s + v, 0) / x.length;
+  const sd = Math.sqrt(x.reduce((s, v) => s + (v - m) ** 2, 0) / (x.length - 1));
+  return `${(100 * m).toFixed(1)} ± ${(100 * sd).toFixed(1)}%`;
+};
+
+/**
+ * Per-image flags of one attack family on one deployment and budget; the combined worst case
+ * of a (system, budget) is robust only where every source's flag is.
+ */
+interface FlagSource {
+  system: string;
+  budget: string;
+  attack: string;
+  flags: number[];
+  /** a CPU exact-attack report (its n sets the combined row's n) */
+  exact: boolean;
+}
+
+/**
+ * Worst case per image over every source of the same system and budget, on the first N images
+ * where N is the largest n of that group's exact reports; a source covering fewer images is
+ * named as left out rather than shrinking the row.
+ */
+export function combineSources(sources: FlagSource[]) {
+  const groups = new Map<string, FlagSource[]>();
+  for (const s of sources) {
+    const key = `${s.system}|${s.budget}`;
+    groups.set(key, [...(groups.get(key) ?? []), s]);
+  }
+  return [...groups.values()].filter((g) => g.length > 1 && g.some((s) => s.exact)).map((g) => {
+    const n = Math.max(...g.filter((s) => s.exact).map((s) => s.flags.length));
+    const used = g.filter((s) => s.flags.length >= n);
+    const flags = Array.from({ length: n }, (_, i) => used.every((s) => s.flags[i] === 1) ? 1 : 0);
+    return {
+      system: g[0].system,
+      budget: g[0].budget,
+      n,
+      attacks: used.map((s) => s.attack),
+      left_out: g.filter((s) => s.flags.length < n).map((s) =>
+        `${s.attack} (n = ${s.flags.length} only)`
+      ),
+      worst: figOf(flags),
+      flags,
+    };
+  });
+}
+
+/** bench table --mode adaptive's report (the fields read here): the DC's old 4-timestep oracle. */
+interface OldAdaptiveJson {
+  command: string;
+  cells: {
+    attack: { attack: string; steps: number; norm: string; eps: number };
+    dc_robust_flags: number[];
+  }[];
 }
 
 export interface ExactReportOptions {
@@ -210,6 +278,10 @@ export interface ExactReportOptions {
   /** exact_autoattack.py reports of every budget level (the saturation curve of `recheck`) */
   "gpu-levels"?: string[];
   "tm-study"?: string;
+  /** adapter id = name shown for it (the ids in KV are opaque) */
+  labels?: string[];
+  /** bench table --mode adaptive report of the DC (the old oracle), for the combined rows */
+  "old-adaptive"?: string;
   "paper-state": string;
   baselines: string[];
   md: string;
@@ -287,38 +359,61 @@ function baselineRows(state: PaperState, baselines: string[], n: number) {
 }
 
 export async function exactReport(o: ExactReportOptions, argv: readonly string[]) {
+  const labels = new Map(
+    (o.labels ?? []).map((l) => [l.slice(0, l.indexOf("=")), l.slice(l.indexOf("=") + 1)]),
+  );
   const rows: ReturnType<typeof exactRow>[] = [];
-  // per (deployment, budget): every report's per-image worst case, for the combined row
-  const groups = new Map<string, { flags: number[][]; n: number; attacks: string[] }>();
+  const sources: FlagSource[] = [];
+  const exacts: { system: string; deployment: string; budget: string; e: ExactJson }[] = [];
   for (const f of o.exact) {
     const e: ExactJson = JSON.parse(await Deno.readTextFile(f));
     const deployment = e.deployment ?? (e.mode?.includes("secret") ? "secret seed" : "fixed seed");
     const attack = e.config.noise === "fresh"
       ? `EOT ${e.config.eot} over fresh noise`
       : "exact white-box (its own noise)";
-    rows.push(exactRow(`DC (default, ${deployment})`, e, attack));
+    const adapter = e.config.adapter;
+    const system = adapter
+      ? `TMDC (${labels.get(adapter) ?? `adapter ${adapter.slice(0, 8)}`}, ${deployment})`
+      : `DC (default, ${deployment})`;
+    rows.push(exactRow(system, e, attack));
+    const budget = budgetKey(e.config.norm, e.config.eps);
+    exacts.push({ system, deployment, budget, e });
     if (e.worst_flags) {
-      const key = `${deployment}|${budgetKey(e.config.norm, e.config.eps)}`;
-      const g = groups.get(key) ?? { flags: [], n: e.n, attacks: [] };
-      g.flags.push(e.worst_flags);
-      g.attacks.push(attack);
-      groups.set(key, g);
+      sources.push({
+        system,
+        budget,
+        attack,
+        flags: e.worst_flags,
+        exact: true,
+      });
     }
   }
-  const combined = [...groups].filter(([, g]) => g.flags.length > 1).map(([key, g]) => {
-    const [deployment, budget] = key.split("|");
-    const flags = Array.from(
-      { length: g.n },
-      (_, i): number => g.flags.every((f) => f[i] === 1) ? 1 : 0,
+  if (o["old-adaptive"]) {
+    const t: OldAdaptiveJson = JSON.parse(await Deno.readTextFile(o["old-adaptive"]));
+    for (const c of t.cells) {
+      sources.push({
+        system: "DC (default, fixed seed)",
+        budget: budgetKey(c.attack.norm, c.attack.eps),
+        attack:
+          `old adaptive (${c.attack.attack.toUpperCase()}-${c.attack.steps}, 4-timestep oracle)`,
+        flags: c.dc_robust_flags,
+        exact: false,
+      });
+    }
+  }
+  // the paper's ablation on the CPU rows: each system under the same attack family and budget
+  const cpuAblation = exacts.filter((x) => x.e.config.adapter && x.e.worst_flags).flatMap((t) => {
+    const d = exacts.find((x) =>
+      !x.e.config.adapter && x.deployment === t.deployment && x.budget === t.budget &&
+      x.e.config.noise === t.e.config.noise && x.e.worst_flags
     );
-    const k = flags.reduce((a, v) => a + v, 0);
-    return {
-      system: `DC (default, ${deployment})`,
-      budget,
-      attacks: g.attacks,
-      n: g.n,
-      worst: { robust: k, accuracy: k / g.n, ci95: wilson(k, g.n) } as Fig,
-    };
+    return d
+      ? [{
+        system: t.system,
+        deployment: t.deployment,
+        ...pairedAblation(t.budget, d.e.worst_flags!, t.e.worst_flags!),
+      }]
+      : [];
   });
   if (o["tm-study"]) {
     const s = JSON.parse(await Deno.readTextFile(o["tm-study"]));
@@ -331,12 +426,24 @@ export async function exactReport(o: ExactReportOptions, argv: readonly string[]
       "fixed seed: exact white-box",
     ));
   }
-  const n = rows[0]?.n ?? 32;
+  // the baselines on as many of the same first images as the largest CPU row
+  const n = Math.max(32, ...rows.map((r) => r.n));
   const paperState = JSON.parse(await Deno.readTextFile(join(o["paper-state"], "cells.json")));
   const base = baselineRows(paperState, o.baselines, n);
   const big = o.recheck?.length
     ? await recheckRows(o.recheck, o["gpu-levels"] ?? [], paperState, o.baselines)
     : undefined;
+  for (const r of big?.rows ?? []) {
+    sources.push({
+      system: r.system,
+      budget: r.budget,
+      attack: `GPU exact AutoAttack (${r.curve.split(";").length} levels)`,
+      flags: r.worstFlags,
+      exact: false,
+    });
+  }
+  const combined = combineSources(sources);
+  const ns = [...new Set(rows.map((r) => r.n))].sort((a, b) => a - b);
   const md0 = [
     "# Adaptive attacks an expert accepts: DC, TMDC, PGD-AT (issue 13)",
     "",
@@ -397,19 +504,15 @@ export async function exactReport(o: ExactReportOptions, argv: readonly string[]
         }** | ${b.attacks} | fixed budgets (bench paper) | – |`
       ),
       "",
-      ...big.ablation.map((a) => {
-        const f = (x: number[]) => {
-          const m = x.reduce((s, v) => s + v, 0) / x.length;
-          const sd = Math.sqrt(x.reduce((s, v) => s + (v - m) ** 2, 0) / (x.length - 1));
-          return `${(100 * m).toFixed(1)} ± ${(100 * sd).toFixed(1)}%`;
-        };
-        return `The paper's ablation under this attack (${a.budget}, n = ${a.n}, worst case per image): ` +
-          `DC ${pct(a.dc, a.n)}, TMDC ${pct(a.tmdc, a.n)}; over 5 disjoint folds DC ${
-            f(a.dc.folds)
-          }, ` +
-          `TMDC ${f(a.tmdc.folds)}; discordant images ${a.paired.tmdc_only} robust only with TM, ` +
-          `${a.paired.dc_only} only without (sign test p = ${a.paired.sign_test_p.toFixed(2)}).`;
-      }),
+      ...big.ablation.map((a) =>
+        `The paper's ablation under this attack (${a.budget}, n = ${a.n}, worst case per image): ` +
+        `DC ${pct(a.dc, a.n)}, TMDC ${pct(a.tmdc, a.n)}; over 5 disjoint folds DC ${
+          foldText(a.dc.folds)
+        }, TMDC ${foldText(a.tmdc.folds)}; discordant images ${a.paired.tmdc_only} robust only ` +
+        `with TM, ${a.paired.dc_only} only without (sign test p = ${
+          a.paired.sign_test_p.toFixed(2)
+        }).`
+      ),
       "",
       "What these figures are not yet (so each is an upper bound, reported as such):",
       "",
@@ -429,9 +532,9 @@ export async function exactReport(o: ExactReportOptions, argv: readonly string[]
       "* ×2 levels were checked on the PyTorch reference DC on the GPU, not re-checked by the TS " +
       "engine (at ×1 the two agreed on every clean verdict and every broken image); FAB-T and " +
       "Square, the rest of `standard`, did not start before the lease's deadline; the old " +
-      "4-timestep oracle and the secret-seed EOT have no n = 128 cell (n = 32 below).",
+      "4-timestep oracle and the secret-seed EOT have no n = 128 cell (CPU cells below).",
       "",
-      "## n = 32: the exact attack of `bench dc-exact` on the CPU",
+      `## n = ${ns.join(" / ")}: the exact attack of \`bench dc-exact\` on the CPU`,
       "",
     ]
     : [];
@@ -439,16 +542,36 @@ export async function exactReport(o: ExactReportOptions, argv: readonly string[]
     ...md0.slice(0, 4),
     ...bigMd,
     ...md0.slice(4),
+    ...(cpuAblation.length
+      ? [
+        "The paper's ablation under the CPU exact attack (each system's worst case per image over " +
+        "transfer and every level of the same attack; 5 disjoint folds i mod 5; two-sided sign " +
+        "test on the discordant images):",
+        "",
+        "| TMDC | deployment | budget | n | DC | TMDC | folds DC / TMDC | robust only with TM / only without | sign test p |",
+        "|---|---|---|---|---|---|---|---|---|",
+        ...cpuAblation.map((a) =>
+          `| ${a.system} | ${a.deployment} | ${a.budget} | ${a.n} | ${pct(a.dc, a.n)} | ${
+            pct(a.tmdc, a.n)
+          } | ${foldText(a.dc.folds)} / ${
+            foldText(a.tmdc.folds)
+          } | ${a.paired.tmdc_only} / ${a.paired.dc_only} | ${a.paired.sign_test_p.toFixed(2)} |`
+        ),
+        "",
+      ]
+      : []),
     ...(combined.length
       ? [
-        "Worst case per image over every attack run on the same deployment and budget:",
+        "Worst case per image over every attack family run on the same system, deployment and " +
+        "budget (on the first n images, n = the largest CPU exact report's; a family that " +
+        "covered fewer images is named as left out):",
         "",
-        "| system | budget | attacks | n | worst case |",
-        "|---|---|---|---|---|",
+        "| system | budget | attacks | n | worst case | left out |",
+        "|---|---|---|---|---|---|",
         ...combined.map((c) =>
           `| ${c.system} | ${c.budget} | transfer + ${c.attacks.join(" + ")} | ${c.n} | **${
             pct(c.worst, c.n)
-          }** |`
+          }** | ${c.left_out.join("; ") || "–"} |`
         ),
         "",
       ]
@@ -460,7 +583,8 @@ export async function exactReport(o: ExactReportOptions, argv: readonly string[]
     command: `deno task cli bench exact-report ${argv.join(" ")}`,
     n128: big ?? null,
     rows,
-    combined,
+    cpu_ablation: cpuAblation,
+    combined: combined.map(({ flags: _, ...c }) => c),
     baselines: base,
   });
 }

@@ -17,6 +17,15 @@ export const benchExactReport = defineCommand({
       help: "exact_autoattack.py reports of every budget level (their saturation curve)",
     },
     "tm-study": { type: "path", help: "bench tm-study's report (its chosen TMDC's test row)" },
+    labels: {
+      type: "string",
+      arg: "ID=NAME,…",
+      help: "names for adapter ids in the reports (KV ids are opaque)",
+    },
+    "old-adaptive": {
+      type: "path",
+      help: "bench table --mode adaptive report of the DC (old oracle), in the worst case",
+    },
     "paper-state": {
       type: "path",
       default: "runs/paper-s0",
@@ -37,5 +46,6 @@ export const benchExactReport = defineCommand({
       recheck: values.recheck?.split(","),
       "gpu-levels": values["gpu-levels"]?.split(","),
       baselines: values.baselines.split(","),
+      labels: values.labels?.split(","),
     }, argv),
 });
