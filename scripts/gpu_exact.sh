@@ -3,27 +3,34 @@
 # fra31 AutoAttack `standard` through the DC's own estimator, every returned point checked on the
 # real DC (compiler/tmdc_compiler/exact_autoattack.py), N = 128 seeded test images.
 #
-#   scripts/gpu_exact.sh AUTOATTACK_DIR OUT_DIR SECONDS [TMDC_ADAPTER]
+#   scripts/gpu_exact.sh AUTOATTACK_DIR OUT_DIR SECONDS [TMDC_ADAPTER [TMDC_BUNDLE]]
 #
 # Order = priority, since a lease is short: the gradient attacks (APGD-CE, APGD-T) at ×1 on the
-# three budgets; ×2 at Linf 0.1 (the saturation rule); the TMDC adapter; then the rest of
-# AutoAttack standard (FAB-T, Square) after ×1 at Linf 0.1. No attack starts after SECONDS;
-# every finished attack is in its report. N, ITERS, PAIRS and DEVICE override the defaults.
+# three budgets for the DC, then for the TMDC adapter (its bundle: TMDC_BUNDLE, default the DC's;
+# the chosen convolution-LoRA adapter needs runs/bundles/fmnist-ddpm-unet32-lora4-convs); ×2 at
+# Linf 0.1 for both (the saturation rule); ×2 at L2 1.5 with APGD-T; then the rest of AutoAttack
+# standard (FAB-T, Square) after the DC's ×1 at Linf 0.1. No attack starts after SECONDS; every
+# finished attack is in its report. Bookkeeping follows the real DC's decision (--decide real,
+# exact_autoattack's default). N, ITERS, PAIRS and DEVICE override the defaults.
 set -uo pipefail
 aa=$(realpath "$1")
 out=$(realpath -m "$2")
 end=$(($(date +%s) + $3))
 adapter=${4:+$(realpath "$4")}
+tmdc_bundle=$(realpath "${5:-$(dirname "$0")/../models/fmnist-ddpm-unet32}")
 cd "$(dirname "$0")/../compiler" || exit 1
 py=${PYTHON:-python3}
 run() {
   PYTHONUNBUFFERED=1 "$py" -m tmdc_compiler.exact_autoattack --autoattack "$aa" \
-    --bundle ../models/fmnist-ddpm-unet32 --n "${N:-128}" --seed 0 --iters "${ITERS:-100}" \
+    --n "${N:-128}" --seed 0 --iters "${ITERS:-100}" \
     --pairs "${PAIRS:-8}" ${DEVICE:+--device "$DEVICE"} --deadline $((end - $(date +%s))) "$@"
 }
-run --cells linf:0.1,linf:0.05,l2:1.5 --levels 1 --attacks apgd-ce,apgd-t --save-adv --out "$out/dc-x1"
-run --cells linf:0.1 --levels 2 --attacks apgd-ce,apgd-t --out "$out/dc-x2"
-[ -n "$adapter" ] && run --adapter "$adapter" --cells linf:0.1 --levels 1 --attacks apgd-ce,apgd-t \
-  --save-adv --out "$out/tmdc-x1"
-run --after "$out/dc-x1/report.json" --cells linf:0.1 --levels 1 --attacks fab-t,square \
+dc() { run --bundle ../models/fmnist-ddpm-unet32 "$@"; }
+tm() { [ -n "$adapter" ] && run --bundle "$tmdc_bundle" --adapter "$adapter" "$@"; }
+dc --cells linf:0.1,linf:0.05,l2:1.5 --levels 1 --attacks apgd-ce,apgd-t --save-adv --out "$out/dc-x1"
+tm --cells linf:0.1,linf:0.05,l2:1.5 --levels 1 --attacks apgd-ce,apgd-t --save-adv --out "$out/tmdc-x1"
+dc --cells linf:0.1 --levels 2 --attacks apgd-ce,apgd-t --out "$out/dc-x2"
+tm --cells linf:0.1 --levels 2 --attacks apgd-ce,apgd-t --out "$out/tmdc-x2"
+dc --cells l2:1.5 --levels 2 --attacks apgd-ce,apgd-t --out "$out/dc-x2-l2"
+dc --after "$out/dc-x1/report.json" --cells linf:0.1 --levels 1 --attacks fab-t,square \
   --out "$out/dc-x1-rest"
