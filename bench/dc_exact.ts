@@ -25,8 +25,10 @@
  *
  * Images run in chunks (`chunk`, 32 by default), each chunk one batch with its own state file
  * (`state.json` for the first, `state@<first image>.json` after it), so n can grow later: a
- * run at n = 64 reuses the chunk a run at n = 32 finished and attacks only the new images. A
- * chunk's random draws depend on its first image, never on how many chunks follow it.
+ * run at n = 64 reuses the chunk a run at n = 32 finished and attacks only the new images. The
+ * attacks' subset and start draws depend on the chunk's first image (the first chunk's are those
+ * of a run before chunks), never on how many chunks follow it; the surrogate's transferred
+ * examples are per image and the same in any chunk.
  */
 import { join } from "node:path";
 import { config } from "../config.ts";
@@ -103,6 +105,8 @@ interface StageRecord {
 
 export interface State {
   config: Record<string, unknown>;
+  /** the chunk size it was made with (absent: a state from before chunks, one batch) */
+  chunk?: number;
   clean?: number[];
   transfer?: StageRecord[];
   levels: Record<string, StageRecord[]>;
@@ -280,14 +284,28 @@ async function runChunk(r: ChunkRun): Promise<State> {
   let state: State = await Deno.readTextFile(statePath).then(JSON.parse).catch(fresh);
   const runConfig = exactConfig(r);
   if (state.clean && JSON.stringify(state.config) !== JSON.stringify(runConfig)) {
-    // the last chunk of a smaller run grows with n: its images are redone as one batch
     const sameBut = (c: Record<string, unknown>) => JSON.stringify({ ...c, n: 0 });
+    const had = Number(state.config.n);
     if (sameBut(state.config) !== sameBut(runConfig)) {
       usageError(`${r.checkpoint} was made with other settings; pass another checkpoint folder`);
     }
-    log(`${statePath} holds ${state.config.n} images, not ${n}: redoing that chunk`);
+    // only the last, partial chunk of a smaller run may grow: nothing finished is thrown away (a
+    // state from before chunks records no chunk size: it was one batch of its n images)
+    const made = state.chunk ?? had;
+    if (made !== (r.chunk ?? DEFAULT_CHUNK)) {
+      usageError(
+        `${statePath} was made in chunks of ${made}: pass --chunk ${made} (or another folder)`,
+      );
+    }
+    if (had > n) {
+      usageError(
+        `${statePath} holds ${had} images; a smaller --n must end where a chunk ends (or use another folder)`,
+      );
+    }
+    log(`${statePath} holds ${had} images, not ${n}: redoing that chunk`);
     state = fresh();
   }
+  state.chunk = r.chunk ?? DEFAULT_CHUNK;
   state.config = runConfig;
   const save = async () => {
     await Deno.writeTextFile(statePath + ".tmp", JSON.stringify(state));
@@ -474,6 +492,23 @@ export function exactSummary(
   };
 }
 
+/**
+ * runs/dc-exact-…: one folder for every n (chunks let it grow); a folder a run before chunks
+ * named with its n (`…-n32-…`) is used while it exists, so its work is not redone.
+ */
+async function defaultCheckpoint(o: ExactOptions, secret: boolean, n: number, adapter?: string) {
+  const name = (nPart: string) =>
+    join(
+      config.root,
+      "runs",
+      `dc-exact-${o.noise}-${secret ? "secret" : "fixed"}-${o.norm}-${o.eps}${nPart}-s${o.seed}${
+        o.split === "validation" ? "-val" : ""
+      }${adapter ? `-adapter-${adapter.slice(0, 8)}` : ""}`,
+    );
+  const legacy = name(`-n${n}`);
+  return await Deno.stat(legacy).then(() => legacy, () => name(""));
+}
+
 export async function dcExactAttack(o: ExactOptions, argv: readonly string[]) {
   const model = await openDiffusion(o.bundle, o.threads);
   const surrogate = await openSurrogate(o.surrogate, o.threads);
@@ -508,13 +543,7 @@ export async function dcExactAttack(o: ExactOptions, argv: readonly string[]) {
     levels: o.levels,
     randomRestarts: o["random-restarts"],
     logitScale: o["logit-scale"],
-    checkpoint: o.checkpoint ?? join(
-      config.root,
-      "runs",
-      `dc-exact-${o.noise}-${secret ? "secret" : "fixed"}-${o.norm}-${o.eps}-s${o.seed}${
-        o.split === "validation" ? "-val" : ""
-      }${adapter ? `-adapter-${adapter.rec.id.slice(0, 8)}` : ""}`,
-    ),
+    checkpoint: o.checkpoint ?? await defaultCheckpoint(o, secret, set.n, adapter?.rec.id),
     chunk: o.chunk,
     log: (m) => progress.log(m),
   };

@@ -22,6 +22,11 @@ export const benchExactReport = defineCommand({
       arg: "ID=NAME,…",
       help: "names for adapter ids in the reports (KV ids are opaque)",
     },
+    sanity: {
+      type: "string",
+      arg: "A.json,…",
+      help: "bench dc-exact reports at an unbounded budget (must reach 0%)",
+    },
     "old-adaptive": {
       type: "path",
       help: "bench table --mode adaptive report of the DC (old oracle), in the worst case",
@@ -47,5 +52,6 @@ export const benchExactReport = defineCommand({
       "gpu-levels": values["gpu-levels"]?.split(","),
       baselines: values.baselines.split(","),
       labels: values.labels?.split(","),
+      sanity: values.sanity?.split(","),
     }, argv),
 });

@@ -111,9 +111,22 @@ Deno.test({
         [...JSON.parse(first).clean, ...last.clean].filter(Boolean).length,
       );
 
-      const bad = await run(4, ["--eps", "0.2"]);
-      assertEquals(bad.code, 2, bad.stderr);
-      assert_(/was made with other settings/.test(bad.stderr), bad.stderr);
+      // finished work is never thrown away: other settings, a smaller n that splits a chunk and
+      // another chunk size are refused, and the state files stay as they were
+      const before = await Deno.readTextFile(join(ck, "state@2.json"));
+      for (
+        const [n, extra, why] of [
+          [4, ["--eps", "0.2"], /was made with other settings/],
+          [3, [], /a smaller --n must end where a chunk ends/],
+          [4, ["--chunk", "4"], /was made in chunks of 2: pass --chunk 2/],
+        ] as const
+      ) {
+        const bad = await run(n, [...extra]);
+        assertEquals(bad.code, 2, bad.stderr);
+        assert_(why.test(bad.stderr), bad.stderr);
+      }
+      assertEquals(await Deno.readTextFile(join(ck, "state.json")), first);
+      assertEquals(await Deno.readTextFile(join(ck, "state@2.json")), before);
     } finally {
       await Deno.remove(dir, { recursive: true });
     }

@@ -3,7 +3,8 @@
  * the largest exact report's images, a smaller family named as left out, never shrinking the
  * row) and the paper's paired ablation (folds, discordant images, sign test).
  */
-import { combineSources, pairedAblation } from "../bench/exact_report.ts";
+import { join } from "node:path";
+import { combineSources, exactReport, pairedAblation } from "../bench/exact_report.ts";
 import { assertEquals } from "./assert.ts";
 
 const src = (
@@ -47,4 +48,57 @@ Deno.test("exact report: the paired ablation counts discordant images on the com
   assertEquals([a.paired.tmdc_only, a.paired.dc_only], [3, 1]);
   assertEquals(a.paired.sign_test_p, 0.625); // 2·P(X ≤ 1), X ~ Bin(4, 1/2) = 2·5/16
   assertEquals(a.dc.folds, [1, 0, 0, 0.5, 0]); // fold k = images i ≡ k mod 5
+});
+
+Deno.test("exact report: TMDC is paired with the DC run under the same attack, not another", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    const fig = (flags: number[]) => ({
+      robust: flags.reduce((a, v) => a + v, 0),
+      accuracy: flags.reduce((a, v) => a + v, 0) / flags.length,
+      ci95: [0, 1],
+    });
+    const report = (adapter: string | null, attacks: string[], flags: number[]) => ({
+      split: "test",
+      deployment: "fixed seed",
+      n: flags.length,
+      config: { norm: "linf", eps: 0.1, iters: 25, pairs: 4, eot: 1, attacks, seed: 0, adapter },
+      clean: fig(flags),
+      transfer: [fig(flags)],
+      levels: [1, 2].map((m) => ({
+        ...fig(flags),
+        budget_multiplier: m,
+        attack_unet_calls_per_attacked_image: 1,
+      })),
+      saturation: { saturated: true, reported_level: 2, note: "" },
+      worst_case: fig(flags),
+      broken_only_by_transfer: { images: [] },
+      worst_flags: flags,
+    });
+    const files = {
+      weak: report(null, ["apgd-ce"], [1, 1, 1, 1]), // another attack on the DC: never the pair
+      dc: report(null, ["apgd-ce", "apgd-dlr"], [1, 0, 0, 0]),
+      tm: report("abc", ["apgd-ce", "apgd-dlr"], [1, 1, 1, 0]),
+    };
+    for (const [k, v] of Object.entries(files)) {
+      await Deno.writeTextFile(join(dir, `${k}.json`), JSON.stringify(v));
+    }
+    await Deno.mkdir(join(dir, "paper"));
+    await Deno.writeTextFile(join(dir, "paper", "cells.json"), JSON.stringify({ cells: {} }));
+    await exactReport({
+      exact: ["weak", "dc", "tm"].map((k) => join(dir, `${k}.json`)),
+      labels: ["abc=the adapter"],
+      "paper-state": join(dir, "paper"),
+      baselines: [],
+      md: join(dir, "t.md"),
+      json: join(dir, "t.json"),
+    }, []);
+    const out = JSON.parse(await Deno.readTextFile(join(dir, "t.json")));
+    assertEquals(out.cpu_ablation.length, 1);
+    assertEquals(out.cpu_ablation[0].system, "TMDC (the adapter, fixed seed)");
+    assertEquals([out.cpu_ablation[0].dc.robust, out.cpu_ablation[0].tmdc.robust], [1, 3]);
+    assertEquals(out.cpu_ablation[0].paired.tmdc_only, 2);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
 });
