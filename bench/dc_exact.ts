@@ -74,6 +74,8 @@ export interface ExactOptions {
   eot: number;
   levels: number[];
   "random-restarts": number;
+  /** random starts only (a sanity check that does not begin at a point already misclassified) */
+  "no-transfer-starts"?: boolean;
   "logit-scale": number;
   bundle?: string;
   surrogate: string;
@@ -132,6 +134,8 @@ export interface ExactRun {
   eot: number;
   levels: number[];
   randomRestarts: number;
+  /** start a run from each transferred example (default) — off leaves the random starts only */
+  transferStarts?: boolean;
   logitScale: number;
   checkpoint: string;
   /** images per chunk (one batch, one state file); default 32 */
@@ -163,6 +167,8 @@ export function exactConfig(r: ExactRun & { offset?: number }) {
     pairs: r.pairs,
     eot: r.eot,
     random_restarts: r.randomRestarts,
+    // recorded only when off, so states made before the option still match
+    ...(r.transferStarts === false ? { transfer_starts: false } : {}),
     logit_scale: r.logitScale,
     bundle: r.model.id,
     surrogate: r.surrogate.id,
@@ -177,6 +183,9 @@ export async function runExact(r: ExactRun): Promise<State> {
     if (!LOSSES[a]) usageError(`unknown attack '${a}': one of ${Object.keys(LOSSES).join(", ")}`);
   }
   if (r.pairs > r.dc.gridSize) usageError(`--pairs ${r.pairs} > the grid's ${r.dc.gridSize} pairs`);
+  if (r.transferStarts === false && r.randomRestarts < 1) {
+    usageError("--no-transfer-starts needs --random-restarts ≥ 1 (or the attack has no start)");
+  }
   await Deno.mkdir(r.checkpoint, { recursive: true });
   const release = await lockFolder(r.checkpoint, r.log);
   try {
@@ -368,7 +377,9 @@ async function runChunk(r: ChunkRun): Promise<State> {
     let robust = stages.at(-1)?.robust ?? state.clean.slice();
     const plan: { attack: string; init: number | "random"; r: number }[] = [];
     for (const attack of r.attacks) {
-      TRANSFER.forEach((_, k) => plan.push({ attack, init: k, r: 0 }));
+      if (r.transferStarts !== false) {
+        TRANSFER.forEach((_, k) => plan.push({ attack, init: k, r: 0 }));
+      }
       for (let q = 0; q < r.randomRestarts; q++) plan.push({ attack, init: "random", r: q });
     }
     for (const [si, step] of plan.entries()) {
@@ -542,6 +553,7 @@ export async function dcExactAttack(o: ExactOptions, argv: readonly string[]) {
     eot: o.eot,
     levels: o.levels,
     randomRestarts: o["random-restarts"],
+    transferStarts: !o["no-transfer-starts"],
     logitScale: o["logit-scale"],
     checkpoint: o.checkpoint ?? await defaultCheckpoint(o, secret, set.n, adapter?.rec.id),
     chunk: o.chunk,
@@ -569,7 +581,9 @@ export async function dcExactAttack(o: ExactOptions, argv: readonly string[]) {
       per_step:
         `${o.pairs} of the classifier's ${dc.gridSize} (t, ε) pairs × ${model.classNames.length} classes, forward + VJP, × EOT ${o.eot}`,
       attacks: o.attacks,
-      starts_per_attack: `${TRANSFER.length} transferred examples + ${o["random-restarts"]} random`,
+      starts_per_attack: `${o["no-transfer-starts"] ? 0 : TRANSFER.length} transferred examples + ${
+        o["random-restarts"]
+      } random`,
       batches: `images in chunks of ${o.chunk}, each chunk one batch (its own subset draws)`,
     },
     ...summary,

@@ -1,5 +1,5 @@
 /** `bench dc-exact`: the exact white-box (or secret-seed EOT) attack on the DC, budget levels. */
-import { DEFAULT_CHUNK, dcExactAttack } from "../bench/dc_exact.ts";
+import { dcExactAttack, DEFAULT_CHUNK } from "../bench/dc_exact.ts";
 import { defineCommand } from "./command.ts";
 import { DIFFUSION_BUNDLE, SURROGATE_BUNDLE, THREADS } from "./shared_options.ts";
 
@@ -44,6 +44,10 @@ export const benchDcExact = defineCommand({
     eot: { type: "int", min: 1, max: 100, default: 1, help: "gradient draws per step (EOT)" },
     levels: { type: "ints", default: [1, 2], help: "budget multipliers of the iterations" },
     "random-restarts": { type: "int", min: 0, max: 20, default: 0, help: "random starts" },
+    "no-transfer-starts": {
+      type: "boolean",
+      help: "random starts only (the unbounded sanity check: no start already misclassified)",
+    },
     "logit-scale": { type: "number", above: 0, default: 100, help: "logits = −scale × error" },
     bundle: DIFFUSION_BUNDLE,
     surrogate: SURROGATE_BUNDLE,

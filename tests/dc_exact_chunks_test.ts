@@ -132,3 +132,57 @@ Deno.test({
     }
   },
 });
+
+Deno.test({
+  name: "dc-exact: --no-transfer-starts attacks from random starts only (the unbounded sanity run)",
+  ignore: !hasData,
+  async fn() {
+    const dir = await Deno.makeTempDir();
+    const args = [
+      "bench",
+      "dc-exact",
+      "--bundle",
+      TINY_DIFFUSION,
+      "--surrogate",
+      TINY_SURROGATE,
+      "--settings",
+      '{"stages":[{"nSamples":2,"keep":1}],"gridSize":2}',
+      "--attacks",
+      "apgd-ce",
+      "--iters",
+      "2",
+      "--pairs",
+      "1",
+      "--levels",
+      "1",
+      "--threads",
+      "1",
+      "--n",
+      "2",
+      "--eps",
+      "1",
+      "--no-transfer-starts",
+      "--checkpoint",
+      join(dir, "ck"),
+      "--json",
+      join(dir, "r.json"),
+    ];
+    try {
+      const none = await runCli(args, { env: { TMDC_PROVIDERS: "cpu" } });
+      assertEquals(none.code, 2, none.stderr);
+      assert_(/needs --random-restarts/.test(none.stderr), none.stderr);
+      const r = await runCli([...args, "--random-restarts", "1"], {
+        env: { TMDC_PROVIDERS: "cpu" },
+      });
+      assertEquals(r.code, 0, r.stderr);
+      const rep = JSON.parse(await Deno.readTextFile(join(dir, "r.json")));
+      assertEquals(rep.config.transfer_starts, false);
+      assertEquals(rep.budget.starts_per_attack, "0 transferred examples + 1 random");
+      assertEquals(rep.levels[0].stages.map((s: { name: string }) => s.name), [
+        "apgd-ce ×1 from random start 1",
+      ]);
+    } finally {
+      await Deno.remove(dir, { recursive: true });
+    }
+  },
+});
