@@ -632,7 +632,9 @@ export async function exactReport(o: ExactReportOptions, argv: readonly string[]
             pct(a.tmdc, a.n)
           } | ${foldText(a.dc.folds)} / ${
             foldText(a.tmdc.folds)
-          } | ${a.paired.tmdc_only} / ${a.paired.dc_only} | ${a.paired.sign_test_p.toFixed(2)} |`
+          } | ${a.paired.tmdc_only} / ${a.paired.dc_only} | ${
+            a.paired.sign_test_p.toPrecision(2)
+          } |`
         ),
         "",
       ]
