@@ -17,6 +17,26 @@ const hasData = dataDirs(REPO).some((d) => {
   }
 });
 
+/** one cheap exact attack on the tiny bundle: a 2-pair grid, APGD-CE, 2 iterations, ×1 */
+const TINY_ATTACK = [
+  "bench",
+  "dc-exact",
+  "--bundle",
+  TINY_DIFFUSION,
+  "--surrogate",
+  TINY_SURROGATE,
+  "--settings",
+  '{"stages":[{"nSamples":2,"keep":1}],"gridSize":2}',
+  "--attacks",
+  "apgd-ce",
+  "--iters",
+  "2",
+  "--pairs",
+  "1",
+  "--levels",
+  "1",
+];
+
 const stage = (name: string, attacked: number, robust: number[], calls: number) => ({
   name,
   attacked,
@@ -58,22 +78,7 @@ Deno.test({
     const ck = join(dir, "ck");
     const run = (n: number, extra: string[] = []) =>
       runCli([
-        "bench",
-        "dc-exact",
-        "--bundle",
-        TINY_DIFFUSION,
-        "--surrogate",
-        TINY_SURROGATE,
-        "--settings",
-        '{"stages":[{"nSamples":2,"keep":1}],"gridSize":2}',
-        "--attacks",
-        "apgd-ce",
-        "--iters",
-        "2",
-        "--pairs",
-        "1",
-        "--levels",
-        "1",
+        ...TINY_ATTACK,
         "--chunk",
         "2",
         "--threads",
@@ -139,22 +144,7 @@ Deno.test({
   async fn() {
     const dir = await Deno.makeTempDir();
     const args = [
-      "bench",
-      "dc-exact",
-      "--bundle",
-      TINY_DIFFUSION,
-      "--surrogate",
-      TINY_SURROGATE,
-      "--settings",
-      '{"stages":[{"nSamples":2,"keep":1}],"gridSize":2}',
-      "--attacks",
-      "apgd-ce",
-      "--iters",
-      "2",
-      "--pairs",
-      "1",
-      "--levels",
-      "1",
+      ...TINY_ATTACK,
       "--threads",
       "1",
       "--n",
