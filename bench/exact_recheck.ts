@@ -56,6 +56,8 @@ interface GpuReport {
 export interface RecheckOptions {
   report: string;
   adv: string;
+  /** the diffusion bundle the run attacked (the report names it; an adapter fits only its own) */
+  bundle?: string;
   adapter?: string;
   surrogate: string;
   threads: number;
@@ -66,7 +68,7 @@ const count = (f: number[]) => f.reduce((a, v) => a + v, 0);
 
 export async function exactRecheck(o: RecheckOptions, argv: readonly string[]): Promise<void> {
   const rep: GpuReport = JSON.parse(await Deno.readTextFile(o.report));
-  const model = await openDiffusion(undefined, o.threads);
+  const model = await openDiffusion(o.bundle, o.threads);
   if (rep.bundle !== model.id) usageError(`${o.report} attacked ${rep.bundle}, not ${model.id}`);
   const surrogate = await openSurrogate(o.surrogate, o.threads);
   const lora = o.adapter ? await readAdapter(o.adapter, model.loraLayout) : undefined;

@@ -75,7 +75,10 @@ interface RecheckJson {
 
 /** exact_autoattack.py's report (the fields read here). */
 interface GpuLevelJson {
+  bundle: string;
   adapter: string | null;
+  /** "no-grad calls lift the real DC's label…" (--decide real); absent in runs before it */
+  bookkeeping?: string;
   n: number;
   pairs_per_gradient_call: number;
   cells: {
@@ -103,6 +106,8 @@ interface BigRow {
   worst: Fig;
   worstFlags: number[];
   tmdc: boolean;
+  /** whose decision fra31's bookkeeping followed: the real DC's or the full-grid mean's */
+  bookkeeping: "real DC" | "full-grid mean";
   curve: string;
   saturated: string;
   disagreements: number[];
@@ -110,6 +115,14 @@ interface BigRow {
   machine: Record<string, string>;
   pairs: number | undefined;
 }
+
+const bookkeepingOf = (l: GpuLevelJson) =>
+  l.bookkeeping?.includes("real DC") ? "real DC" as const : "full-grid mean" as const;
+/** An adapter file by its last two path parts: the lease ran it from another folder. */
+const adapterTail = (a: string | null) => a === null ? null : a.split("/").slice(-2).join("/");
+/** The same classifier under the same bookkeeping: levels of one attack's budget curve. */
+const runKey = (l: GpuLevelJson) =>
+  JSON.stringify([l.bundle, adapterTail(l.adapter), bookkeepingOf(l)]);
 
 /**
  * The n = 128 rows: transfer and the exact AutoAttack ×1 as the TS engine re-checked them
@@ -131,8 +144,14 @@ async function recheckRows(
   for (const f of files) {
     const r: RecheckJson = JSON.parse(await Deno.readTextFile(f));
     n = r.n;
+    // the ×1 run it re-checked names the classifier and bookkeeping its budget levels must share
+    const x1Run: GpuLevelJson = JSON.parse(
+      await Deno.readTextFile(r.attack_run.report).catch(() =>
+        usageError(`${f}: its attack run ${r.attack_run.report} is not readable`)
+      ),
+    );
     for (const c of r.cells) {
-      const curve = levels.filter((l) => (l.adapter === null) === (r.adapter === null))
+      const curve = levels.filter((l) => runKey(l) === runKey(x1Run))
         .flatMap((l) => l.cells.filter((lc) => lc.norm === c.norm && lc.eps === c.eps))
         .sort((a, b) => a.budget_multiplier - b.budget_multiplier);
       const x1 = curve.find((l) => l.budget_multiplier === 1);
@@ -160,7 +179,9 @@ async function recheckRows(
       rows.push({
         system: r.adapter
           ? `TMDC (${
-            labels.get(r.adapter) ?? r.adapter.split("/").slice(-2).join("/")
+            labels.get(r.adapter) ??
+              [...labels].find(([id]) => adapterTail(id) === adapterTail(r.adapter))?.[1] ??
+              adapterTail(r.adapter)
           }, fixed seed)`
           : "DC (default, fixed seed)",
         budget: budgetKey(c.norm, c.eps),
@@ -171,6 +192,7 @@ async function recheckRows(
         worst: figOf(worst),
         worstFlags: worst,
         tmdc: r.adapter !== null,
+        bookkeeping: bookkeepingOf(x1Run),
         curve: curve.map((l) =>
           `×${l.budget_multiplier} (${l.iterations} it, ${
             l.stages.map((s) => s.attack).join("+")
@@ -191,8 +213,14 @@ async function recheckRows(
   }
   // the paper's ablation under this attack: TMDC vs DC per image (same images, same budget)
   const ablation = rows.filter((r) => r.tmdc).flatMap((t) => {
-    const d = rows.find((r) => !r.tmdc && r.budget === t.budget);
-    return d ? [pairedAblation(t.budget, d.worstFlags, t.worstFlags)] : [];
+    const d = rows.find((r) => !r.tmdc && r.budget === t.budget && r.bookkeeping === t.bookkeeping);
+    return d
+      ? [{
+        system: t.system,
+        bookkeeping: t.bookkeeping,
+        ...pairedAblation(t.budget, d.worstFlags, t.worstFlags),
+      }]
+      : [];
   });
   return { rows, baselines: baselineRows(paper, baselines, n), n, ablation };
 }
@@ -243,10 +271,11 @@ interface FlagSource {
 
 /**
  * Worst case per image over every source of the same system and budget, on the first N images
- * where N is the largest n of that group's exact reports; a source covering fewer images is
- * named as left out rather than shrinking the row.
+ * where N is the largest n of that group's exact reports (or `at`, for every group with two
+ * sources that long); a source covering fewer images is named as left out rather than shrinking
+ * the row.
  */
-export function combineSources(sources: FlagSource[]) {
+export function combineSources(sources: FlagSource[], at?: number) {
   const groups = new Map<string, FlagSource[]>();
   for (const s of sources) {
     const key = `${s.system}|${s.budget}`;
@@ -257,8 +286,12 @@ export function combineSources(sources: FlagSource[]) {
     else if (s.flags.length > g[twin].flags.length) g[twin] = s;
     groups.set(key, g);
   }
-  return [...groups.values()].filter((g) => g.length > 1 && g.some((s) => s.exact)).map((g) => {
-    const n = Math.max(...g.filter((s) => s.exact).map((s) => s.flags.length));
+  const wanted = (g: FlagSource[]) =>
+    at === undefined
+      ? g.length > 1 && g.some((s) => s.exact)
+      : g.filter((s) => s.flags.length >= at).length > 1;
+  return [...groups.values()].filter(wanted).map((g) => {
+    const n = at ?? Math.max(...g.filter((s) => s.exact).map((s) => s.flags.length));
     const used = g.filter((s) => s.flags.length >= n);
     const flags = Array.from({ length: n }, (_, i) => used.every((s) => s.flags[i] === 1) ? 1 : 0);
     return {
@@ -482,12 +515,15 @@ export async function exactReport(o: ExactReportOptions, argv: readonly string[]
     sources.push({
       system: r.system,
       budget: r.budget,
-      attack: `GPU exact AutoAttack (${r.curve.split(";").length} levels)`,
+      attack: `GPU exact AutoAttack, ${r.bookkeeping} bookkeeping (${
+        r.curve ? r.curve.split(";").length : 0
+      } levels)`,
       flags: r.worstFlags,
       exact: false,
     });
   }
   const combined = combineSources(sources);
+  const combined128 = big ? combineSources(sources, big.n) : [];
   // an attack that cannot take an unbounded budget to 0% is broken, whatever it reports elsewhere
   const sanity = await Promise.all((o.sanity ?? []).map(async (f) => {
     const e: ExactJson = JSON.parse(await Deno.readTextFile(f));
@@ -562,19 +598,19 @@ export async function exactReport(o: ExactReportOptions, argv: readonly string[]
       "surrogate's transferred examples with the TypeScript DC (ONNX Runtime, CPU). Worst case = " +
       "right clean, on both transferred examples and at every budget level.",
       "",
-      "| system | budget | n | clean | transfer | exact ×1 (TS-checked) | worst case | budget curve | saturated | broken only by transfer |",
-      "|---|---|---|---|---|---|---|---|---|---|",
+      "| system | budget | bookkeeping | n | clean | transfer | exact ×1 (TS-checked) | worst case | budget curve | saturated | broken only by transfer |",
+      "|---|---|---|---|---|---|---|---|---|---|---|",
       ...big.rows.map((r) =>
-        `| ${r.system} | ${r.budget} | ${r.n} | ${pct(r.clean, r.n)} | ${pct(r.transfer, r.n)} | ${
-          pct(r.exact, r.n)
-        } | **${pct(r.worst, r.n)}** | ${r.curve} | ${r.saturated} | ${
+        `| ${r.system} | ${r.budget} | ${r.bookkeeping} | ${r.n} | ${pct(r.clean, r.n)} | ${
+          pct(r.transfer, r.n)
+        } | ${pct(r.exact, r.n)} | **${pct(r.worst, r.n)}** | ${r.curve} | ${r.saturated} | ${
           r.broken_only_by_transfer.length
             ? r.broken_only_by_transfer.map((b) => `#${b.image}: ${b.why}`).join("; ")
             : "none"
         } |`
       ),
       ...big.baselines.map((b) =>
-        `| ${b.system} | ${b.budget} | ${b.n} | – | (in worst case) | ${
+        `| ${b.system} | ${b.budget} | – | ${b.n} | – | (in worst case) | ${
           pct(b.whitebox, b.n)
         } (its own white-box) | **${
           pct(b.worst, b.n)
@@ -582,7 +618,8 @@ export async function exactReport(o: ExactReportOptions, argv: readonly string[]
       ),
       "",
       ...big.ablation.map((a) =>
-        `The paper's ablation under this attack (${a.budget}, n = ${a.n}, worst case per image): ` +
+        `The paper's ablation under this attack (${a.system} vs the DC, ${a.budget}, ` +
+        `${a.bookkeeping} bookkeeping for both, n = ${a.n}, worst case per image): ` +
         `DC ${pct(a.dc, a.n)}, TMDC ${pct(a.tmdc, a.n)}; over 5 disjoint folds DC ${
           foldText(a.dc.folds)
         }, TMDC ${foldText(a.tmdc.folds)}; discordant images ${a.paired.tmdc_only} robust only ` +
@@ -591,24 +628,45 @@ export async function exactReport(o: ExactReportOptions, argv: readonly string[]
         }).`
       ),
       "",
+      ...(combined128.length
+        ? [
+          `Worst case per image over every attack family with n = ${big.n} images on the same ` +
+          "system and budget (both GPU bookkeepings and their levels, transfer):",
+          "",
+          "| system | budget | attacks | n | worst case |",
+          "|---|---|---|---|---|",
+          ...combined128.map((c) =>
+            `| ${c.system} | ${c.budget} | transfer + ${c.attacks.join(" + ")} | ${c.n} | **${
+              pct(c.worst, c.n)
+            }** |`
+          ),
+          "",
+        ]
+        : []),
       "What these figures are not yet (so each is an upper bound, reported as such):",
       "",
-      "* fra31's APGD-T moves to its next target class only for images its own check still " +
-      "counts robust, and that check here is the 8-pair estimate: nearly every image looked " +
-      "fooled at some step of the first target (≈ one target's 8,080 UNet rows per attacked " +
-      "image), while the real DC disagreed for most, so targets 3–10 were rarely tried; APGD " +
-      "likewise returns its last estimate-misclassified iterate, not its best-loss point. The " +
-      "outer bookkeeping's fix is written and tested on the CPU (`exact_autoattack --decide " +
-      "real`, now the default: no-grad calls lift the real DC's label to the top, so robust " +
-      "flags and APGD-T's next target follow the real decision) but has not run: it needs the " +
-      "next GPU lease (none was lent to the session that wrote it). The inner iterate choice " +
-      "stays fra31's.",
+      '* Bookkeeping. Rows marked "full-grid mean" (the lease of 2026-11-27) followed the ' +
+      "full-grid mean's argmax for fra31's robust flags and APGD-T's target order, which the " +
+      'sequential race can disagree with; rows marked "real DC" (2026-11-28, `exact_autoattack ' +
+      "--decide real`) follow the real DC's verdict. In both, fra31's APGD-T drops an image " +
+      "from later target classes as soon as its gradient calls' logits (the 8-pair estimate) " +
+      "misclassify it once; the estimate's noise does that to nearly every image during the " +
+      "first target (8,080 gradient rows per attacked image, one target's worth) while the " +
+      "real DC stays right, so targets 3–10 were rarely tried. `apgd-t-real` " +
+      "(`real_checked_targets`) keeps that loop on the real DC's books; it is first on the " +
+      "next lease's list (`scripts/gpu_exact.sh`), and its CPU run is in the README.",
+      "* Two runs of the same seeded ×1 attack on the DC (real bookkeeping, lease of " +
+      "2026-11-28) left 27.3% and 24.2%: cuDNN autotuning and TF32 make GPU runs differ, and " +
+      "the attack's trajectories amplify it, so a rerun is worth about as much as a budget " +
+      "level. The first run was one of six parallel processes whose reports did not come back " +
+      "(its log, `exact_autoattack_h100/decide-real/log.txt`, is the only record; it also has " +
+      "the DC's ×2 at 19.5%, inside ×1's interval); rows show only runs with per-image flags.",
       "* Attack families do not agree yet: the GPU run's ×1 and ×2 and the CPU `bench dc-exact` " +
       "(below) each break images the others miss, so no one family's figure is the worst case; " +
       "the last table below takes the worst case per image over all of them.",
       "* ×2 levels were checked on the PyTorch reference DC on the GPU, not re-checked by the TS " +
-      "engine (at ×1 the two agreed on every clean verdict and every broken image); FAB-T and " +
-      "Square, the rest of `standard`, did not start before the lease's deadline; the old " +
+      "engine (at ×1 the two agreed on every clean verdict and every broken image, in all four " +
+      "re-checked runs); FAB-T and Square, the rest of `standard`, have not run; the old " +
       "4-timestep oracle and the secret-seed EOT have no n = 128 cell (CPU cells below).",
       "",
       `## n = ${ns.join(" / ")}: the exact attack of \`bench dc-exact\` on the CPU`,
@@ -665,6 +723,7 @@ export async function exactReport(o: ExactReportOptions, argv: readonly string[]
     cpu_ablation: cpuAblation,
     sanity,
     combined: combined.map(({ flags: _, ...c }) => c),
+    combined_n128: combined128.map(({ flags: _, ...c }) => c),
     baselines: base,
   });
 }

@@ -1,7 +1,7 @@
 /** `bench exact-recheck`: the TS engine re-checks a GPU exact-AutoAttack run, adds transfer. */
 import { exactRecheck } from "../bench/exact_recheck.ts";
 import { defineCommand } from "./command.ts";
-import { SURROGATE_BUNDLE, THREADS } from "./shared_options.ts";
+import { DIFFUSION_BUNDLE, SURROGATE_BUNDLE, THREADS } from "./shared_options.ts";
 
 export const benchExactRecheck = defineCommand({
   summary: "worst case over transfer + a GPU exact AutoAttack run, every verdict by the TS DC",
@@ -12,6 +12,7 @@ export const benchExactRecheck = defineCommand({
   options: {
     report: { type: "path", required: true, help: "exact_autoattack.py's report.json" },
     adv: { type: "path", required: true, help: "its adv.f32 (--save-adv)" },
+    bundle: DIFFUSION_BUNDLE,
     adapter: { type: "path", help: "the TMDC adapter file the run attacked (tm-study step-N.bin)" },
     surrogate: SURROGATE_BUNDLE,
     threads: THREADS,

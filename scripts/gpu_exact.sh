@@ -3,41 +3,60 @@
 # fra31 AutoAttack `standard` through the DC's own estimator, every returned point checked on the
 # real DC (compiler/tmdc_compiler/exact_autoattack.py), N = 128 seeded test images.
 #
-#   scripts/gpu_exact.sh AUTOATTACK_DIR OUT_DIR SECONDS [TMDC_ADAPTER [TMDC_BUNDLE]]
+#   scripts/gpu_exact.sh AUTOATTACK_DIR OUT_DIR SECONDS TMDC_ADAPTER TMDC_BUNDLE
 #
-# Order = priority, since a lease is short: the gradient attacks (APGD-CE, APGD-T) at ×1 on the
-# three budgets for the DC, then for the TMDC adapter (on TMDC_BUNDLE, the bundle it was trained on;
-# the chosen convolution-LoRA adapter needs runs/bundles/fmnist-ddpm-unet32-lora4-convs); ×2 at
-# Linf 0.1 for both (the saturation rule); ×2 at L2 1.5 with APGD-CE and APGD-T (the last
-# lease's ×2 there ran APGD-CE only); then the rest of AutoAttack
-# standard (FAB-T, Square) after the DC's ×1 at Linf 0.1. No attack starts after SECONDS; every
-# finished attack is in its report. Bookkeeping follows the real DC's decision (--decide real,
-# exact_autoattack's default). N, ITERS, PAIRS and DEVICE override the defaults.
+# Only what docs/results/exact_autoattack_h100/decide-real/ still lacks runs, in order of need,
+# since a lease is short: APGD-T with its target loop on the real DC's books (apgd-t-real) on the
+# Linf 0.1 images the DC's and the TMDC's ×1 left robust; the TMDC adapter (on TMDC_BUNDLE, the
+# bundle it was trained on; the chosen convolution LoRA needs
+# runs/bundles/fmnist-ddpm-unet32-lora4-convs) and the DC at ×2 Linf 0.1 (the saturation rule);
+# both at ×1 and ×2 on Linf 0.05 and L2 1.5; then the rest of AutoAttack standard (FAB-T, Square)
+# on the DC's Linf 0.1 images still robust. No attack starts after SECONDS; every finished attack
+# is in its report.
+#
+# One stage at a time: six parallel processes on one H100 (lease of 2026-11-28) ran each stage
+# 3.5-4x slower than one alone (the DC's APGD-CE at Linf 0.1: 208 s vs 59 s; nvidia-smi at 100%)
+# and half of them died of CUDA out-of-memory (~20 GB each at --max-rows 8192).
+# Everything lands in OUT_DIR.tgz as well, since a device lease returns only a few files.
+# Bookkeeping follows the real DC's decision (--decide real, exact_autoattack's default).
+# N, ITERS, PAIRS and DEVICE override the defaults.
 set -uo pipefail
+if [ $# -ne 5 ]; then
+  echo "usage: scripts/gpu_exact.sh AUTOATTACK_DIR OUT_DIR SECONDS TMDC_ADAPTER TMDC_BUNDLE" >&2
+  exit 2
+fi
+root=$(realpath "$(dirname "$0")/..")
 aa=$(realpath "$1")
 out=$(realpath -m "$2")
 end=$(($(date +%s) + $3))
-adapter=${4:+$(realpath "$4")}
-# an adapter only fits the bundle it was trained on: name it, rather than lose lease time to a
-# size mismatch found after the model loaded
-if [ -n "$adapter" ] && [ -z "${5:-}" ]; then
-  echo "gpu_exact.sh: TMDC_ADAPTER needs its TMDC_BUNDLE (5th argument)" >&2
-  exit 2
-fi
-tmdc_bundle=${5:+$(realpath "$5")}
-cd "$(dirname "$0")/../compiler" || exit 1
+adapter=$(realpath "$4")
+tmdc_bundle=$(realpath "$5")
+done_dir=$root/docs/results/exact_autoattack_h100/decide-real
+cd "$root/compiler" || exit 1
 py=${PYTHON:-python3}
+mkdir -p "$out"
+# run STAGE ARGS…: one exact_autoattack process, its report in OUT_DIR/STAGE, its log beside it
 run() {
+  local stage=$1
+  shift
   PYTHONUNBUFFERED=1 "$py" -m tmdc_compiler.exact_autoattack --autoattack "$aa" \
-    --n "${N:-128}" --seed 0 --iters "${ITERS:-100}" \
-    --pairs "${PAIRS:-8}" ${DEVICE:+--device "$DEVICE"} --deadline $((end - $(date +%s))) "$@"
+    --n "${N:-128}" --seed 0 --iters "${ITERS:-100}" --pairs "${PAIRS:-8}" \
+    ${DEVICE:+--device "$DEVICE"} --deadline $((end - $(date +%s))) --out "$out/$stage" "$@" \
+    2>"$out/$stage.log"
+  tail -n 3 "$out/$stage.log"
 }
-dc() { run --bundle ../models/fmnist-ddpm-unet32 "$@"; }
-tm() { [ -z "$adapter" ] || run --bundle "$tmdc_bundle" --adapter "$adapter" "$@"; }
-dc --cells linf:0.1,linf:0.05,l2:1.5 --levels 1 --attacks apgd-ce,apgd-t --save-adv --out "$out/dc-x1"
-tm --cells linf:0.1,linf:0.05,l2:1.5 --levels 1 --attacks apgd-ce,apgd-t --save-adv --out "$out/tmdc-x1"
-dc --cells linf:0.1 --levels 2 --attacks apgd-ce,apgd-t --out "$out/dc-x2"
-tm --cells linf:0.1 --levels 2 --attacks apgd-ce,apgd-t --out "$out/tmdc-x2"
-dc --cells l2:1.5 --levels 2 --attacks apgd-ce,apgd-t --out "$out/dc-x2-l2"
-dc --after "$out/dc-x1/report.json" --cells linf:0.1 --levels 1 --attacks fab-t,square \
-  --out "$out/dc-x1-rest"
+dc() { run "$1" --bundle ../models/fmnist-ddpm-unet32 "${@:2}"; }
+tm() { run "$1" --bundle "$tmdc_bundle" --adapter "$adapter" "${@:2}"; }
+g=(--attacks apgd-ce,apgd-t-real)
+# the ×1 runs of the lease of 2026-11-28 (APGD-CE, fra31's APGD-T) go on with the target loop on
+# the real DC's books (apgd-t-real) on the images they left robust
+dc dc-x1-treal --after "$done_dir/dc-x1-linf0.1.json" --cells linf:0.1 --levels 1 --attacks apgd-t-real
+tm tmdc-x1-treal --after "$done_dir/tmdc-convs-x1-linf0.1.json" --cells linf:0.1 --levels 1 --attacks apgd-t-real
+tm tmdc-x2 --cells linf:0.1 --levels 2 "${g[@]}"
+dc dc-x2 --cells linf:0.1 --levels 2 "${g[@]}"
+tm tmdc-x1-b --cells linf:0.05,l2:1.5 --levels 1 "${g[@]}" --save-adv
+dc dc-x1-b --cells linf:0.05,l2:1.5 --levels 1 "${g[@]}" --save-adv
+tm tmdc-x2-b --cells linf:0.05,l2:1.5 --levels 2 "${g[@]}"
+dc dc-x2-b --cells linf:0.05,l2:1.5 --levels 2 "${g[@]}"
+dc dc-x1-rest --after "$out/dc-x1-treal/report.json" --cells linf:0.1 --levels 1 --attacks fab-t,square
+tar czf "$out.tgz" -C "$(dirname "$out")" "$(basename "$out")"

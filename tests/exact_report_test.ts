@@ -102,3 +102,99 @@ Deno.test("exact report: TMDC is paired with the DC run under the same attack, n
     await Deno.remove(dir, { recursive: true });
   }
 });
+
+Deno.test("exact report: at n, groups of two sources that long combine on their first n images", () => {
+  const c = combineSources([
+    src("gpu grid", [1, 1, 0, 1, 1, 1], false),
+    src("gpu real", [1, 0, 1, 1, 1, 1, 1, 1], false),
+    src("exact", [1, 1, 1], true), // too short: left out
+    src("gpu real", [1, 1, 1, 1], false, "TMDC (x, fixed seed)"), // alone at that n: no row
+  ], 6);
+  assertEquals(c.length, 1);
+  assertEquals(c[0].flags, [1, 0, 0, 1, 1, 1]);
+  assertEquals(c[0].attacks, ["gpu grid", "gpu real"]);
+  assertEquals(c[0].left_out, ["exact (n = 3 only)"]);
+});
+
+Deno.test("exact report: GPU runs pair and build curves only within one classifier and bookkeeping", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    const real = "no-grad calls lift the real DC's label to the top";
+    const level = (
+      adapter: string | null,
+      bookkeeping: string | undefined,
+      m: number,
+      robust: number[],
+    ) => ({
+      bundle: adapter ? "b-lora@1" : "b@1",
+      adapter,
+      ...(bookkeeping ? { bookkeeping } : {}),
+      n: robust.length,
+      pairs_per_gradient_call: 8,
+      cells: [{
+        norm: "linf",
+        eps: 0.1,
+        budget_multiplier: m,
+        iterations: 100 * m,
+        robust,
+        stages: [{ attack: "apgd-ce", unet_rows_per_attacked_image: { grad: 1, nograd: 1 } }],
+      }],
+    });
+    const recheck = (adapter: string | null, report: string, robust: number[]) => ({
+      n: robust.length,
+      adapter,
+      attack_run: { report: join(dir, report), machine: { device: "H100" } },
+      clean: { robust: [1, 1, 1, 1] },
+      cells: [{
+        norm: "linf",
+        eps: 0.1,
+        transfer: [{ robust: [1, 1, 1, 1] }],
+        exact_ts: { robust },
+        worst_case: { robust },
+        disagreements: [],
+        broken_only_by_transfer: [],
+      }],
+    });
+    const files: Record<string, unknown> = {
+      "dc-grid-x1": level(null, undefined, 1, [1, 1, 1, 0]),
+      "dc-grid-x2": level(null, undefined, 2, [0, 1, 1, 0]),
+      "dc-real-x1": level(null, real, 1, [1, 0, 0, 0]),
+      "tm-real-x1": level("/dev/a/r4/step-250.bin", real, 1, [1, 1, 0, 0]),
+      "tm-other-x2": level("/dev/a/r16/step-250.bin", real, 2, [0, 0, 0, 0]), // another adapter
+      "re-dc-grid": recheck(null, "dc-grid-x1.json", [1, 1, 1, 0]),
+      "re-dc-real": recheck(null, "dc-real-x1.json", [1, 0, 0, 0]),
+      "re-tm-real": recheck("/abs/runs/r4/step-250.bin", "tm-real-x1.json", [1, 1, 0, 0]),
+    };
+    for (const [k, v] of Object.entries(files)) {
+      await Deno.writeTextFile(join(dir, `${k}.json`), JSON.stringify(v));
+    }
+    await Deno.mkdir(join(dir, "paper"));
+    await Deno.writeTextFile(join(dir, "paper", "cells.json"), JSON.stringify({ cells: {} }));
+    await exactReport({
+      exact: [],
+      recheck: ["re-dc-grid", "re-dc-real", "re-tm-real"].map((k) => join(dir, `${k}.json`)),
+      "gpu-levels": ["dc-grid-x1", "dc-grid-x2", "dc-real-x1", "tm-real-x1", "tm-other-x2"].map((
+        k,
+      ) => join(dir, `${k}.json`)),
+      labels: ["runs/r4/step-250.bin=r4"],
+      "paper-state": join(dir, "paper"),
+      baselines: [],
+      md: join(dir, "t.md"),
+      json: join(dir, "t.json"),
+    }, []);
+    const out = JSON.parse(await Deno.readTextFile(join(dir, "t.json")));
+    const [grid, realDc, tm] = out.n128.rows;
+    assertEquals(grid.curve.split("; ").length, 2); // its own ×1 and ×2
+    assertEquals(grid.worstFlags, [0, 1, 1, 0]);
+    assertEquals([realDc.bookkeeping, realDc.curve.split("; ").length], ["real DC", 1]);
+    assertEquals([tm.system, tm.curve.split("; ").length], ["TMDC (r4, fixed seed)", 1]);
+    assertEquals(out.n128.ablation.length, 1);
+    assertEquals(out.n128.ablation[0].dc.robust, 1); // the real-bookkeeping DC, not the grid one
+    assertEquals(out.n128.ablation[0].paired.tmdc_only, 1);
+    // the DC's two bookkeepings are two families of one worst case at n = 4
+    assertEquals(out.combined_n128.length, 1);
+    assertEquals(out.combined_n128[0].worst.robust, 0);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});

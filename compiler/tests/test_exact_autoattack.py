@@ -3,7 +3,7 @@
 import numpy as np
 import torch
 
-from tmdc_compiler.exact_autoattack import OwnPairsOracle
+from tmdc_compiler.exact_autoattack import OwnPairsOracle, real_checked_targets
 from tmdc_compiler.reference_dc import DCSettings, Stage, classify
 
 
@@ -74,3 +74,40 @@ def test_decide_makes_the_no_grad_argmax_the_real_dcs_label(tiny_unet, monkeypat
     assert torch.equal(c.argmax(1), other)
     assert ((c != a).sum(1) == 1).all()
     assert (c.gather(1, other[:, None])[:, 0] > a.max(1).values).all()
+
+
+def test_real_checked_targets_keep_going_until_the_real_dc_is_wrong():
+    """APGD-T's target loop on the real DC's books: an image the estimate "fooled" but the real
+    DC still gets right goes on to the next target; an image leaves at the first target whose
+    best-loss or last-fooled point the real DC gets wrong, with that point as its result."""
+    x = torch.zeros(3, 1, 2, 2)
+    y = torch.tensor([0, 1, 2])
+    order = torch.arange(10).repeat(3, 1)  # ascending: target k is class 10 - k
+    tried: list[tuple[list[int], list[int]]] = []
+    # image 0 falls at target 2 (its last-fooled point), image 1 at target 4 (its best-loss point),
+    # image 2 never; a candidate carries its image index + 1 and its target in its pixels
+    falls = {0: (2, "fooled"), 1: (4, "best")}
+
+    def run_target(xs, ys, targets):
+        tried.append((ys.tolist(), targets.tolist()))
+        best = torch.zeros_like(xs) + (ys.float() + 1)[:, None, None, None]
+        best[:, 0, 0, 0] = (10 - targets).float()
+        fooled = best.clone()
+        fooled[:, :, 1, 1] = 1.0
+        return best, fooled
+
+    def check(xs, ys):
+        right = []
+        for xi, yi in zip(xs, ys, strict=True):
+            kind = "fooled" if xi[0, 1, 1] == 1.0 else "best"
+            f = falls.get(int(yi))
+            right.append(not (f and f[0] == int(xi[0, 0, 0]) and f[1] == kind))
+        return np.array(right)
+
+    adv, right = real_checked_targets(x, y, 9, lambda xs: order[: len(xs)], run_target, check)
+    assert right.tolist() == [False, False, True]
+    assert [len(ys) for ys, _ in tried] == [3, 2, 2, 1, 1, 1, 1, 1, 1]  # targets 2..10
+    assert tried[0][1] == [8, 8, 8] and tried[-1][1] == [0]  # target k = k-th from the top
+    assert adv[0, 0, 0, 0] == 2 and adv[0, 0, 1, 1] == 1  # image 0: target 2's fooled point
+    assert adv[1, 0, 0, 0] == 4 and adv[1, 0, 1, 1] != 1  # image 1: target 4's best-loss point
+    assert (adv[2] == 0).all()  # never broken: the clean image
