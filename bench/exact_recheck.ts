@@ -33,6 +33,9 @@ import {
 /** What bench exact-recheck reads of exact_autoattack.py's report.json. */
 interface GpuReport {
   bundle: string;
+  adapter: string | null;
+  /** absent in runs before --decide real */
+  bookkeeping?: string;
   split: "test" | "validation";
   n: number;
   seed: number;
@@ -171,7 +174,15 @@ export async function exactRecheck(o: RecheckOptions, argv: readonly string[]): 
       "worst case per image over transfer and the exact AutoAttack (PyTorch, GPU), every verdict by the TS engine",
     mode: "white-box (fixed seed), exact estimator",
     command: `deno task cli bench exact-recheck ${argv.join(" ")}`,
-    attack_run: { report: o.report, command: rep.command, machine: rep.machine },
+    attack_run: {
+      report: o.report,
+      command: rep.command,
+      machine: rep.machine,
+      // what exact-report needs to join this run's budget levels, without its file at hand
+      bundle: rep.bundle,
+      adapter: rep.adapter,
+      bookkeeping: rep.bookkeeping,
+    },
     bundle: model.id,
     adapter: o.adapter ?? null,
     dc_settings: dc,

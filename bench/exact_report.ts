@@ -59,7 +59,14 @@ interface RecheckJson {
   command: string;
   adapter: string | null;
   n: number;
-  attack_run: { report: string; machine: Record<string, string> };
+  attack_run: {
+    report: string;
+    machine: Record<string, string>;
+    /** the run's classifier and books (copied by exact-recheck since 2026-11-28) */
+    bundle?: string;
+    adapter?: string | null;
+    bookkeeping?: string;
+  };
   clean: { robust: number[]; accuracy: number; ci95: [number, number] };
   cells: {
     norm: string;
@@ -108,6 +115,9 @@ interface BigRow {
   tmdc: boolean;
   /** whose decision fra31's bookkeeping followed: the real DC's or the full-grid mean's */
   bookkeeping: "real DC" | "full-grid mean";
+  /** transfer and the TS-checked ×1, then each budget level's flags under its attack key */
+  base: number[];
+  levels: { key: string; robust: number[] }[];
   curve: string;
   saturated: string;
   disagreements: number[];
@@ -116,13 +126,39 @@ interface BigRow {
   pairs: number | undefined;
 }
 
-const bookkeepingOf = (l: GpuLevelJson) =>
+const bookkeepingOf = (l: { bookkeeping?: string }) =>
   l.bookkeeping?.includes("real DC") ? "real DC" as const : "full-grid mean" as const;
+/** apgd-t-real stands in for apgd-t (exact_autoattack.py SAME_AS) */
+const attackSet = (stages: { attack: string }[]) =>
+  [...new Set(stages.map((s) => s.attack === "apgd-t-real" ? "apgd-t" : s.attack))].sort().join(
+    "+",
+  );
+/** A level's attack: its multiplier and the attacks it ran (the ablation compares like with like). */
+const levelKey = (l: { budget_multiplier: number; stages: { attack: string }[] }) =>
+  `×${l.budget_multiplier} ${attackSet(l.stages)}`;
 /** An adapter file by its last two path parts: the lease ran it from another folder. */
 const adapterTail = (a: string | null) => a === null ? null : a.split("/").slice(-2).join("/");
 /** The same classifier under the same bookkeeping: levels of one attack's budget curve. */
-const runKey = (l: GpuLevelJson) =>
+const runKey = (l: Pick<GpuLevelJson, "bundle" | "adapter" | "bookkeeping">) =>
   JSON.stringify([l.bundle, adapterTail(l.adapter), bookkeepingOf(l)]);
+
+/**
+ * The ×1 run a recheck re-checked: its classifier and books, copied into the recheck (newer
+ * ones) or read from the run's report, found by its path or, from another checkout, by the part
+ * of it from docs/results/ on.
+ */
+async function attackRunOf(f: string, r: RecheckJson) {
+  const a = r.attack_run;
+  if (a.bundle !== undefined) {
+    return { bundle: a.bundle, adapter: a.adapter ?? null, bookkeeping: a.bookkeeping };
+  }
+  const at = a.report.indexOf("docs/results/");
+  for (const p of [a.report, ...(at >= 0 ? [a.report.slice(at)] : [])]) {
+    const text = await Deno.readTextFile(p).catch(() => undefined);
+    if (text) return JSON.parse(text) as GpuLevelJson;
+  }
+  return usageError(`${f}: its attack run ${a.report} is not readable`);
+}
 
 /**
  * The n = 128 rows: transfer and the exact AutoAttack ×1 as the TS engine re-checked them
@@ -145,22 +181,26 @@ async function recheckRows(
     const r: RecheckJson = JSON.parse(await Deno.readTextFile(f));
     n = r.n;
     // the ×1 run it re-checked names the classifier and bookkeeping its budget levels must share
-    const x1Run: GpuLevelJson = JSON.parse(
-      await Deno.readTextFile(r.attack_run.report).catch(() =>
-        usageError(`${f}: its attack run ${r.attack_run.report} is not readable`)
-      ),
-    );
+    const x1Run = await attackRunOf(f, r);
+    const mine = levels.filter((l) => runKey(l) === runKey(x1Run));
+    const short = mine.find((l) => l.n < r.n);
+    if (short) usageError(`${f}: a budget level of its run covers only ${short.n} images`);
     for (const c of r.cells) {
-      const curve = levels.filter((l) => runKey(l) === runKey(x1Run))
+      const all = mine
         .flatMap((l) => l.cells.filter((lc) => lc.norm === c.norm && lc.eps === c.eps))
         .sort((a, b) => a.budget_multiplier - b.budget_multiplier);
+      // a run continued with --after repeats its earlier stages: of one level, the fullest counts
+      const curve = all.filter((l) =>
+        !all.some((o) =>
+          o !== l && o.budget_multiplier === l.budget_multiplier &&
+          o.stages.length > l.stages.length
+        )
+      );
       const x1 = curve.find((l) => l.budget_multiplier === 1);
       const x2 = curve.find((l) => l.budget_multiplier === 2);
       let saturated = "no ×2 run";
       if (x1 && x2) {
-        const sameAttacks = x2.stages.map((s) =>
-          s.attack
-        ).join() === x1.stages.map((s) => s.attack).join();
+        const sameAttacks = attackSet(x2.stages) === attackSet(x1.stages);
         const [lo, hi] = figOf(x1.robust).ci95;
         const a2 = figOf(x2.robust).accuracy;
         saturated = !sameAttacks
@@ -172,6 +212,7 @@ async function recheckRows(
       const worst = c.worst_case.robust.map((v, i) =>
         curve.every((l) => l.robust[i] === 1) ? v : 0
       );
+      const lv = curve.map((l) => ({ key: levelKey(l), robust: l.robust.slice(0, r.n) }));
       const byLevel = (i: number) =>
         curve.filter((l) => l.budget_multiplier > 1 && l.robust[i] === 0).map((l) =>
           `×${l.budget_multiplier}`
@@ -193,6 +234,8 @@ async function recheckRows(
         worstFlags: worst,
         tmdc: r.adapter !== null,
         bookkeeping: bookkeepingOf(x1Run),
+        base: c.worst_case.robust,
+        levels: lv,
         curve: curve.map((l) =>
           `×${l.budget_multiplier} (${l.iterations} it, ${
             l.stages.map((s) => s.attack).join("+")
@@ -206,21 +249,27 @@ async function recheckRows(
             ? `the ×1 exact attack missed it; ${byLevel(i).join(", ")} broke it`
             : "no exact-attack level broke it",
         })),
-        machine: levels[0]?.cells.length ? r.attack_run.machine : {},
-        pairs: levels[0]?.pairs_per_gradient_call,
+        machine: r.attack_run.machine,
+        pairs: mine[0]?.pairs_per_gradient_call,
       });
     }
   }
-  // the paper's ablation under this attack: TMDC vs DC per image (same images, same budget)
+  // the paper's ablation under this attack: TMDC vs DC per image (same images, same budget,
+  // same books), each side's worst case over transfer and only the levels both ran alike
   const ablation = rows.filter((r) => r.tmdc).flatMap((t) => {
     const d = rows.find((r) => !r.tmdc && r.budget === t.budget && r.bookkeeping === t.bookkeeping);
-    return d
-      ? [{
-        system: t.system,
-        bookkeeping: t.bookkeeping,
-        ...pairedAblation(t.budget, d.worstFlags, t.worstFlags),
-      }]
-      : [];
+    if (!d) return [];
+    const common = t.levels.map((l) => l.key).filter((k) => d.levels.some((l) => l.key === k));
+    const over = (row: BigRow) =>
+      row.base.map((v, i) =>
+        row.levels.every((l) => !common.includes(l.key) || l.robust[i] === 1) ? v : 0
+      );
+    return [{
+      system: t.system,
+      bookkeeping: t.bookkeeping,
+      levels: common,
+      ...pairedAblation(t.budget, over(d), over(t)),
+    }];
   });
   return { rows, baselines: baselineRows(paper, baselines, n), n, ablation };
 }
@@ -281,9 +330,13 @@ export function combineSources(sources: FlagSource[], at?: number) {
     const key = `${s.system}|${s.budget}`;
     const g = groups.get(key) ?? [];
     // a family reported twice (n = 32, then 64 of the same run) counts once: its largest report
+    // (the longer one extends the same run); two of one length are two runs: both count
     const twin = g.findIndex((x) => x.attack === s.attack);
     if (twin < 0) g.push(s);
     else if (s.flags.length > g[twin].flags.length) g[twin] = s;
+    else if (s.flags.length === g[twin].flags.length) {
+      g[twin] = { ...g[twin], flags: g[twin].flags.map((v, i) => v && s.flags[i] ? 1 : 0) };
+    }
     groups.set(key, g);
   }
   const wanted = (g: FlagSource[]) =>
@@ -515,9 +568,9 @@ export async function exactReport(o: ExactReportOptions, argv: readonly string[]
     sources.push({
       system: r.system,
       budget: r.budget,
-      attack: `GPU exact AutoAttack, ${r.bookkeeping} bookkeeping (${
-        r.curve ? r.curve.split(";").length : 0
-      } levels)`,
+      attack: `GPU exact AutoAttack, ${r.bookkeeping} bookkeeping (${r.levels.length} level${
+        r.levels.length === 1 ? "" : "s"
+      })`,
       flags: r.worstFlags,
       exact: false,
     });
@@ -619,7 +672,8 @@ export async function exactReport(o: ExactReportOptions, argv: readonly string[]
       "",
       ...big.ablation.map((a) =>
         `The paper's ablation under this attack (${a.system} vs the DC, ${a.budget}, ` +
-        `${a.bookkeeping} bookkeeping for both, n = ${a.n}, worst case per image): ` +
+        `${a.bookkeeping} bookkeeping for both, n = ${a.n}, worst case per image over transfer ` +
+        `and the levels both ran: ${a.levels.join(", ") || "none"}): ` +
         `DC ${pct(a.dc, a.n)}, TMDC ${pct(a.tmdc, a.n)}; over 5 disjoint folds DC ${
           foldText(a.dc.folds)
         }, TMDC ${foldText(a.tmdc.folds)}; discordant images ${a.paired.tmdc_only} robust only ` +

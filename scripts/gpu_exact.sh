@@ -17,7 +17,8 @@
 # One stage at a time: six parallel processes on one H100 (lease of 2026-11-28) ran each stage
 # 3.5-4x slower than one alone (the DC's APGD-CE at Linf 0.1: 208 s vs 59 s; nvidia-smi at 100%)
 # and half of them died of CUDA out-of-memory (~20 GB each at --max-rows 8192).
-# Everything lands in OUT_DIR.tgz as well, since a device lease returns only a few files.
+# Everything lands in OUT_DIR.tgz as well, since a device lease returns only a few files (make
+# OUT_DIR a folder inside the lease's $OUT, e.g. $OUT/x, so the archive comes back too).
 # Bookkeeping follows the real DC's decision (--decide real, exact_autoattack's default).
 # N, ITERS, PAIRS and DEVICE override the defaults.
 set -uo pipefail
@@ -36,14 +37,24 @@ cd "$root/compiler" || exit 1
 py=${PYTHON:-python3}
 mkdir -p "$out"
 # run STAGE ARGS…: one exact_autoattack process, its report in OUT_DIR/STAGE, its log beside it
+# (past the deadline a stage is skipped, not started: loading the model and the clean verdicts
+# alone cost a lease ~15 s); after each stage OUT_DIR.tgz is rewritten, so a command cut off by the
+# lease's limit still returns every finished stage
 run() {
-  local stage=$1
+  local stage=$1 rc
   shift
+  if [ "$(date +%s)" -ge "$end" ]; then
+    echo "$stage: skipped (deadline)"
+    return 0
+  fi
   PYTHONUNBUFFERED=1 "$py" -m tmdc_compiler.exact_autoattack --autoattack "$aa" \
     --n "${N:-128}" --seed 0 --iters "${ITERS:-100}" --pairs "${PAIRS:-8}" \
     ${DEVICE:+--device "$DEVICE"} --deadline $((end - $(date +%s))) --out "$out/$stage" "$@" \
     2>"$out/$stage.log"
+  rc=$?
+  echo "$stage: exit $rc"
   tail -n 3 "$out/$stage.log"
+  tar czf "$out.tgz.part" -C "$(dirname "$out")" "$(basename "$out")" && mv "$out.tgz.part" "$out.tgz"
 }
 dc() { run "$1" --bundle ../models/fmnist-ddpm-unet32 "${@:2}"; }
 tm() { run "$1" --bundle "$tmdc_bundle" --adapter "$adapter" "${@:2}"; }
@@ -59,4 +70,3 @@ dc dc-x1-b --cells linf:0.05,l2:1.5 --levels 1 "${g[@]}" --save-adv
 tm tmdc-x2-b --cells linf:0.05,l2:1.5 --levels 2 "${g[@]}"
 dc dc-x2-b --cells linf:0.05,l2:1.5 --levels 2 "${g[@]}"
 dc dc-x1-rest --after "$out/dc-x1-treal/report.json" --cells linf:0.1 --levels 1 --attacks fab-t,square
-tar czf "$out.tgz" -C "$(dirname "$out")" "$(basename "$out")"

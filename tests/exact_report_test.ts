@@ -161,8 +161,19 @@ Deno.test("exact report: GPU runs pair and build curves only within one classifi
       "dc-real-x1": level(null, real, 1, [1, 0, 0, 0]),
       "tm-real-x1": level("/dev/a/r4/step-250.bin", real, 1, [1, 1, 0, 0]),
       "tm-other-x2": level("/dev/a/r16/step-250.bin", real, 2, [0, 0, 0, 0]), // another adapter
+      "tm-real-x2": level("/dev/a/r4/step-250.bin", real, 2, [1, 0, 0, 0]), // the DC has no ×2
       "re-dc-grid": recheck(null, "dc-grid-x1.json", [1, 1, 1, 0]),
-      "re-dc-real": recheck(null, "dc-real-x1.json", [1, 0, 0, 0]),
+      // a newer recheck names its run's classifier and books itself: no report file needed
+      "re-dc-real": {
+        ...recheck(null, "gone.json", [1, 0, 0, 0]),
+        attack_run: {
+          report: "/elsewhere/gone.json",
+          machine: {},
+          bundle: "b@1",
+          adapter: null,
+          bookkeeping: real,
+        },
+      },
       "re-tm-real": recheck("/abs/runs/r4/step-250.bin", "tm-real-x1.json", [1, 1, 0, 0]),
     };
     for (const [k, v] of Object.entries(files)) {
@@ -173,9 +184,14 @@ Deno.test("exact report: GPU runs pair and build curves only within one classifi
     await exactReport({
       exact: [],
       recheck: ["re-dc-grid", "re-dc-real", "re-tm-real"].map((k) => join(dir, `${k}.json`)),
-      "gpu-levels": ["dc-grid-x1", "dc-grid-x2", "dc-real-x1", "tm-real-x1", "tm-other-x2"].map((
-        k,
-      ) => join(dir, `${k}.json`)),
+      "gpu-levels": [
+        "dc-grid-x1",
+        "dc-grid-x2",
+        "dc-real-x1",
+        "tm-real-x1",
+        "tm-other-x2",
+        "tm-real-x2",
+      ].map((k) => join(dir, `${k}.json`)),
       labels: ["runs/r4/step-250.bin=r4"],
       "paper-state": join(dir, "paper"),
       baselines: [],
@@ -187,13 +203,66 @@ Deno.test("exact report: GPU runs pair and build curves only within one classifi
     assertEquals(grid.curve.split("; ").length, 2); // its own ×1 and ×2
     assertEquals(grid.worstFlags, [0, 1, 1, 0]);
     assertEquals([realDc.bookkeeping, realDc.curve.split("; ").length], ["real DC", 1]);
-    assertEquals([tm.system, tm.curve.split("; ").length], ["TMDC (r4, fixed seed)", 1]);
+    assertEquals([tm.system, tm.curve.split("; ").length], ["TMDC (r4, fixed seed)", 2]);
+    assertEquals(tm.worstFlags, [1, 0, 0, 0]); // its ×2 broke image 1
     assertEquals(out.n128.ablation.length, 1);
-    assertEquals(out.n128.ablation[0].dc.robust, 1); // the real-bookkeeping DC, not the grid one
-    assertEquals(out.n128.ablation[0].paired.tmdc_only, 1);
+    const ab = out.n128.ablation[0];
+    assertEquals(ab.dc.robust, 1); // the real-bookkeeping DC, not the grid one
+    // only the level both ran: the TMDC's ×2 (which the DC never met) stays out of the pairing
+    assertEquals([ab.levels, ab.tmdc.robust, ab.paired.tmdc_only], [["×1 apgd-ce"], 2, 1]);
     // the DC's two bookkeepings are two families of one worst case at n = 4
     assertEquals(out.combined_n128.length, 1);
     assertEquals(out.combined_n128[0].worst.robust, 0);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("exact report: a budget level on fewer images than the re-check is refused", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    const robust4 = [1, 1, 0, 0];
+    await Deno.writeTextFile(
+      join(dir, "re.json"),
+      JSON.stringify({
+        n: 4,
+        adapter: null,
+        attack_run: { report: "x", machine: {}, bundle: "b@1", adapter: null },
+        clean: { robust: robust4 },
+        cells: [{
+          norm: "linf",
+          eps: 0.1,
+          transfer: [{ robust: robust4 }],
+          exact_ts: { robust: robust4 },
+          worst_case: { robust: robust4 },
+          disagreements: [],
+          broken_only_by_transfer: [],
+        }],
+      }),
+    );
+    const cell = { norm: "linf", eps: 0.1, budget_multiplier: 2, iterations: 200, robust: [1, 1] };
+    await Deno.writeTextFile(
+      join(dir, "x2.json"),
+      JSON.stringify({
+        bundle: "b@1",
+        adapter: null,
+        n: 2,
+        pairs_per_gradient_call: 8,
+        cells: [{ ...cell, stages: [] }],
+      }),
+    );
+    await Deno.mkdir(join(dir, "paper"));
+    await Deno.writeTextFile(join(dir, "paper", "cells.json"), JSON.stringify({ cells: {} }));
+    const err = await exactReport({
+      exact: [],
+      recheck: [join(dir, "re.json")],
+      "gpu-levels": [join(dir, "x2.json")],
+      "paper-state": join(dir, "paper"),
+      baselines: [],
+      md: join(dir, "t.md"),
+      json: join(dir, "t.json"),
+    }, []).then(() => "", (e) => String(e));
+    assertEquals(err.includes("covers only 2 images"), true);
   } finally {
     await Deno.remove(dir, { recursive: true });
   }

@@ -90,10 +90,10 @@ def test_real_checked_targets_keep_going_until_the_real_dc_is_wrong():
 
     def run_target(xs, ys, targets):
         tried.append((ys.tolist(), targets.tolist()))
-        best = torch.zeros_like(xs) + (ys.float() + 1)[:, None, None, None]
+        best = torch.zeros_like(xs) + (ys.float() + 2)[:, None, None, None]  # never the marker
         best[:, 0, 0, 0] = (10 - targets).float()
         fooled = best.clone()
-        fooled[:, :, 1, 1] = 1.0
+        fooled[:, :, 1, 1] = 1.0  # the last-fooled point's marker
         return best, fooled
 
     def check(xs, ys):
@@ -109,5 +109,47 @@ def test_real_checked_targets_keep_going_until_the_real_dc_is_wrong():
     assert [len(ys) for ys, _ in tried] == [3, 2, 2, 1, 1, 1, 1, 1, 1]  # targets 2..10
     assert tried[0][1] == [8, 8, 8] and tried[-1][1] == [0]  # target k = k-th from the top
     assert adv[0, 0, 0, 0] == 2 and adv[0, 0, 1, 1] == 1  # image 0: target 2's fooled point
-    assert adv[1, 0, 0, 0] == 4 and adv[1, 0, 1, 1] != 1  # image 1: target 4's best-loss point
+    assert adv[1, 0, 0, 0] == 4 and adv[1, 0, 1, 1] == 3  # image 1: target 4's best-loss point
     assert (adv[2] == 0).all()  # never broken: the clean image
+
+
+def test_real_checked_targets_keep_the_best_loss_point_when_both_break():
+    """Both points wrong on the real DC: the best-loss point, checked first, is the result."""
+    x, y = torch.zeros(1, 1, 2, 2), torch.tensor([0])
+
+    def run_target(xs, ys, targets):
+        return torch.full_like(xs, 5.0), torch.full_like(xs, 7.0)
+
+    adv, right = real_checked_targets(
+        x, y, 9, lambda xs: torch.arange(10)[None], run_target, lambda xs, ys: (xs[:, 0, 0, 0] == 0).numpy()
+    )
+    assert right.tolist() == [False] and (adv == 5.0).all()
+
+
+def test_real_checked_apgdt_drives_fra31s_single_runs():
+    """The wrapper sets fra31's y_target from the no-grad logits' order, reads attack_single_run's
+    (best-loss, …, last-fooled) tuple in that order and seeds once, as fra31's perturb does."""
+    from tmdc_compiler.exact_autoattack import RealCheckedAPGDT
+
+    class FakeAPGDT:  # fra31's APGDAttack_targeted, as far as the wrapper uses it
+        device, seed, n_target_classes = "cpu", 0, 2
+        targets: list[list[int]] = []
+
+        def init_hyperparam(self, x):
+            pass
+
+        def attack_single_run(self, xs, ys):
+            self.targets.append(self.y_target.tolist())
+            best, fooled = xs + 1.0, xs + 2.0  # image k's best-loss point k + 1, fooled k + 2
+            return best, torch.zeros(len(xs)), torch.zeros(len(xs)), fooled
+
+    logits = torch.tensor([[0.0, 3, 1, 2, 9, 4, 5, 6, 7, 8], [9.0, 8, 7, 6, 5, 4, 3, 2, 1, 0]])
+    a = FakeAPGDT()
+    # the real DC: right on the clean images (0, 1); wrong only at image 1's fooled point (3)
+    atk = RealCheckedAPGDT(a, lambda xs: logits[xs[:, 0, 0, 0].long() % 2], lambda xs, ys: (xs[:, 0, 0, 0] != 3).numpy())
+    x = torch.arange(2.0)[:, None, None, None].expand(2, 1, 2, 2).clone()
+    adv = atk.perturb(x, torch.tensor([4, 0]))
+    # target 2: each image's second class from the top; target 3: the third, for image 0 only
+    # (image 1 fell at target 2)
+    assert a.targets == [[9, 1], [8]]
+    assert adv[0, 0, 0, 0] == 0 and adv[1, 0, 0, 0] == 3  # image 1 fell at its fooled point

@@ -200,8 +200,9 @@ class RealCheckedAPGDT:
 
         def run_target(xs, ys, targets):
             a.y_target = targets
-            with torch.enable_grad():  # attack_single_run takes gradients itself
-                best, _, _, fooled = a.attack_single_run(xs, ys)
+            # attack_single_run enables gradients around its own model calls; under no_grad its
+            # bookkeeping keeps no autograd history
+            best, _, _, fooled = a.attack_single_run(xs, ys)
             return best.detach(), fooled.detach()
 
         return real_checked_targets(x, y, a.n_target_classes, rank, run_target, self.check)[0]
@@ -260,6 +261,9 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--save-adv", action="store_true", help="write adv.f32 (every cell's images, report order)")
     ap.add_argument("--out", required=True, help="folder: report.json (and adv.f32)")
     args = ap.parse_args(argv)
+    if args.after and args.save_adv:
+        # its images broken before this run would be written clean, and a re-check would count them robust
+        ap.error("--save-adv writes only this run's images: not with --after")
     t_start = time.time()
     torch.set_num_threads(args.threads)
     sys.path.insert(0, args.autoattack)
@@ -372,9 +376,18 @@ def main(argv: list[str] | None = None) -> None:
             ) and before["indices"][: args.n] == idx.tolist()
             if not same or before["n"] < args.n:
                 raise SystemExit(f"--after {args.after}: another classifier or other images than this run's")
-            prev = next(c for c in before["cells"] if (c["norm"], c["eps"], c["budget_multiplier"]) == (cell["norm"], eps, level))
+            # the books it goes on with must be kept the same way and by the same estimate
+            kept = (before.get("bookkeeping"), before["pairs_per_gradient_call"], before["logit_scale"])
+            if kept != (report["bookkeeping"], args.pairs, args.logit_scale):
+                raise SystemExit(f"--after {args.after}: other bookkeeping, --pairs or --logit-scale than this run's")
+            prev = next(
+                (c for c in before["cells"] if (c["norm"], c["eps"], c["budget_multiplier"]) == (cell["norm"], eps, level)),
+                None,
+            )
+            if prev is None or "robust" not in prev:
+                raise SystemExit(f"--after {args.after}: no finished {norm} {eps} ×{level} cell to go on from")
             robust = np.array(prev["robust"][: args.n]) & clean
-            cell["stages"] = [{**st, "n": before["n"]} for st in prev["stages"]]
+            cell["stages"] = [{**st, "n": st.get("n", before["n"])} for st in prev["stages"]]
             cell["after"] = args.after
         report["cells"].append(cell)
         log(f"cell {norm} {eps} ×{level}")
