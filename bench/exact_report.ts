@@ -708,7 +708,7 @@ export async function exactReport(o: ExactReportOptions, argv: readonly string[]
       "first target (8,080 gradient rows per attacked image, one target's worth) while the " +
       "real DC stays right, so targets 3–10 were rarely tried. `apgd-t-real` " +
       "(`real_checked_targets`) keeps that loop on the real DC's books; it is first on the " +
-      "next lease's list (`scripts/gpu_exact.sh`), and its CPU run is in the README.",
+      "next lease's list (`scripts/gpu_exact.sh`; on the CPU VM it would take hours).",
       "* Two runs of the same seeded ×1 attack on the DC (real bookkeeping, lease of " +
       "2026-11-28) left 27.3% and 24.2%: cuDNN autotuning and TF32 make GPU runs differ, and " +
       "the attack's trajectories amplify it, so a rerun is worth about as much as a budget " +
