@@ -163,12 +163,14 @@ def real_checked_targets(x, y, n_targets: int, rank, run_target, check):
     Returns (adversarial images, still-right flags)."""
     adv = x.clone()
     right = torch.as_tensor(check(x, y), dtype=torch.bool, device=x.device)
+    # the order is of the clean images, so one no-grad pass (full grid + real DC) serves every target
+    order = rank(x)
     for target_class in range(2, n_targets + 2):
         ind = right.nonzero().flatten()
         if ind.numel() == 0:
             break
         xs, ys = x[ind], y[ind]
-        targets = rank(xs)[:, -target_class]
+        targets = order[ind][:, -target_class]
         for cand in run_target(xs, ys, targets):
             sel = right[ind].nonzero().flatten()
             if sel.numel() == 0:
