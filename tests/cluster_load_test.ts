@@ -130,6 +130,8 @@ function openFileLimit(): number {
 const IDLE_SOCKETS = 2000;
 /** the frontend runs under this soft limit: its default cap is half, 512 connections */
 const FRONTEND_FILE_LIMIT = 1024;
+/** a health check's deadline: above one SYN retransmission (1 s) and a second (2 s more) */
+const HEALTH_DEADLINE_MS = 5000;
 
 clusterTest(
   "load: 2,000 idle unauthenticated sockets (raw TCP, WebSocket upgrades without hello) do not stop /v1/health",
@@ -153,7 +155,12 @@ clusterTest(
     let stop = false;
     const latencies: number[] = [];
     const failures: string[] = [];
-    // one fresh connection per check: a pooled one may be among those shed
+    // One fresh connection per check: a pooled one may be among those shed. The deadline is
+    // longer than TCP's first SYN retransmission (1 s): while the flood fills the kernel's
+    // accept queue (net.core.somaxconn; 4096 here, far less on some CI hosts) the kernel drops
+    // SYNs, the health check's included, before any server can see them. With somaxconn = 32
+    // a 1 s deadline failed 2 of 633 checks at 1,003 ms; no accept loop can prevent that, so
+    // the test asks that every check is answered and that most are answered at service speed.
     const poll = (async () => {
       while (!stop) {
         const client = Deno.createHttpClient({ poolMaxIdlePerHost: 0 });
@@ -161,7 +168,7 @@ clusterTest(
         try {
           const r = await fetch(`${c.url}/v1/health`, {
             client,
-            signal: AbortSignal.timeout(1000),
+            signal: AbortSignal.timeout(HEALTH_DEADLINE_MS),
           });
           await r.body?.cancel();
           if (r.status !== 200) failures.push(`status ${r.status}`);
@@ -198,15 +205,17 @@ clusterTest(
       }
     }
     const worst = Math.max(...latencies);
+    const p90 = [...latencies].sort((a, b) => a - b)[Math.floor(latencies.length * 0.9)];
     console.log(
       `${held.length} idle sockets opened (${refused} refused), frontend under ulimit -n ${FRONTEND_FILE_LIMIT}: ` +
-        `${latencies.length} health checks, worst ${
-          worst.toFixed(0)
+        `${latencies.length} health checks, worst ${worst.toFixed(0)} ms, 90th percentile ${
+          p90.toFixed(0)
         } ms, ${failures.length} failed`,
     );
     assertEquals(failures, []);
     assert_(latencies.length >= 10, "health was polled throughout");
-    assert_(worst < 1000, `health took ${worst.toFixed(0)} ms`);
+    assert_(worst < HEALTH_DEADLINE_MS, `health took ${worst.toFixed(0)} ms`);
+    assert_(p90 < 250, `90% of health checks within 250 ms, not ${p90.toFixed(0)} ms`);
     // the frontend is alive and serving after all that
     const r = await fetch(`${c.url}/v1/health`);
     assertEquals(r.status, 200);
