@@ -246,7 +246,9 @@ clusterTest(
       await sleep(500);
       const during = fds() - base;
       assert_(during <= 64 + 16, `${during} descriptors held while 1,500 upgrades wait`);
-      const r = await fetch(`${c.url}/v1/health`, { signal: AbortSignal.timeout(1000) });
+      const r = await fetch(`${c.url}/v1/health`, {
+        signal: AbortSignal.timeout(HEALTH_DEADLINE_MS),
+      });
       assertEquals(r.status, 200);
       await r.body?.cancel();
       // the upgraded ones answer no ping: dropped after two idle timeouts (3 s each here)
