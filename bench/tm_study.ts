@@ -38,6 +38,7 @@ import { Progress } from "../cli/progress.ts";
 import { type ExactRun, exactSummary, runExact } from "./dc_exact.ts";
 import { machine, openDiffusion, openSurrogate, settingsFor, writeReport } from "./common.ts";
 import type { OnnxDiffusionModel } from "../gpu-worker/onnx_model.ts";
+import type { DCSettingsOverrides } from "../lib/dc_settings.ts";
 
 export interface StudyConfig {
   name: string;
@@ -72,6 +73,8 @@ export interface StudyFile {
     dcCheckpoint?: string;
   };
   configs: StudyConfig[];
+  /** DC settings over the default bundle's (absent: the bundle's own, as the service's default) */
+  dc?: DCSettingsOverrides;
 }
 
 export interface StudyOptions {
@@ -81,6 +84,10 @@ export interface StudyOptions {
   state?: string;
   /** only run the test attack on this configuration's best checkpoint */
   "test-config"?: string;
+  /** only run the choosing attack on test images for this configuration (or `dc`) */
+  "test-choose"?: string;
+  /** the study table as Markdown (every configuration, validation and test) */
+  md?: string;
   json: string;
 }
 
@@ -92,7 +99,7 @@ interface CheckpointRow {
 }
 
 interface StudyState {
-  runs: Record<string, { checkpoints: CheckpointRow[]; seconds: number }>;
+  runs: Record<string, { checkpoints: CheckpointRow[]; seconds: number; secondsNote?: string }>;
 }
 
 const f32 = (a: Float32Array) => new Uint8Array(a.buffer, a.byteOffset, a.byteLength);
@@ -116,7 +123,7 @@ export async function tmStudy(o: StudyOptions, argv: readonly string[]) {
     return models.get(b)!;
   };
   const base = await open(config.defaultBundle);
-  const dc = settingsFor(base);
+  const dc = settingsFor(base, study.dc);
   const K = base.classNames.length;
   const shape = base.imageShape;
   const D = shape.channels * shape.height * shape.width;
@@ -185,7 +192,8 @@ export async function tmStudy(o: StudyOptions, argv: readonly string[]) {
       )
       : initState(model.loraLayout, 0);
     log(`${c.name}: training from step ${s.step} to ${c.steps}`);
-    const t0 = performance.now();
+    // seconds since the last checkpoint (or the start) are added at each checkpoint
+    let since = performance.now();
     s = await runFinetune(
       model,
       sOracle,
@@ -213,7 +221,9 @@ export async function tmStudy(o: StudyOptions, argv: readonly string[]) {
             },
             test: { clean: t.clean_accuracy, transfer_robust: t.robust_accuracy },
           });
-          run.seconds += (performance.now() - t0) / 1000;
+          const now = performance.now();
+          run.seconds += (now - since) / 1000;
+          since = now;
           await save();
           log(
             `  step ${cs.step}: val ${info.validation.robust_accuracy.toFixed(3)} test ${
@@ -268,16 +278,39 @@ export async function tmStudy(o: StudyOptions, argv: readonly string[]) {
     log,
   });
   const valExact = gather(valSplit, seededSubset(valSplit.n, study.exact.n, 0));
+  const testExact = gather(testSplit, seededSubset(testSplit.n, study.exact.n, 0));
+  /**
+   * The choosing attack (APGD-CE ×1 from each transferred example) on the test images: the
+   * study table's test column, the same attack as its validation column. `c` undefined: the DC.
+   */
+  const testChoose = async (c: StudyConfig | undefined) => {
+    const m = c ? await open(c.bundle) : base;
+    const b = c ? best(c) : undefined;
+    const r = exactRun(
+      m,
+      testExact,
+      c ? await lora(c, m, b!.step) : undefined,
+      c ? `${c.name}@${b!.step}` : null,
+      c ? `exact-testchoose-${c.name}-${b!.step}` : "exact-testchoose-dc",
+      [1],
+      ["apgd-ce"],
+    );
+    return exactSummary(await runExact(r), r, testExact.labels);
+  };
+  const configNamed = (name: string) => {
+    const c = study.configs.find((c) => c.name === name);
+    if (!c) throw new Error(`no configuration '${name}' in ${o.study}`);
+    return c;
+  };
   if (o["test-config"]) {
     // only the test attack on one configuration's best checkpoint (a second process can run
     // it while the main one chooses; they share the state folder)
-    const c = study.configs.find((c) => c.name === o["test-config"]);
-    if (!c) throw new Error(`no configuration '${o["test-config"]}' in ${o.study}`);
+    const c = configNamed(o["test-config"]);
     const m = await open(c.bundle);
     const b = best(c);
     const r = exactRun(
       m,
-      gather(testSplit, seededSubset(testSplit.n, study.exact.n, 0)),
+      testExact,
       await lora(c, m, b.step),
       `${c.name}@${b.step}`,
       `exact-test-${c.name}-${b.step}`,
@@ -289,6 +322,19 @@ export async function tmStudy(o: StudyOptions, argv: readonly string[]) {
       benchmark: "tm-study (test attack only)",
       config: c,
       step: b.step,
+      ...sum,
+    });
+    return progress.end();
+  }
+  if (o["test-choose"]) {
+    // only the choosing attack on test for one configuration (a parallel process, as above)
+    const name = o["test-choose"];
+    const c = name === "dc" ? undefined : configNamed(name);
+    const { worst_flags: _, ...sum } = await testChoose(c);
+    await writeReport(o.json, {
+      benchmark: "tm-study (choosing attack on test only)",
+      config: c ?? "dc",
+      step: c ? best(c).step : null,
       ...sum,
     });
     return progress.end();
@@ -327,7 +373,6 @@ export async function tmStudy(o: StudyOptions, argv: readonly string[]) {
   )[0];
 
   // 3. test: the plain DC and the chosen adapter under the same exact attack, paired per image.
-  const testExact = gather(testSplit, seededSubset(testSplit.n, study.exact.n, 0));
   const cm = await open(chosen.config.bundle);
   const dcTest = exactSummary(
     await runExact(
@@ -360,14 +405,90 @@ export async function tmStudy(o: StudyOptions, argv: readonly string[]) {
     { iters: study.exact.iters, levels: study.exact.levels },
     testExact.labels,
   );
-  let tmOnly = 0;
-  let dcOnly = 0;
-  dcTest.worst_flags.forEach((d, i) => {
-    const t = tmTest.worst_flags[i];
-    if (t && !d) tmOnly++;
-    if (d && !t) dcOnly++;
-  });
+  const { tmdc_only_robust: tmOnly, dc_only_robust: dcOnly } = paired(
+    dcTest.worst_flags,
+    tmTest.worst_flags,
+  );
   const strip = ({ worst_flags: _, ...s }: typeof dcTest) => s;
+
+  // 4. the study table: every configuration's best checkpoint under the choosing attack on the
+  //    test images, as on validation, paired per image with the DC under the same attack; the
+  //    full test attack (every level) where one ran to its end (the chosen ones).
+  const dcChoose = await testChoose(undefined);
+  const studyTable = [];
+  for (const c of study.configs) {
+    const b = best(c);
+    const m = await open(c.bundle);
+    const row = chooseRows.find((r) => r.config.name === c.name);
+    const t = row ? await testChoose(c) : undefined;
+    const full = c.name === chosen.config.name
+      ? tmTest
+      : await finishedFullTest(join(root, `exact-test-${c.name}-${b.step}`), study)
+      ? exactSummary(
+        await runExact(exactRun(
+          m,
+          testExact,
+          await lora(c, m, b.step),
+          `${c.name}@${b.step}`,
+          `exact-test-${c.name}-${b.step}`,
+          study.exact.levels,
+          study.exact.attacks,
+        )),
+        { iters: study.exact.iters, levels: study.exact.levels },
+        testExact.labels,
+      )
+      : undefined;
+    studyTable.push({
+      config: c.name,
+      bundle: c.bundle,
+      lora_parameters: m.loraLayout.reduce((n, l) => n + l.shape.reduce((a, d) => a * d, 1), 0),
+      lr: c.lr,
+      steps: c.steps,
+      training_eps: c.eps,
+      source: c.source,
+      seconds: state.runs[c.name].seconds,
+      seconds_note: state.runs[c.name].secondsNote ?? null,
+      best_step: b.step,
+      validation: {
+        n: study.valN,
+        clean: b.validation.clean,
+        transfer_robust: b.validation.transfer_robust,
+        exact_n: study.exact.n,
+        exact: row?.exact_validation ?? null,
+      },
+      test: {
+        n: study.testN,
+        clean: b.test.clean,
+        transfer_robust: b.test.transfer_robust,
+        exact_n: study.exact.n,
+        exact: t?.worst_case ?? null,
+        exact_vs_dc: t ? paired(dcChoose.worst_flags, t.worst_flags) : null,
+        full_attack: full
+          ? {
+            worst_case: full.worst_case,
+            levels: full.levels.map((l) => l.accuracy),
+            ...full.saturation,
+          }
+          : null,
+      },
+      note: c.note ?? null,
+    });
+  }
+  const tableReport = {
+    attack: `choosing attack: white-box exact (fixed seed), APGD-CE ×1 (${study.exact.iters} ` +
+      `it, ${study.exact.pairs} pairs/step) from each transferred example, ${study.norm} ` +
+      `${study.eps}; worst case per image over transfer and it`,
+    full_attack: `${study.exact.attacks.join(" + ")} at levels ×${
+      study.exact.levels.join(", ×")
+    } (${study.exact.iters} it × the level)`,
+    dc: {
+      validation_exact: baseVal.worst_case,
+      test_exact: dcChoose.worst_case,
+      test_full_attack: { worst_case: dcTest.worst_case, ...dcTest.saturation },
+    },
+    rows: studyTable,
+  };
+  if (o.md) await Deno.writeTextFile(o.md, studyMarkdown(tableReport, argv));
   await writeReport(o.json, {
     benchmark: "tm-study",
     command: `deno task cli bench tm-study ${argv.join(" ")}`,
@@ -383,6 +504,7 @@ export async function tmStudy(o: StudyOptions, argv: readonly string[]) {
     configs: study.configs.map((c) => ({
       ...c,
       seconds: state.runs[c.name].seconds,
+      seconds_note: state.runs[c.name].secondsNote,
       checkpoints: state.runs[c.name].checkpoints.map((k) => ({
         ...k,
         test_transfer_ci95: wilson(Math.round(k.test.transfer_robust * study.testN), study.testN),
@@ -393,6 +515,7 @@ export async function tmStudy(o: StudyOptions, argv: readonly string[]) {
       rows: chooseRows,
       chosen: { config: chosen.config.name, step: chosen.best_step },
     },
+    study_table: tableReport,
     test: {
       n: study.exact.n,
       dc: strip(dcTest),
@@ -406,4 +529,125 @@ export async function tmStudy(o: StudyOptions, argv: readonly string[]) {
     machine: machine(),
   });
   progress.end();
+}
+
+/** Images robust only with TM / only without, and the sign test on them. */
+function paired(dc: ArrayLike<number>, tm: ArrayLike<number>) {
+  let tmOnly = 0;
+  let dcOnly = 0;
+  for (let i = 0; i < dc.length; i++) {
+    if (tm[i] && !dc[i]) tmOnly++;
+    if (dc[i] && !tm[i]) dcOnly++;
+  }
+  return {
+    tmdc_only_robust: tmOnly,
+    dc_only_robust: dcOnly,
+    sign_test_p: signTestP(tmOnly, dcOnly),
+  };
+}
+
+/**
+ * Whether a full test attack's state folder holds every level, each with all its stages (an
+ * unfinished one is left out of the table rather than run by the report).
+ */
+async function finishedFullTest(dir: string, study: StudyFile): Promise<boolean> {
+  const st = await Deno.readTextFile(join(dir, "state.json")).then(JSON.parse).catch(() => null);
+  if (!st?.transfer) return false;
+  const stages = study.exact.attacks.length * st.transfer.length;
+  return study.exact.levels.every((l) => st.levels?.[`x${l}`]?.length === stages);
+}
+
+type Fig = { robust: number; accuracy: number; ci95: number[] };
+const pc = (x: number) => `${(100 * x).toFixed(1)}%`;
+const fig = (f: Fig | null, n: number) =>
+  f
+    ? `${pc(f.accuracy)} [${(100 * f.ci95[0]).toFixed(1)}, ${
+      (100 * f.ci95[1]).toFixed(1)
+    }] (${f.robust}/${n})`
+    : "–";
+
+/** The study table as Markdown: one row per configuration, validation and test side by side. */
+export function studyMarkdown(
+  t: {
+    attack: string;
+    full_attack: string;
+    dc: { validation_exact: Fig; test_exact: Fig; test_full_attack: { worst_case: Fig } };
+    rows: {
+      config: string;
+      lora_parameters: number;
+      lr: number;
+      training_eps: number;
+      source: string;
+      seconds: number;
+      seconds_note: string | null;
+      best_step: number;
+      validation: {
+        n: number;
+        clean: number;
+        transfer_robust: number;
+        exact_n: number;
+        exact: Fig | null;
+      };
+      test: {
+        n: number;
+        clean: number;
+        transfer_robust: number;
+        exact_n: number;
+        exact: Fig | null;
+        exact_vs_dc:
+          | { tmdc_only_robust: number; dc_only_robust: number; sign_test_p: number }
+          | null;
+        full_attack: { worst_case: Fig; levels: number[]; saturated: boolean } | null;
+      };
+      note: string | null;
+    }[];
+  },
+  argv: readonly string[],
+): string {
+  const r0 = t.rows[0];
+  const n = r0?.validation.exact_n ?? 0;
+  return [
+    "# Truth Maximization study (issue 13)",
+    "",
+    `Generated by \`deno task cli bench tm-study ${argv.join(" ")}\`. Each configuration's best ` +
+    `checkpoint (by transfer-robust accuracy on validation) on ${r0?.validation.n} validation and ` +
+    `${r0?.test.n} test images (clean, transfer: APGD-CE on the surrogate) and on the first ${n} ` +
+    `of each under the ${t.attack}. The configuration is chosen on validation only; test is ` +
+    `reported. Full test attack: ${t.full_attack}, worst case per image. Intervals: 95% Wilson. ` +
+    "Seconds: training on the project's 2-core CPU VM (checkpoint scoring included).",
+    "",
+    "| configuration | LoRA parameters | lr | training ε | examples | best step | seconds | val clean | val transfer | val exact | test clean | test transfer | test exact | test exact vs DC (TM only / DC only, p) | full test attack (levels; saturated) |",
+    "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+    `| DC (no TM) | 0 | – | – | – | – | – | – | – | ${fig(t.dc.validation_exact, n)} | – | – | ${
+      fig(t.dc.test_exact, n)
+    } | – | ${fig(t.dc.test_full_attack.worst_case, n)} |`,
+    ...t.rows.map((r) =>
+      `| ${r.config} | ${
+        r.lora_parameters.toLocaleString("en-US")
+      } | ${r.lr} | ${r.training_eps} | ${r.source} | ${r.best_step} | ${
+        r.seconds_note ? "≈ " : ""
+      }${r.seconds.toFixed(0)} | ${pc(r.validation.clean)} | ${
+        pc(r.validation.transfer_robust)
+      } | ${fig(r.validation.exact, n)} | ${pc(r.test.clean)} | ${pc(r.test.transfer_robust)} | ${
+        fig(r.test.exact, n)
+      } | ${
+        r.test.exact_vs_dc
+          ? `${r.test.exact_vs_dc.tmdc_only_robust} / ${r.test.exact_vs_dc.dc_only_robust}, p = ${
+            r.test.exact_vs_dc.sign_test_p.toPrecision(2)
+          }`
+          : r.note ?? "–"
+      } | ${
+        r.test.full_attack
+          ? `${fig(r.test.full_attack.worst_case, n)} (${
+            r.test.full_attack.levels.map(pc).join(" → ")
+          }; ${r.test.full_attack.saturated ? "yes" : "no"})`
+          : "not run"
+      } |`
+    ),
+    "",
+    ...[...new Set(t.rows.flatMap((r) => r.seconds_note ? [r.seconds_note] : []))].map((note) =>
+      `≈ seconds: ${note}`
+    ),
+    "",
+  ].join("\n");
 }

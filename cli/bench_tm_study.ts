@@ -17,6 +17,12 @@ export const benchTmStudy = defineCommand({
       arg: "NAME",
       help: "only the test attack on this configuration's best checkpoint (a parallel process)",
     },
+    "test-choose": {
+      type: "string",
+      arg: "NAME",
+      help: "only the choosing attack on test for this configuration, or 'dc' (a parallel process)",
+    },
+    md: { type: "path", help: "the study table as Markdown (every configuration)" },
     json: { type: "path", default: "-", help: "report file (- = stdout)" },
   },
   run: (values, _, argv) => tmStudy(values, argv),

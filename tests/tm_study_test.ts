@@ -1,0 +1,89 @@
+/**
+ * `bench tm-study` end to end on the tiny real bundles: configurations trained with
+ * checkpoints, one chosen on validation under the exact attack, the study table with every
+ * configuration's test column under the same attack (paired with the DC), its Markdown, and a
+ * parallel `--test-choose` process that reads back the figure the table reports.
+ */
+import { join } from "node:path";
+import { assert_, assertEquals } from "./assert.ts";
+import { runCli } from "./helpers.ts";
+import { FAST_SETTINGS, tinyModelsDir } from "./service_helpers.ts";
+
+Deno.test("bench tm-study: every configuration under the choosing attack on validation and test; the table", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "tmdc-tmstudy-" });
+  const env = {
+    TMDC_MODELS_DIR: await tinyModelsDir(),
+    TMDC_DEFAULT_BUNDLE: "tiny-diffusion",
+    TMDC_DEFAULT_SURROGATE: "tiny-surrogate",
+  };
+  const study = {
+    pool: 4,
+    valN: 4,
+    testN: 4,
+    checkpoints: [1, 2],
+    norm: "linf",
+    eps: 0.1,
+    dc: FAST_SETTINGS,
+    exact: { n: 3, iters: 1, pairs: 1, attacks: ["apgd-ce"], levels: [1, 2] },
+    configs: [
+      { name: "a", bundle: "tiny-diffusion", lr: 1e-3, steps: 2, eps: 0.1, source: "transfer" },
+      {
+        name: "b",
+        bundle: "tiny-diffusion",
+        lr: 1e-6,
+        steps: 2,
+        eps: 0.1,
+        source: "transfer",
+        exactValidation: false,
+        note: "not attacked (a test of the note)",
+      },
+    ],
+  };
+  const studyFile = join(dir, "study.json");
+  await Deno.writeTextFile(studyFile, JSON.stringify(study));
+  const common = ["bench", "tm-study", "--study", studyFile, "--state", join(dir, "state")];
+  const t0 = performance.now();
+  const r = await runCli(
+    [...common, "--threads", "1", "--json", join(dir, "s.json"), "--md", join(dir, "s.md")],
+    { env },
+  );
+  const wallS = (performance.now() - t0) / 1000;
+  assertEquals(r.code, 0, r.stderr);
+  const s = JSON.parse(await Deno.readTextFile(join(dir, "s.json")));
+  const t = s.study_table;
+  assertEquals(t.rows.map((x: { config: string }) => x.config), ["a", "b"]);
+  const [a, b] = t.rows;
+  // the attacked configuration: validation and test under the same attack, paired with the DC
+  assertEquals([a.validation.exact_n, a.test.exact_n], [3, 3]);
+  assert_(a.validation.exact !== null && a.test.exact !== null);
+  assert_(a.test.exact.robust <= 3 && a.test.exact_vs_dc !== null);
+  const { tmdc_only_robust: tmOnly, dc_only_robust: dcOnly } = a.test.exact_vs_dc;
+  assertEquals(a.test.exact.robust - t.dc.test_exact.robust, tmOnly - dcOnly);
+  // the chosen one (the only one attacked) carries the full test attack: both levels
+  assertEquals(s.choice.chosen.config, "a");
+  assertEquals(a.test.full_attack.levels.length, 2);
+  assertEquals(a.test.full_attack.worst_case, s.test.tmdc.worst_case);
+  // the one not attacked says why, and has no exact figures
+  assertEquals([b.validation.exact, b.test.exact, b.test.full_attack], [null, null, null]);
+  assertEquals(b.note, "not attacked (a test of the note)");
+  // training time: per checkpoint since the last one, so never more than the whole command
+  for (const row of t.rows) assert_(row.seconds > 0 && row.seconds < wallS, `${row.seconds} s`);
+  assertEquals(t.rows.map((x: { seconds_note: null }) => x.seconds_note), [null, null]);
+
+  const md = await Deno.readTextFile(join(dir, "s.md"));
+  assert_(md.includes("| DC (no TM) |"), md);
+  assert_(/\| a \| [\d,]+ \| 0\.001 \| 0\.1 \| transfer \| [12] \|/.test(md), md);
+  assert_(md.includes("not attacked (a test of the note)"), md);
+
+  // a parallel process's test-choose on the DC resumes the same state: the same figure
+  const p = await runCli(
+    [...common, "--threads", "1", "--test-choose", "dc", "--json", join(dir, "dc.json")],
+    { env },
+  );
+  assertEquals(p.code, 0, p.stderr);
+  const dc = JSON.parse(await Deno.readTextFile(join(dir, "dc.json")));
+  assertEquals(dc.worst_case, t.dc.test_exact);
+  const bad = await runCli([...common, "--test-choose", "nope", "--json", "-"], { env });
+  assert_(bad.code !== 0 && /no configuration 'nope'/.test(bad.stderr), bad.stderr);
+  await Deno.remove(dir, { recursive: true });
+});
