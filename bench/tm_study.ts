@@ -297,6 +297,20 @@ export async function tmStudy(o: StudyOptions, argv: readonly string[]) {
     );
     return exactSummary(await runExact(r), r, testExact.labels);
   };
+  /** The full test attack (every attack and level) on a configuration's best checkpoint. */
+  const fullTestRun = async (c: StudyConfig) => {
+    const m = await open(c.bundle);
+    const b = best(c);
+    return exactRun(
+      m,
+      testExact,
+      await lora(c, m, b.step),
+      `${c.name}@${b.step}`,
+      `exact-test-${c.name}-${b.step}`,
+      study.exact.levels,
+      study.exact.attacks,
+    );
+  };
   const configNamed = (name: string) => {
     const c = study.configs.find((c) => c.name === name);
     if (!c) throw new Error(`no configuration '${name}' in ${o.study}`);
@@ -306,17 +320,8 @@ export async function tmStudy(o: StudyOptions, argv: readonly string[]) {
     // only the test attack on one configuration's best checkpoint (a second process can run
     // it while the main one chooses; they share the state folder)
     const c = configNamed(o["test-config"]);
-    const m = await open(c.bundle);
     const b = best(c);
-    const r = exactRun(
-      m,
-      testExact,
-      await lora(c, m, b.step),
-      `${c.name}@${b.step}`,
-      `exact-test-${c.name}-${b.step}`,
-      study.exact.levels,
-      study.exact.attacks,
-    );
+    const r = await fullTestRun(c);
     const { worst_flags: _, ...sum } = exactSummary(await runExact(r), r, r.set.labels);
     await writeReport(o.json, {
       benchmark: "tm-study (test attack only)",
@@ -373,7 +378,6 @@ export async function tmStudy(o: StudyOptions, argv: readonly string[]) {
   )[0];
 
   // 3. test: the plain DC and the chosen adapter under the same exact attack, paired per image.
-  const cm = await open(chosen.config.bundle);
   const dcTest = exactSummary(
     await runExact(
       exactRun(
@@ -390,21 +394,9 @@ export async function tmStudy(o: StudyOptions, argv: readonly string[]) {
     { iters: study.exact.iters, levels: study.exact.levels },
     testExact.labels,
   );
-  const tmTest = exactSummary(
-    await runExact(
-      exactRun(
-        cm,
-        testExact,
-        await lora(chosen.config, cm, chosen.best_step),
-        `${chosen.config.name}@${chosen.best_step}`,
-        `exact-test-${chosen.config.name}-${chosen.best_step}`,
-        study.exact.levels,
-        study.exact.attacks,
-      ),
-    ),
-    { iters: study.exact.iters, levels: study.exact.levels },
-    testExact.labels,
-  );
+  // chosen.best_step is best(chosen.config).step: the choice was made on that checkpoint
+  const tmTestRun = await fullTestRun(chosen.config);
+  const tmTest = exactSummary(await runExact(tmTestRun), tmTestRun, testExact.labels);
   const { tmdc_only_robust: tmOnly, dc_only_robust: dcOnly } = paired(
     dcTest.worst_flags,
     tmTest.worst_flags,
@@ -424,19 +416,7 @@ export async function tmStudy(o: StudyOptions, argv: readonly string[]) {
     const full = c.name === chosen.config.name
       ? tmTest
       : await finishedFullTest(join(root, `exact-test-${c.name}-${b.step}`), study)
-      ? exactSummary(
-        await runExact(exactRun(
-          m,
-          testExact,
-          await lora(c, m, b.step),
-          `${c.name}@${b.step}`,
-          `exact-test-${c.name}-${b.step}`,
-          study.exact.levels,
-          study.exact.attacks,
-        )),
-        { iters: study.exact.iters, levels: study.exact.levels },
-        testExact.labels,
-      )
+      ? await fullTestRun(c).then(async (r) => exactSummary(await runExact(r), r, r.set.labels))
       : undefined;
     studyTable.push({
       config: c.name,
