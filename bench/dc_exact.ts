@@ -210,6 +210,27 @@ export async function runExact(r: ExactRun): Promise<State> {
   }
 }
 
+/**
+ * Whether every chunk of a run is in its folder, made with the run's settings and finished at
+ * every level (a report can then read it without attacking anything).
+ */
+export async function exactRunFinished(r: ExactRun): Promise<boolean> {
+  const size = r.chunk ?? DEFAULT_CHUNK;
+  const stages = r.attacks.length *
+    ((r.transferStarts !== false ? TRANSFER.length : 0) + r.randomRestarts);
+  for (let a = 0; a < r.set.n; a += size) {
+    const n = Math.min(a + size, r.set.n) - a;
+    const st: State | null = await Deno.readTextFile(join(r.checkpoint, chunkFile(a)))
+      .then(JSON.parse).catch(() => null);
+    const want = exactConfig({ ...r, set: { ...r.set, n }, offset: a });
+    if (!st?.clean || !st.transfer || JSON.stringify(st.config) !== JSON.stringify(want)) {
+      return false;
+    }
+    if (!r.levels.every((l) => st.levels[`x${l}`]?.length === stages)) return false;
+  }
+  return true;
+}
+
 /** A chunk's state file: the first chunk keeps the name every run before chunks used. */
 export const chunkFile = (offset: number) => offset ? `state@${offset}.json` : "state.json";
 

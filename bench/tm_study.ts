@@ -35,8 +35,15 @@ import { wilson } from "../lib/stats.ts";
 import { signTestP } from "../lib/sanity.ts";
 import { initState, packState, PAPER_TM, type TMState, unpackState } from "../lib/truth_max.ts";
 import { Progress } from "../cli/progress.ts";
-import { type ExactRun, exactSummary, runExact } from "./dc_exact.ts";
-import { machine, openDiffusion, openSurrogate, settingsFor, writeReport } from "./common.ts";
+import { type ExactRun, exactRunFinished, exactSummary, runExact } from "./dc_exact.ts";
+import {
+  machine,
+  openDiffusion,
+  openSurrogate,
+  settingsFor,
+  usageError,
+  writeReport,
+} from "./common.ts";
 import type { OnnxDiffusionModel } from "../gpu-worker/onnx_model.ts";
 import type { DCSettingsOverrides } from "../lib/dc_settings.ts";
 
@@ -99,7 +106,19 @@ interface CheckpointRow {
 }
 
 interface StudyState {
-  runs: Record<string, { checkpoints: CheckpointRow[]; seconds: number; secondsNote?: string }>;
+  runs: Record<string, {
+    checkpoints: CheckpointRow[];
+    seconds: number;
+    secondsNote?: string;
+    /** the study's DC overrides it was trained and scored under (absent: none) */
+    dc?: DCSettingsOverrides | null;
+  }>;
+  /** the plain DC on the checkpoint sets (the study table's first row), under `dc` */
+  base?: {
+    dc: DCSettingsOverrides | null;
+    validation: { clean: number; transfer_robust: number };
+    test: { clean: number; transfer_robust: number };
+  };
 }
 
 const f32 = (a: Float32Array) => new Uint8Array(a.buffer, a.byteOffset, a.byteLength);
@@ -115,6 +134,11 @@ export async function tmStudy(o: StudyOptions, argv: readonly string[]) {
   const save = () => Deno.writeTextFile(statePath, JSON.stringify(state));
   const progress = new Progress("tm-study");
   const log = (m: string) => progress.log(m);
+  if (o["test-config"] && o["test-choose"]) usageError("--test-config or --test-choose, not both");
+  /** a process that only runs one test attack: it never trains (the main process does) */
+  const testOnly = o["test-config"] ?? o["test-choose"];
+  if (testOnly !== undefined && o.md) usageError("--md writes the study table: the full run only");
+  const dcKey = JSON.stringify(study.dc ?? null);
 
   const surrogate = await openSurrogate(config.defaultSurrogate, o.threads);
   const models = new Map<string, OnnxDiffusionModel>();
@@ -180,9 +204,16 @@ export async function tmStudy(o: StudyOptions, argv: readonly string[]) {
     const model = await open(c.bundle);
     const dir = join(root, c.name);
     await Deno.mkdir(dir, { recursive: true });
-    const run = (state.runs[c.name] ??= { checkpoints: [], seconds: 0 });
+    const run = (state.runs[c.name] ??= { checkpoints: [], seconds: 0, dc: study.dc ?? null });
+    if (JSON.stringify(run.dc ?? null) !== dcKey) {
+      usageError(
+        `${c.name} in ${root} was trained under DC overrides ${
+          JSON.stringify(run.dc ?? null)
+        }, not the study's ${dcKey}: pass another --state`,
+      );
+    }
     const last = run.checkpoints.at(-1);
-    if (last?.step === c.steps) continue;
+    if (last?.step === c.steps || testOnly !== undefined) continue;
     const trainPool = await pool(c.source, c.eps);
     let s: TMState = last
       ? unpackState(
@@ -277,6 +308,7 @@ export async function tmStudy(o: StudyOptions, argv: readonly string[]) {
     checkpoint: dir.startsWith("/") ? dir : join(root, dir),
     log,
   });
+  const summarize = async (r: ExactRun) => exactSummary(await runExact(r), r, r.set.labels);
   const valExact = gather(valSplit, seededSubset(valSplit.n, study.exact.n, 0));
   const testExact = gather(testSplit, seededSubset(testSplit.n, study.exact.n, 0));
   /**
@@ -295,7 +327,7 @@ export async function tmStudy(o: StudyOptions, argv: readonly string[]) {
       [1],
       ["apgd-ce"],
     );
-    return exactSummary(await runExact(r), r, testExact.labels);
+    return summarize(r);
   };
   /** The full test attack (every attack and level) on a configuration's best checkpoint. */
   const fullTestRun = async (c: StudyConfig) => {
@@ -311,9 +343,14 @@ export async function tmStudy(o: StudyOptions, argv: readonly string[]) {
       study.exact.attacks,
     );
   };
+  /** A configuration a test-only process may attack: in the study and done training. */
   const configNamed = (name: string) => {
     const c = study.configs.find((c) => c.name === name);
     if (!c) throw new Error(`no configuration '${name}' in ${o.study}`);
+    const done = state.runs[c.name]?.checkpoints.at(-1)?.step;
+    if (done !== c.steps) {
+      usageError(`${c.name} has trained to step ${done ?? 0} of ${c.steps}: run the study first`);
+    }
     return c;
   };
   if (o["test-config"]) {
@@ -321,8 +358,7 @@ export async function tmStudy(o: StudyOptions, argv: readonly string[]) {
     // it while the main one chooses; they share the state folder)
     const c = configNamed(o["test-config"]);
     const b = best(c);
-    const r = await fullTestRun(c);
-    const { worst_flags: _, ...sum } = exactSummary(await runExact(r), r, r.set.labels);
+    const { worst_flags: _, ...sum } = await summarize(await fullTestRun(c));
     await writeReport(o.json, {
       benchmark: "tm-study (test attack only)",
       config: c,
@@ -335,6 +371,9 @@ export async function tmStudy(o: StudyOptions, argv: readonly string[]) {
     // only the choosing attack on test for one configuration (a parallel process, as above)
     const name = o["test-choose"];
     const c = name === "dc" ? undefined : configNamed(name);
+    if (c?.exactValidation === false) {
+      usageError(`${c.name} is not attacked in this study (exactValidation: false)`);
+    }
     const { worst_flags: _, ...sum } = await testChoose(c);
     await writeReport(o.json, {
       benchmark: "tm-study (choosing attack on test only)",
@@ -345,10 +384,8 @@ export async function tmStudy(o: StudyOptions, argv: readonly string[]) {
     return progress.end();
   }
   const chooseRows = [];
-  const baseVal = exactSummary(
-    await runExact(exactRun(base, valExact, undefined, null, "exact-val-dc", [1], ["apgd-ce"])),
-    { iters: study.exact.iters, levels: [1] },
-    valExact.labels,
+  const baseVal = await summarize(
+    exactRun(base, valExact, undefined, null, "exact-val-dc", [1], ["apgd-ce"]),
   );
   for (const c of study.configs.filter((c) => c.exactValidation !== false)) {
     const model = await open(c.bundle);
@@ -362,7 +399,7 @@ export async function tmStudy(o: StudyOptions, argv: readonly string[]) {
       [1],
       ["apgd-ce"],
     );
-    const sum = exactSummary(await runExact(r), r, valExact.labels);
+    const sum = await summarize(r);
     chooseRows.push({
       config: c,
       best_step: b.step,
@@ -378,45 +415,51 @@ export async function tmStudy(o: StudyOptions, argv: readonly string[]) {
   )[0];
 
   // 3. test: the plain DC and the chosen adapter under the same exact attack, paired per image.
-  const dcTest = exactSummary(
-    await runExact(
-      exactRun(
-        base,
-        testExact,
-        undefined,
-        null,
-        // shared with the `bench dc-exact` run of the same settings when the study names it
-        study.exact.dcCheckpoint ? join(config.root, study.exact.dcCheckpoint) : "exact-test-dc",
-        study.exact.levels,
-        study.exact.attacks,
-      ),
+  const dcTest = await summarize(
+    exactRun(
+      base,
+      testExact,
+      undefined,
+      null,
+      // shared with the `bench dc-exact` run of the same settings when the study names it
+      study.exact.dcCheckpoint ? join(config.root, study.exact.dcCheckpoint) : "exact-test-dc",
+      study.exact.levels,
+      study.exact.attacks,
     ),
-    { iters: study.exact.iters, levels: study.exact.levels },
-    testExact.labels,
   );
   // chosen.best_step is best(chosen.config).step: the choice was made on that checkpoint
-  const tmTestRun = await fullTestRun(chosen.config);
-  const tmTest = exactSummary(await runExact(tmTestRun), tmTestRun, testExact.labels);
-  const { tmdc_only_robust: tmOnly, dc_only_robust: dcOnly } = paired(
-    dcTest.worst_flags,
-    tmTest.worst_flags,
-  );
+  const tmTest = await summarize(await fullTestRun(chosen.config));
   const strip = ({ worst_flags: _, ...s }: typeof dcTest) => s;
 
   // 4. the study table: every configuration's best checkpoint under the choosing attack on the
   //    test images, as on validation, paired per image with the DC under the same attack; the
   //    full test attack (every level) where one ran to its end (the chosen ones).
   const dcChoose = await testChoose(undefined);
+  if (state.base?.dc === undefined || JSON.stringify(state.base.dc) !== dcKey) {
+    log("the plain DC on the checkpoint sets (clean, transfer)");
+    const score = async (set: typeof val) => {
+      const r = await scoreAdapter(base, dc, set, undefined);
+      return { clean: r.clean_accuracy, transfer_robust: r.robust_accuracy };
+    };
+    state.base = { dc: study.dc ?? null, validation: await score(val), test: await score(test) };
+    await save();
+  }
+  const fullFigures = (f: typeof dcTest) => ({
+    worst_case: f.worst_case,
+    adaptive_levels: f.levels.map((l) => l.accuracy),
+    ...f.saturation,
+  });
   const studyTable = [];
   for (const c of study.configs) {
     const b = best(c);
     const m = await open(c.bundle);
     const row = chooseRows.find((r) => r.config.name === c.name);
     const t = row ? await testChoose(c) : undefined;
+    const fullRun = await fullTestRun(c);
     const full = c.name === chosen.config.name
       ? tmTest
-      : await finishedFullTest(join(root, `exact-test-${c.name}-${b.step}`), study)
-      ? await fullTestRun(c).then(async (r) => exactSummary(await runExact(r), r, r.set.labels))
+      : await exactRunFinished(fullRun)
+      ? await summarize(fullRun)
       : undefined;
     studyTable.push({
       config: c.name,
@@ -443,13 +486,7 @@ export async function tmStudy(o: StudyOptions, argv: readonly string[]) {
         exact_n: study.exact.n,
         exact: t?.worst_case ?? null,
         exact_vs_dc: t ? paired(dcChoose.worst_flags, t.worst_flags) : null,
-        full_attack: full
-          ? {
-            worst_case: full.worst_case,
-            levels: full.levels.map((l) => l.accuracy),
-            ...full.saturation,
-          }
-          : null,
+        full_attack: full ? fullFigures(full) : null,
       },
       note: c.note ?? null,
     });
@@ -462,9 +499,8 @@ export async function tmStudy(o: StudyOptions, argv: readonly string[]) {
       study.exact.levels.join(", ×")
     } (${study.exact.iters} it × the level)`,
     dc: {
-      validation_exact: baseVal.worst_case,
-      test_exact: dcChoose.worst_case,
-      test_full_attack: { worst_case: dcTest.worst_case, ...dcTest.saturation },
+      validation: { ...state.base!.validation, exact: baseVal.worst_case },
+      test: { ...state.base!.test, exact: dcChoose.worst_case, full_attack: fullFigures(dcTest) },
     },
     rows: studyTable,
   };
@@ -500,11 +536,7 @@ export async function tmStudy(o: StudyOptions, argv: readonly string[]) {
       n: study.exact.n,
       dc: strip(dcTest),
       tmdc: strip(tmTest),
-      paired: {
-        tmdc_only_robust: tmOnly,
-        dc_only_robust: dcOnly,
-        sign_test_p: signTestP(tmOnly, dcOnly),
-      },
+      paired: paired(dcTest.worst_flags, tmTest.worst_flags),
     },
     machine: machine(),
   });
@@ -512,7 +544,7 @@ export async function tmStudy(o: StudyOptions, argv: readonly string[]) {
 }
 
 /** Images robust only with TM / only without, and the sign test on them. */
-function paired(dc: ArrayLike<number>, tm: ArrayLike<number>) {
+export function paired(dc: ArrayLike<number>, tm: ArrayLike<number>) {
   let tmOnly = 0;
   let dcOnly = 0;
   for (let i = 0; i < dc.length; i++) {
@@ -526,18 +558,9 @@ function paired(dc: ArrayLike<number>, tm: ArrayLike<number>) {
   };
 }
 
-/**
- * Whether a full test attack's state folder holds every level, each with all its stages (an
- * unfinished one is left out of the table rather than run by the report).
- */
-async function finishedFullTest(dir: string, study: StudyFile): Promise<boolean> {
-  const st = await Deno.readTextFile(join(dir, "state.json")).then(JSON.parse).catch(() => null);
-  if (!st?.transfer) return false;
-  const stages = study.exact.attacks.length * st.transfer.length;
-  return study.exact.levels.every((l) => st.levels?.[`x${l}`]?.length === stages);
-}
-
 type Fig = { robust: number; accuracy: number; ci95: number[] };
+type FullFigures = { worst_case: Fig; adaptive_levels: number[]; saturated: boolean };
+type SetFigures = { clean: number; transfer_robust: number; exact: Fig | null };
 const pc = (x: number) => `${(100 * x).toFixed(1)}%`;
 const fig = (f: Fig | null, n: number) =>
   f
@@ -545,13 +568,19 @@ const fig = (f: Fig | null, n: number) =>
       (100 * f.ci95[1]).toFixed(1)
     }] (${f.robust}/${n})`
     : "–";
+const full = (f: FullFigures | null, n: number) =>
+  f
+    ? `${fig(f.worst_case, n)} (adaptive only ${f.adaptive_levels.map(pc).join(" → ")}; ${
+      f.saturated ? "saturated" : "not saturated"
+    })`
+    : "not run";
 
 /** The study table as Markdown: one row per configuration, validation and test side by side. */
 export function studyMarkdown(
   t: {
     attack: string;
     full_attack: string;
-    dc: { validation_exact: Fig; test_exact: Fig; test_full_attack: { worst_case: Fig } };
+    dc: { validation: SetFigures; test: SetFigures & { full_attack: FullFigures } };
     rows: {
       config: string;
       lora_parameters: number;
@@ -561,70 +590,59 @@ export function studyMarkdown(
       seconds: number;
       seconds_note: string | null;
       best_step: number;
-      validation: {
+      validation: SetFigures & { n: number; exact_n: number };
+      test: SetFigures & {
         n: number;
-        clean: number;
-        transfer_robust: number;
         exact_n: number;
-        exact: Fig | null;
-      };
-      test: {
-        n: number;
-        clean: number;
-        transfer_robust: number;
-        exact_n: number;
-        exact: Fig | null;
         exact_vs_dc:
           | { tmdc_only_robust: number; dc_only_robust: number; sign_test_p: number }
           | null;
-        full_attack: { worst_case: Fig; levels: number[]; saturated: boolean } | null;
+        full_attack: FullFigures | null;
       };
       note: string | null;
     }[];
   },
   argv: readonly string[],
 ): string {
-  const r0 = t.rows[0];
-  const n = r0?.validation.exact_n ?? 0;
+  if (!t.rows.length) return "# Truth Maximization study\n\nNo configurations.\n";
+  const { validation: v0, test: t0 } = t.rows[0];
+  const n = v0.exact_n;
+  const notes = t.rows.filter((r) => r.note);
+  const sets = (v: SetFigures, s: SetFigures) =>
+    `${pc(v.clean)} | ${pc(v.transfer_robust)} | ${fig(v.exact, n)} | ${pc(s.clean)} | ${
+      pc(s.transfer_robust)
+    } | ${fig(s.exact, n)}`;
   return [
     "# Truth Maximization study (issue 13)",
     "",
     `Generated by \`deno task cli bench tm-study ${argv.join(" ")}\`. Each configuration's best ` +
-    `checkpoint (by transfer-robust accuracy on validation) on ${r0?.validation.n} validation and ` +
-    `${r0?.test.n} test images (clean, transfer: APGD-CE on the surrogate) and on the first ${n} ` +
-    `of each under the ${t.attack}. The configuration is chosen on validation only; test is ` +
-    `reported. Full test attack: ${t.full_attack}, worst case per image. Intervals: 95% Wilson. ` +
-    "Seconds: training on the project's 2-core CPU VM (checkpoint scoring included).",
+    `checkpoint (by transfer-robust accuracy on validation) on ${v0.n} validation and ${t0.n} ` +
+    `test images (clean; transfer: APGD-CE on the surrogate) and, in the "exact" columns, on the ` +
+    `first ${n} of each under the ${t.attack}. The configuration is chosen on validation only; ` +
+    `test is reported. Full test attack: ${t.full_attack}, worst case per image over transfer ` +
+    "and every level (the levels in brackets count the adaptive stages only). Intervals: 95% " +
+    "Wilson. Seconds: training with its checkpoint scoring, where the study trained.",
     "",
-    "| configuration | LoRA parameters | lr | training ε | examples | best step | seconds | val clean | val transfer | val exact | test clean | test transfer | test exact | test exact vs DC (TM only / DC only, p) | full test attack (levels; saturated) |",
+    "| configuration | LoRA parameters | lr | training ε | examples | best step | seconds | val clean | val transfer | val exact | test clean | test transfer | test exact | test exact vs DC: TM only / DC only (p) | full test attack |",
     "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
-    `| DC (no TM) | 0 | – | – | – | – | – | – | – | ${fig(t.dc.validation_exact, n)} | – | – | ${
-      fig(t.dc.test_exact, n)
-    } | – | ${fig(t.dc.test_full_attack.worst_case, n)} |`,
+    `| DC (no TM) | 0 | – | – | – | – | – | ${sets(t.dc.validation, t.dc.test)} | – | ${
+      full(t.dc.test.full_attack, n)
+    } |`,
     ...t.rows.map((r) =>
-      `| ${r.config} | ${
+      `| ${r.config}${notes.includes(r) ? ` (${notes.indexOf(r) + 1})` : ""} | ${
         r.lora_parameters.toLocaleString("en-US")
       } | ${r.lr} | ${r.training_eps} | ${r.source} | ${r.best_step} | ${
         r.seconds_note ? "≈ " : ""
-      }${r.seconds.toFixed(0)} | ${pc(r.validation.clean)} | ${
-        pc(r.validation.transfer_robust)
-      } | ${fig(r.validation.exact, n)} | ${pc(r.test.clean)} | ${pc(r.test.transfer_robust)} | ${
-        fig(r.test.exact, n)
-      } | ${
+      }${r.seconds.toFixed(0)} | ${sets(r.validation, r.test)} | ${
         r.test.exact_vs_dc
-          ? `${r.test.exact_vs_dc.tmdc_only_robust} / ${r.test.exact_vs_dc.dc_only_robust}, p = ${
+          ? `${r.test.exact_vs_dc.tmdc_only_robust} / ${r.test.exact_vs_dc.dc_only_robust} (${
             r.test.exact_vs_dc.sign_test_p.toPrecision(2)
-          }`
-          : r.note ?? "–"
-      } | ${
-        r.test.full_attack
-          ? `${fig(r.test.full_attack.worst_case, n)} (${
-            r.test.full_attack.levels.map(pc).join(" → ")
-          }; ${r.test.full_attack.saturated ? "yes" : "no"})`
-          : "not run"
-      } |`
+          })`
+          : "–"
+      } | ${full(r.test.full_attack, n)} |`
     ),
     "",
+    ...notes.map((r, i) => `(${i + 1}) ${r.config}: ${r.note}`),
     ...[...new Set(t.rows.flatMap((r) => r.seconds_note ? [r.seconds_note] : []))].map((note) =>
       `≈ seconds: ${note}`
     ),
