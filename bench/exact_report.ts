@@ -381,8 +381,8 @@ export interface ExactReportOptions {
   "tm-study"?: string;
   /** adapter id = name shown for it (the ids in KV are opaque) */
   labels?: string[];
-  /** bench table --mode adaptive report of the DC (the old oracle), for the combined rows */
-  "old-adaptive"?: string;
+  /** bench table --mode adaptive reports (the old oracle) of the exact rows' fixed-seed systems */
+  "old-adaptive"?: string[];
   /** bench dc-exact reports at an unbounded budget (their sanity check: 0% robust) */
   sanity?: string[];
   "paper-state": string;
@@ -499,17 +499,24 @@ export async function exactReport(o: ExactReportOptions, argv: readonly string[]
       });
     }
   }
-  if (o["old-adaptive"]) {
-    const t: OldAdaptiveJson = JSON.parse(await Deno.readTextFile(o["old-adaptive"]));
-    // it joins the fixed-seed DC's rows only if it attacked that very classifier on those images
-    const dcRow = exacts.find((x) => !x.e.config.adapter && x.deployment === "fixed seed");
-    const same = t.seed === 0 && t.target.kind === "dc" && t.target.adapter === null &&
-      (!dcRow || (t.target.bundle === dcRow.e.config.bundle &&
-        JSON.stringify(t.target.settings) === JSON.stringify(dcRow.e.config.dc_settings)));
-    if (!same) usageError(`${o["old-adaptive"]}: not the default DC on the seed-0 test subset`);
+  for (const f of o["old-adaptive"] ?? []) {
+    const t: OldAdaptiveJson = JSON.parse(await Deno.readTextFile(f));
+    // it joins a fixed-seed system's rows only if it attacked that very classifier (bundle,
+    // adapter, settings) on the seed-0 test subset
+    const rowsOf = exacts.filter((x) =>
+      x.deployment === "fixed seed" && (x.e.config.adapter ?? null) === t.target.adapter
+    );
+    const same = t.seed === 0 && t.target.kind === "dc" &&
+      rowsOf.every((x) =>
+        t.target.bundle === x.e.config.bundle &&
+        JSON.stringify(t.target.settings) === JSON.stringify(x.e.config.dc_settings)
+      );
+    if (!same || (t.target.adapter !== null && !rowsOf.length)) {
+      usageError(`${f}: not a fixed-seed system of the exact rows on the seed-0 test subset`);
+    }
     for (const c of t.cells) {
       sources.push({
-        system: "DC (default, fixed seed)",
+        system: rowsOf[0]?.system ?? "DC (default, fixed seed)",
         budget: budgetKey(c.attack.norm, c.attack.eps),
         attack:
           `old adaptive (${c.attack.attack.toUpperCase()}-${c.attack.steps}, 4-timestep oracle)`,

@@ -28,8 +28,10 @@ export const benchExactReport = defineCommand({
       help: "bench dc-exact reports at an unbounded budget (must reach 0%)",
     },
     "old-adaptive": {
-      type: "path",
-      help: "bench table --mode adaptive report of the DC (old oracle), in the worst case",
+      type: "string",
+      arg: "A.json,…",
+      help: "bench table --mode adaptive reports (the old oracle) of the DC or a TMDC of the " +
+        "exact rows, in their worst case",
     },
     "paper-state": {
       type: "path",
@@ -53,5 +55,6 @@ export const benchExactReport = defineCommand({
       baselines: values.baselines.split(","),
       labels: values.labels?.split(","),
       sanity: values.sanity?.split(","),
+      "old-adaptive": values["old-adaptive"]?.split(","),
     }, argv),
 });

@@ -5,7 +5,7 @@
  */
 import { join } from "node:path";
 import { combineSources, exactReport, pairedAblation } from "../bench/exact_report.ts";
-import { assertEquals } from "./assert.ts";
+import { assertEquals, assertRejects } from "./assert.ts";
 
 const src = (
   attack: string,
@@ -98,6 +98,83 @@ Deno.test("exact report: TMDC is paired with the DC run under the same attack, n
     assertEquals(out.cpu_ablation[0].system, "TMDC (the adapter, fixed seed)");
     assertEquals([out.cpu_ablation[0].dc.robust, out.cpu_ablation[0].tmdc.robust], [1, 3]);
     assertEquals(out.cpu_ablation[0].paired.tmdc_only, 2);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("exact report: an old-oracle report joins the worst case of the system it attacked, or is refused", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    const fig = (k: number, n: number) => ({ robust: k, accuracy: k / n, ci95: [0, 1] });
+    const exact = (adapter: string | null, flags: number[]) => ({
+      split: "test",
+      deployment: "fixed seed",
+      n: flags.length,
+      config: {
+        norm: "linf",
+        eps: 0.1,
+        iters: 25,
+        pairs: 4,
+        eot: 1,
+        attacks: ["apgd-ce"],
+        seed: 0,
+        adapter,
+        bundle: "b@1",
+        dc_settings: { g: 1 },
+      },
+      clean: fig(4, 4),
+      transfer: [fig(4, 4)],
+      levels: [1, 2].map((m) => ({
+        ...fig(3, 4),
+        budget_multiplier: m,
+        attack_unet_calls_per_attacked_image: 1,
+      })),
+      saturation: { saturated: true, reported_level: 2, note: "" },
+      worst_case: fig(3, 4),
+      broken_only_by_transfer: { images: [] },
+      worst_flags: flags,
+    });
+    const old = (adapter: string | null, flags: number[], settings = { g: 1 }) => ({
+      command: "bench table",
+      seed: 0,
+      target: { kind: "dc", bundle: "b@1", adapter, settings },
+      cells: [{
+        attack: { attack: "pgd", steps: 10, norm: "linf", eps: 0.1 },
+        dc_robust_flags: flags,
+      }],
+    });
+    const files: Record<string, unknown> = {
+      dc: exact(null, [1, 1, 1, 0]),
+      tm: exact("abc", [1, 1, 1, 0]),
+      oldTm: old("abc", [0, 1, 1, 1]),
+      oldOther: old("zzz", [1, 1, 1, 1]),
+      oldSettings: old(null, [1, 1, 1, 1], { g: 2 }),
+    };
+    for (const [k, v] of Object.entries(files)) {
+      await Deno.writeTextFile(join(dir, `${k}.json`), JSON.stringify(v));
+    }
+    await Deno.mkdir(join(dir, "paper"));
+    await Deno.writeTextFile(join(dir, "paper", "cells.json"), JSON.stringify({ cells: {} }));
+    const run = (oldAdaptive: string) =>
+      exactReport({
+        exact: ["dc", "tm"].map((k) => join(dir, `${k}.json`)),
+        labels: ["abc=the adapter"],
+        "old-adaptive": [join(dir, `${oldAdaptive}.json`)],
+        "paper-state": join(dir, "paper"),
+        baselines: [],
+        md: join(dir, "t.md"),
+        json: join(dir, "t.json"),
+      }, []);
+    await run("oldTm");
+    const out = JSON.parse(await Deno.readTextFile(join(dir, "t.json")));
+    const tm = out.combined.find((c: { system: string }) => c.system.startsWith("TMDC"));
+    assertEquals(tm.system, "TMDC (the adapter, fixed seed)");
+    assertEquals(tm.worst.robust, 2); // [1,1,1,0] and [0,1,1,1]
+    assertEquals(out.combined.some((c: { system: string }) => c.system.startsWith("DC")), false);
+    for (const bad of ["oldOther", "oldSettings"]) {
+      await assertRejects(() => run(bad), undefined, "not a fixed-seed system of the exact rows");
+    }
   } finally {
     await Deno.remove(dir, { recursive: true });
   }
