@@ -365,7 +365,13 @@ export function combineSources(sources: FlagSource[], at?: number) {
 interface OldAdaptiveJson {
   command: string;
   seed: number;
-  target: { kind: string; bundle: string; adapter: string | null; settings: unknown };
+  /** adapter: its KV id, or the record bench table writes ({ id, step, run }) */
+  target: {
+    kind: string;
+    bundle: string;
+    adapter: string | { id: string } | null;
+    settings: unknown;
+  };
   cells: {
     attack: { attack: string; steps: number; norm: string; eps: number };
     dc_robust_flags: number[];
@@ -503,15 +509,17 @@ export async function exactReport(o: ExactReportOptions, argv: readonly string[]
     const t: OldAdaptiveJson = JSON.parse(await Deno.readTextFile(f));
     // it joins a fixed-seed system's rows only if it attacked that very classifier (bundle,
     // adapter, settings) on the seed-0 test subset
+    const a = t.target.adapter;
+    const adapter = typeof a === "object" && a !== null ? a.id : a;
     const rowsOf = exacts.filter((x) =>
-      x.deployment === "fixed seed" && (x.e.config.adapter ?? null) === t.target.adapter
+      x.deployment === "fixed seed" && (x.e.config.adapter ?? null) === adapter
     );
     const same = t.seed === 0 && t.target.kind === "dc" &&
       rowsOf.every((x) =>
         t.target.bundle === x.e.config.bundle &&
         JSON.stringify(t.target.settings) === JSON.stringify(x.e.config.dc_settings)
       );
-    if (!same || (t.target.adapter !== null && !rowsOf.length)) {
+    if (!same || (adapter !== null && !rowsOf.length)) {
       usageError(`${f}: not a fixed-seed system of the exact rows on the seed-0 test subset`);
     }
     for (const c of t.cells) {

@@ -135,7 +135,7 @@ Deno.test("exact report: an old-oracle report joins the worst case of the system
       broken_only_by_transfer: { images: [] },
       worst_flags: flags,
     });
-    const old = (adapter: string | null, flags: number[], settings = { g: 1 }) => ({
+    const old = (adapter: unknown, flags: number[], settings = { g: 1 }) => ({
       command: "bench table",
       seed: 0,
       target: { kind: "dc", bundle: "b@1", adapter, settings },
@@ -147,7 +147,8 @@ Deno.test("exact report: an old-oracle report joins the worst case of the system
     const files: Record<string, unknown> = {
       dc: exact(null, [1, 1, 1, 0]),
       tm: exact("abc", [1, 1, 1, 0]),
-      oldTm: old("abc", [0, 1, 1, 1]),
+      // bench table records the adapter as { id, step, run }
+      oldTm: old({ id: "abc", step: 250, run: "imported" }, [0, 1, 1, 1]),
       oldOther: old("zzz", [1, 1, 1, 1]),
       oldSettings: old(null, [1, 1, 1, 1], { g: 2 }),
     };
